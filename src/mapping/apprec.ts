@@ -1,0 +1,101 @@
+// Builds the application receipt (AppRec) the gateway owes the EPJ when it rejects a message.
+// Version follows the message's standard (HITS 1168 §8.3): PLO 1.6 / Dialog 1.1 → 1.1, else 1.0.
+import { randomUUID } from 'node:crypto';
+import { NS, type ContentInfo, type Party } from './model.js';
+
+export const ERROR_TEXTS: Record<string, string> = {
+  T01: "Ikke XML / ikke 'well formed' / uleselig",
+  T02: 'XML validerer ikke',
+  T10: 'Støtter ikke meldingsformatet',
+  T99: 'Annen feil på format',
+  S01: 'Feil på signatur',
+  S02: 'Ugyldig sertifikat',
+  S03: 'Tilbaketrukket sertifikat',
+  S99: 'Annen feil på signatur eller sertifikat',
+  E10: 'Ugyldig meldingsidentifikator',
+  E21: 'Mottaker finnes ikke',
+  E30: 'Pasientens fødselsnummer mangler',
+  E31: 'Pasientens fødselsnummer er feil',
+  E32: 'Pasientens navn mangler',
+  E35: 'Pasienten finnes ikke i mottakersystemet',
+  E36: 'Pasientopplysninger er utilstrekkelige',
+  X99: 'Annen feil',
+};
+
+export type AppRecVersion = '1.0' | '1.1';
+
+export function appRecVersionFor(content: ContentInfo | undefined): AppRecVersion {
+  if (!content) return '1.0';
+  if (content.family === 'plo' && content.version !== '1.5') return '1.1';
+  if (content.family === 'dialogmelding' && content.version === '1.1') return '1.1';
+  if (content.family === 'apprec') return content.version === '1.1' ? '1.1' : '1.0';
+  return '1.0';
+}
+
+export const escapeXml = (s: string): string =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
+
+export interface AppRecInput {
+  version: AppRecVersion;
+  status: '1' | '2' | '3';
+  /** 8221 code (or a gateway code, sent as X99) and a text without personal data */
+  errors: { code: string; details?: string }[];
+  original: { msgType: string; msgTypeDn?: string; issueDate: string; msgId: string };
+  /** who issues the receipt: the original receiver (mirrored, AppRec 1.1 §3.5) */
+  sender: Party;
+  /** who gets the receipt: the original sender */
+  receiver: Party;
+  id?: string;
+  genDate?: Date;
+}
+
+const STATUS_DN: Record<string, string> = { '1': 'OK', '2': 'Avvist', '3': 'OK, feil i delmelding' };
+
+function hcp(party: Party): string {
+  const herTypeId = '<TypeId V="HER" DN="HER-id"/>';
+  const id = (herId?: string) => (herId ? `<Id>${escapeXml(herId)}</Id>${herTypeId}` : '');
+  const dept = party.level2
+    ? `<Dept><Name>${escapeXml(party.level2.name)}</Name>${id(party.level2.herId)}</Dept>`
+    : '';
+  return `<HCP><Inst><Name>${escapeXml(party.level1.name)}</Name>${id(party.level1.herId)}${dept}</Inst></HCP>`;
+}
+
+/** Local time without offset, the form used by MsgHead/AppRec GenDate in every official sample. */
+export function localDateTime(d: Date): string {
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+export function buildAppRec(input: AppRecInput): string {
+  const v11 = input.version === '1.1';
+  const ns = v11 ? NS.appRec11 : NS.appRec10;
+  const mig = v11 ? 'v1.1 2012-02-15' : '1.0 2004-11-21';
+  const senderRole = v11 ? '<Role V="PRIM" DN="Primærmottaker"/>' : '';
+  const receiverRole = v11 ? '<Role V="AVS" DN="Avsender"/>' : '';
+  const errors = input.errors
+    .map((e) => {
+      const known = ERROR_TEXTS[e.code];
+      const code = known ? e.code : 'X99';
+      const ot = e.details ? ` OT="${escapeXml(e.details)}"` : '';
+      return `<Error S="2.16.578.1.12.4.1.1.8221" V="${code}" DN="${escapeXml(ERROR_TEXTS[code])}"${ot}/>`;
+    })
+    .join('');
+  const o = input.original;
+  const typeDn = o.msgTypeDn ? ` DN="${escapeXml(o.msgTypeDn)}"` : '';
+  return (
+    `<?xml version="1.0" encoding="UTF-8"?>\n` +
+    `<AppRec xmlns="${ns}">` +
+    `<MsgType V="APPREC" DN="Applikasjonskvittering"/>` +
+    `<MIGversion>${mig}</MIGversion>` +
+    `<SoftwareName>plo-gateway</SoftwareName>` +
+    `<GenDate>${localDateTime(input.genDate ?? new Date())}</GenDate>` +
+    `<Id>${input.id ?? randomUUID()}</Id>` +
+    `<Sender>${senderRole}${hcp(input.sender)}</Sender>` +
+    `<Receiver>${receiverRole}${hcp(input.receiver)}</Receiver>` +
+    `<Status V="${input.status}" DN="${STATUS_DN[input.status]}"/>` +
+    errors +
+    `<OriginalMsgId><MsgType V="${escapeXml(o.msgType)}"${typeDn}/>` +
+    `<IssueDate>${escapeXml(o.issueDate)}</IssueDate><Id>${escapeXml(o.msgId)}</Id></OriginalMsgId>` +
+    `</AppRec>\n`
+  );
+}

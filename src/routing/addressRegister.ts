@@ -1,0 +1,60 @@
+// A local snapshot of Adresseregisteret (DESIGN §4.5): the register is a replicated dataset,
+// not a per-message lookup (LESSONS §9.7).
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+const partySchema = z.object({
+  herId: z.union([z.number().int(), z.string().regex(/^\d+$/)]).transform(String),
+  name: z.string().min(1),
+  type: z.enum(['Organization', 'Service']),
+  parentHerId: z.union([z.number().int(), z.string().regex(/^\d+$/)]).transform(String).optional(),
+  municipality: z.string().optional(),
+  bydel: z.string().optional(),
+  serviceCode: z.string().optional(),
+  active: z.boolean(),
+  ebxml: z.object({ cpaId: z.string().optional() }).optional(),
+  signingCertificate: z.string().optional(),
+  encryptionCertificate: z.string().optional(),
+});
+
+export type CommunicationParty = z.infer<typeof partySchema>;
+
+export class AddressRegister {
+  private readonly byHerId = new Map<string, CommunicationParty>();
+
+  constructor(readonly parties: CommunicationParty[]) {
+    for (const p of parties) this.byHerId.set(p.herId, p);
+  }
+
+  static parse(json: string): AddressRegister {
+    return new AddressRegister(z.array(partySchema).parse(JSON.parse(json)));
+  }
+
+  static load(file: string): AddressRegister {
+    return AddressRegister.parse(readFileSync(file, 'utf8'));
+  }
+
+  get(herId: string): CommunicationParty | undefined {
+    return this.byHerId.get(herId);
+  }
+
+  isActive(herId: string): boolean {
+    return this.get(herId)?.active === true;
+  }
+
+  /** Default "route by bydel" set: Oslo kommune's organisation(s), i.e. municipality 0301 without a bydel. */
+  osloKommuneHerIds(): string[] {
+    return this.parties
+      .filter((p) => p.type === 'Organization' && p.municipality === '0301' && !p.bydel && p.active)
+      .map((p) => p.herId);
+  }
+
+  /** The active service of a bydel with a given service code (8663), with its parent organisation. */
+  bydelService(bydel: string, serviceCode: string): { service: CommunicationParty; organisation: CommunicationParty } | undefined {
+    const service = this.parties.find(
+      (p) => p.type === 'Service' && p.bydel === bydel && p.serviceCode === serviceCode && p.active,
+    );
+    const organisation = service?.parentHerId ? this.get(service.parentHerId) : undefined;
+    return service && organisation?.active ? { service, organisation } : undefined;
+  }
+}

@@ -1,0 +1,67 @@
+// Route stage: keep the receiver, or reroute a message addressed to Oslo kommune to the
+// responsible bydel's service; hold it when the bydel cannot be decided without guessing.
+import { type MsgHeadModel, type StageResult, ok, permanent } from '../mapping/model.js';
+import type { NewReceiver } from '../mapping/readdress.js';
+import type { AddressRegister } from './addressRegister.js';
+import { bydelName } from './bydeler.js';
+import { type BydelRule, type RoutingData, resolveBydel } from './resolveBydel.js';
+
+export interface RoutingContext extends RoutingData {
+  register: AddressRegister;
+  /** level-1 HER-ids whose messages are routed by bydel */
+  routeByBydel: Set<string>;
+  serviceByType: Record<string, string>;
+}
+
+export type RouteDecision =
+  | {
+      action: 'deliver';
+      rerouted: true;
+      bydel: string;
+      rule: BydelRule;
+      explanation: string;
+      receiver: NewReceiver;
+      toHerId: string;
+    }
+  | { action: 'deliver'; rerouted: false; toHerId: string; explanation: string }
+  | { action: 'hold'; verdicts: string[] };
+
+export function routeMessage(msg: MsgHeadModel, bydelHint: string | undefined, ctx: RoutingContext): StageResult<RouteDecision> {
+  const level1 = msg.receiver.level1.herId;
+  if (!level1) return permanent('E21', 'The receiver has no level-1 HER-id.');
+
+  if (!ctx.routeByBydel.has(level1)) {
+    const toHerId = msg.receiver.level2?.herId ?? level1;
+    if (!ctx.register.isActive(toHerId)) {
+      return permanent('E21', `The receiver HER-id ${toHerId} is not an active party in the address register.`);
+    }
+    return ok({ action: 'deliver', rerouted: false, toHerId, explanation: `kept the receiver ${toHerId}` });
+  }
+
+  const serviceCode = ctx.serviceByType[msg.type];
+  if (!serviceCode) {
+    return permanent('E21', `No bydel service is configured for message type ${msg.type}.`);
+  }
+  const decision = resolveBydel(msg.patient, bydelHint, ctx);
+  if (!decision.decided) return ok({ action: 'hold', verdicts: decision.verdicts });
+
+  const target = ctx.register.bydelService(decision.bydel, serviceCode);
+  if (!target) {
+    return permanent(
+      'E21',
+      `Bydel ${bydelName(decision.bydel)} (${decision.bydel}) has no active ${serviceCode} service in the address register.`,
+    );
+  }
+  return ok({
+    action: 'deliver',
+    rerouted: true,
+    bydel: decision.bydel,
+    rule: decision.rule,
+    explanation: decision.explanation,
+    receiver: {
+      level1: { name: target.organisation.name, herId: target.organisation.herId },
+      level2: { name: target.service.name, herId: target.service.herId },
+    },
+    toHerId: target.service.herId,
+  });
+}
