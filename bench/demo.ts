@@ -1,0 +1,83 @@
+// `npm run demo`: the first thing a newcomer runs. Starts the gateway on demo queues, plays an
+// EPJ sending a handful of official sample messages for patients around Oslo, and prints
+// where each one went.
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import amqp from 'amqplib';
+import { loadConfig } from '../src/config/config.js';
+import { Gateway } from '../src/gateway.js';
+import { createLogger } from '../src/observability/log.js';
+import { bydelName } from '../src/routing/bydeler.js';
+import { readSample, readdressToOslo } from '../test/support/samples.js';
+
+const loaded = loadConfig();
+if (!loaded.ok) {
+  for (const p of loaded.problems) console.error(p);
+  process.exit(1);
+}
+const config = loaded.config;
+const run = 'demo';
+config.broker.queues = { epjOutbound: `${run}.epj.outbound`, epjInbound: `${run}.epj.inbound`, nhnInbound: `${run}.nhn.inbound`, dlq: `${run}.gateway.dlq` };
+config.broker.exchanges = { nhnOutbound: `${run}.nhn.outbound`, alerts: `${run}.gateway.alerts` };
+config.broker.receiverQueuePrefix = `${run}.bydel.`;
+config.database.url = `sqlite:${join(mkdtempSync(join(tmpdir(), 'gw-demo-')), 'demo.db')}`;
+
+const scenarios = [
+  { what: 'utskrivningsklar, patient in Frogner (0350)', file: 'plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml', postalCode: '0350' },
+  { what: 'innlagt, patient in Sentrum (0151)', file: 'plo-1.6/Pasientlogistikk_Innlagt_pasient_v1-6_Ny.xml', postalCode: '0151' },
+  { what: 'avmelding (PLO 1.5), temporary address in Grorud (0951)', file: 'plo-1.5/Pasientlogistikk_Avmelding_av_utskrivningsklar_pasient_v1-5_Ny.xml', postalCode: '0951', addressType: 'TMP' },
+  { what: 'utskrevet, split postcode 0484, EPJ hint x-bydel=030103', file: 'plo-1.6/Pasientlogistikk_Melding_om_utskrevet_pasient_v1-6_Ny.xml', postalCode: '0484', hint: '030103' },
+  { what: 'utskrivningsklar, split postcode 0484, no hint', file: 'plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml', postalCode: '0484' },
+  { what: 'innlagt to an unknown receiver', file: 'plo-1.6/Pasientlogistikk_Innlagt_pasient_v1-6_Ny.xml', postalCode: '0350', receiverHerId: '4242424' },
+  { what: 'to Alvdal kommune (not Oslo): receiver kept', file: 'plo-1.6/Pasientlogistikk_Innlagt_pasient_v1-6_Ny.xml', keep: true },
+];
+
+const gateway = new Gateway(config, createLogger('warn'));
+await gateway.start({ http: false });
+const conn = await amqp.connect(config.broker.url);
+const ch = await conn.createConfirmChannel();
+const tap = (await ch.assertQueue('', { exclusive: true })).queue;
+await ch.bindQueue(tap, config.broker.exchanges.alerts, '#');
+const services = new Map<string, string>();
+for (const line of (await import('../src/gateway.js')).loadRouting(config).register.parties) {
+  if (line.type === 'Service') services.set(line.herId, `${line.bydel ? bydelName(line.bydel) : line.name} / ${line.serviceCode ?? ''}`);
+}
+for (const q of [...services.keys()].map((h) => `${config.broker.receiverQueuePrefix}${h}`)) await ch.purgeQueue(q);
+await ch.purgeQueue(config.broker.queues.dlq);
+await ch.purgeQueue(config.broker.queues.epjInbound);
+const sent = new Map<string, string>();
+for (const s of scenarios) {
+  const raw = readSample(s.file);
+  const { xml, msgId } = s.keep ? { xml: raw.replace(/<MsgId>[^<]+<\/MsgId>/, `<MsgId>${randomUUID()}</MsgId>`), msgId: '' } : readdressToOslo(raw, { postalCode: s.postalCode, addressType: s.addressType, receiverHerId: s.receiverHerId });
+  const id = msgId || /<MsgId>([^<]+)<\/MsgId>/.exec(xml)![1];
+  sent.set(id, s.what);
+  ch.sendToQueue(config.broker.queues.epjOutbound, Buffer.from(xml), { persistent: true, messageId: randomUUID(), headers: s.hint ? { 'x-bydel': s.hint } : {} });
+}
+await ch.waitForConfirms();
+
+const outcome = new Map<string, string>();
+const deadline = Date.now() + 15000;
+const queues = [...services.keys()].map((h) => `${config.broker.receiverQueuePrefix}${h}`);
+while (outcome.size < sent.size && Date.now() < deadline) {
+  for (const q of [...queues, config.broker.queues.dlq, config.broker.queues.epjInbound, tap]) {
+    const m = await ch.get(q, { noAck: true });
+    if (!m) continue;
+    const h = m.properties.headers ?? {};
+    if (q === tap) {
+      const alert = JSON.parse(m.content.toString('utf8'));
+      outcome.set(alert.msgId, `HELD for manual routing, alert "${alert.kind}" (${alert.eventId})`);
+    } else if (q === config.broker.queues.dlq) {
+      outcome.set(String(h['msg-id']), `REJECTED ${h['x-error-code']}: ${h['x-error-reason']} (DLQ + negative AppRec to the EPJ)`);
+    } else if (q !== config.broker.queues.epjInbound) {
+      const herId = String(h['to-her-id']);
+      outcome.set(String(h['msg-id']), `delivered to HER-id ${herId} (${services.get(herId)}), ${m.content.length} bytes signed ebXML`);
+    }
+  }
+}
+console.log('\nWhat the EPJ sent                                          → where it went');
+for (const [msgId, what] of sent) console.log(`${what.padEnd(58)} → ${outcome.get(msgId) ?? 'no outcome within 15 s'}`);
+await conn.close();
+await gateway.stop();
+process.exit(0);

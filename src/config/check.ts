@@ -1,0 +1,45 @@
+// `plo-gateway config check`: everything start-up would trip over, reported all at once.
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AddressRegister } from '../routing/addressRegister.js';
+import { loadOverrides } from '../routing/overrides.js';
+import { loadPostcodeIndex } from '../routing/postcodeIndex.js';
+import type { GatewayConfig } from './config.js';
+
+function attempt(problems: string[], label: string, fn: () => void) {
+  try {
+    fn();
+  } catch (e) {
+    problems.push(`${label}: ${(e as Error).message.split('\n')[0]}`);
+  }
+}
+
+export function checkConfigFiles(config: GatewayConfig): string[] {
+  const problems: string[] = [];
+  if (!existsSync(join(config.schemaDir, 'MsgHead-v1_2.xsd'))) {
+    problems.push(`schemaDir: ${config.schemaDir} does not contain MsgHead-v1_2.xsd (set GATEWAY_SCHEMA_DIR)`);
+  }
+  let register: AddressRegister | undefined;
+  attempt(problems, 'routing.addressRegisterFile', () => (register = AddressRegister.load(config.routing.addressRegisterFile)));
+  attempt(problems, 'routing.postcodeIndexFile', () => loadPostcodeIndex(config.routing.postcodeIndexFile));
+  attempt(problems, 'routing.overridesFile', () => loadOverrides(config.routing.overridesFile));
+  if (register) {
+    const routeBy = config.routing.routeByBydel ?? register.osloKommuneHerIds();
+    if (routeBy.length === 0) problems.push('routing.routeByBydel: no Oslo kommune organisation (municipality 0301 without bydel) in the address register');
+    for (const code of new Set(Object.values(config.routing.serviceByType))) {
+      if (!register.parties.some((p) => p.type === 'Service' && p.serviceCode === code && p.bydel)) {
+        problems.push(`routing.serviceByType: no bydel has a ${code} service in the address register`);
+      }
+    }
+  }
+  let key: ReturnType<typeof createPrivateKey> | undefined;
+  let cert: X509Certificate | undefined;
+  attempt(problems, 'signing.keyFile', () => (key = createPrivateKey(readFileSync(config.signing.keyFile))));
+  attempt(problems, 'signing.certFile', () => (cert = new X509Certificate(readFileSync(config.signing.certFile))));
+  if (key && cert) {
+    if (!cert.checkPrivateKey(key)) problems.push('signing: the certificate does not belong to the signing key');
+    if (new Date(cert.validTo) < new Date()) problems.push(`signing.certFile: the certificate expired ${cert.validTo}`);
+  }
+  return problems;
+}

@@ -1,0 +1,158 @@
+// ebMS 2.0 message per HIS 1037 (REFERENCE.md §5.1): a signed SOAP 1.1 envelope and the business
+// document as a MIME attachment, packaged as multipart/related.
+//
+// The payload is NOT encrypted in this version. HIS 1037 sends it as CMS EnvelopedData
+// (application/pkcs7-mime) for the receiver's encryption certificate; CMS is out of scope here,
+// so the MsgHead travels as application/xml and the `cid:` digest covers those plain bytes.
+import { randomUUID } from 'node:crypto';
+import { ParseOption, XmlDocument } from 'libxml2-wasm';
+import { NS } from '../mapping/model.js';
+import { type MimePart, buildMultipart, parseMultipart, rootPart } from '../mapping/multipart.js';
+import { type SignatureAlgorithm, signEnveloped, verifyEnveloped } from './xmldsig.js';
+
+export interface SigningKey {
+  keyPem: string;
+  certPem: string;
+  algorithm: SignatureAlgorithm;
+}
+
+export interface EbxmlInput {
+  /** the MsgHead document, sent byte for byte as the payload part */
+  businessXml: string;
+  /** MsgInfo/Type (code list 8279), e.g. LOG_UTSKRIVNINGSKLAR; becomes Action, Service and Roles */
+  msgType: string;
+  fromHerId: string;
+  toHerId: string;
+  /** from the CPA when there is one; default `cpaIdFor(from, to)` */
+  cpaId?: string;
+  conversationId: string;
+  messageId?: string;
+  timestamp?: Date;
+  signing: SigningKey;
+}
+
+export interface EbxmlMessage {
+  contentType: string;
+  body: Buffer;
+  ebxmlMessageId: string;
+  payloadContentId: string;
+}
+
+export type EbxmlVerifyResult =
+  | { ok: true; algorithm: SignatureAlgorithm; envelope: Buffer; /** signed payload parts, manifest order */ payloads: MimePart[] }
+  | { ok: false; reason: string };
+
+/** HIS 1037 CPAId when the parties have no CPA: `<lowest HER-id>_<highest HER-id>`, numerically. */
+export function cpaIdFor(a: string, b: string): string {
+  const [low, high] = [a, b].sort((x, y) => Number(x) - Number(y));
+  return `${low}_${high}`;
+}
+
+/** Builds, signs and packages one ebXML message for the business document. */
+export function buildEbxmlMessage(input: EbxmlInput): EbxmlMessage {
+  for (const her of [input.fromHerId, input.toHerId]) {
+    if (!/^\d+$/.test(her)) throw new Error('a HER-id must be digits only');
+  }
+  const ebxmlMessageId = input.messageId ?? randomUUID();
+  // Bare UUIDs as Content-IDs, as in NHN's own envelopes (samples/ebxml SVAR_CYT).
+  const payloadContentId = randomUUID();
+  const payload = Buffer.from(input.businessXml, 'utf8');
+  const envelope = signEnveloped(envelopeXml(input, ebxmlMessageId, payloadContentId), {
+    ...input.signing,
+    location: 'soap-header',
+    extraReferences: [{ uri: `cid:${payloadContentId}`, bytes: payload }],
+  });
+  const { contentType, body } = buildMultipart([
+    { contentId: randomUUID(), contentType: 'text/xml; charset=UTF-8', body: Buffer.from(envelope, 'utf8') },
+    { contentId: payloadContentId, contentType: 'application/xml; charset=UTF-8', body: payload },
+  ]);
+  return { contentType, body, ebxmlMessageId, payloadContentId };
+}
+
+function envelopeXml(input: EbxmlInput, messageId: string, payloadContentId: string): string {
+  const type = escapeXml(input.msgType);
+  const party = (her: string, role: string) =>
+    `<eb:PartyId eb:type="HER">${her}</eb:PartyId><eb:Role>${type}${role}</eb:Role>`;
+  const timestamp = (input.timestamp ?? new Date()).toISOString();
+  // Prefixes SOAP and eb as in the HIS 1037 samples; partners compare QNames, but logs and
+  // support staff read these.
+  return `<?xml version="1.0" encoding="UTF-8"?>
+<SOAP:Envelope xmlns:SOAP="${NS.soap}" xmlns:eb="${NS.ebxml}" xmlns:xlink="${NS.xlink}">
+<SOAP:Header>
+<eb:MessageHeader SOAP:mustUnderstand="1" eb:version="2.0">
+<eb:From>${party(input.fromHerId, 'sender')}</eb:From>
+<eb:To>${party(input.toHerId, 'receiver')}</eb:To>
+<eb:CPAId>${escapeXml(input.cpaId ?? cpaIdFor(input.fromHerId, input.toHerId))}</eb:CPAId>
+<eb:ConversationId>${escapeXml(input.conversationId)}</eb:ConversationId>
+<eb:Service eb:type="string">S-${type}</eb:Service>
+<eb:Action>${type}</eb:Action>
+<eb:MessageData><eb:MessageId>${escapeXml(messageId)}</eb:MessageId><eb:Timestamp>${timestamp}</eb:Timestamp></eb:MessageData>
+<eb:DuplicateElimination/>
+</eb:MessageHeader>
+<eb:AckRequested SOAP:mustUnderstand="1" eb:version="2.0" eb:signed="1"/>
+</SOAP:Header>
+<SOAP:Body>
+<eb:Manifest eb:version="2.0"><eb:Reference xlink:href="cid:${payloadContentId}" xlink:type="simple"/></eb:Manifest>
+</SOAP:Body>
+</SOAP:Envelope>`;
+}
+
+/**
+ * Verifies a received ebXML message against the partner's certificate: the envelope signature,
+ * the payload digests (`cid:` → MIME part), and that every manifest entry is covered by it.
+ */
+export function verifyEbxmlMessage(
+  body: Buffer,
+  contentType: string | undefined,
+  certPem: string,
+  acceptAlgorithms?: readonly SignatureAlgorithm[],
+): EbxmlVerifyResult {
+  let parts: MimePart[];
+  let envelope: Buffer;
+  try {
+    const entity = parseMultipart(body, contentType);
+    envelope = rootPart(entity).body;
+    parts = entity.parts;
+  } catch {
+    return { ok: false, reason: 'the message is not a readable multipart/related entity' };
+  }
+  const partFor = (uri: string) => {
+    const contentId = cidOf(uri);
+    return contentId === undefined ? undefined : parts.find((p) => p.contentId === contentId);
+  };
+  const result = verifyEnveloped(envelope, { certPem, resolveUri: (uri) => partFor(uri)?.body, acceptAlgorithms });
+  if (!result.ok) return result;
+  const payloads: MimePart[] = [];
+  for (const href of manifestHrefs(envelope)) {
+    const part = partFor(href);
+    if (!part) return { ok: false, reason: `the manifest names ${href}, which is not part of the message` };
+    if (!result.references.includes(href)) return { ok: false, reason: `the signature does not cover ${href}` };
+    payloads.push(part);
+  }
+  return { ok: true, algorithm: result.algorithm, envelope, payloads };
+}
+
+function manifestHrefs(envelope: Buffer): string[] {
+  // Already parsed successfully by the verifier, with the same safe options.
+  const doc = XmlDocument.fromBuffer(envelope, { option: ParseOption.XML_PARSE_NONET | ParseOption.XML_PARSE_NO_XXE });
+  try {
+    const ns = { soap: NS.soap, eb: NS.ebxml, xlink: NS.xlink };
+    return doc.find('/soap:Envelope/soap:Body/eb:Manifest/eb:Reference/@xlink:href', ns).map((a) => a.content);
+  } finally {
+    doc.dispose();
+  }
+}
+
+/** RFC 2392: `cid:` + the URL-encoded Content-ID. */
+function cidOf(uri: string): string | undefined {
+  if (!uri.startsWith('cid:')) return undefined;
+  try {
+    return decodeURIComponent(uri.slice(4));
+  } catch {
+    return undefined;
+  }
+}
+
+function escapeXml(text: string): string {
+  return text.replace(/[<>&"]/g, (c) => `&#${c.charCodeAt(0)};`);
+}

@@ -1,0 +1,97 @@
+// Publishes outbox items with broker confirms. The live path publishes an item right after
+// storing it; the relay picks up whatever the live path could not finish (broker down, crash,
+// unroutable return) with exponential backoff, so nothing stored is ever left unsent.
+import { EVENTS } from '../observability/events.js';
+import type { Logger } from '../observability/log.js';
+import type { OutboxRow } from '../tracking/db.js';
+import type { Store } from '../tracking/store.js';
+
+export interface PublishOptions {
+  headers: Record<string, unknown>;
+  contentType: string;
+  messageId?: string;
+}
+
+export type PublishFn = (exchange: string, routingKey: string, body: Buffer, opts: PublishOptions) => Promise<void>;
+
+export interface RelayPolicy {
+  initialDelayMs: number;
+  maxDelayMs: number;
+  /** how often the relay looks for due items */
+  intervalMs: number;
+  batchSize: number;
+}
+
+type Publishable = Pick<OutboxRow, 'id' | 'message_id' | 'purpose' | 'exchange' | 'routing_key' | 'headers' | 'content_type' | 'message_id_prop' | 'body' | 'attempts'>;
+
+const PUBLISHED_STATE: Record<string, string> = { deliver: 'published' };
+
+export class OutboxPublisher {
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<void>;
+
+  constructor(
+    private readonly store: Store,
+    private readonly publish: PublishFn,
+    private readonly log: Logger,
+    private readonly policy: RelayPolicy,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  /** Publishes one item now. Broker failures defer it (durably); store failures throw. */
+  async publishNow(item: Publishable): Promise<boolean> {
+    try {
+      await this.publish(item.exchange, item.routing_key, Buffer.from(item.body), {
+        headers: JSON.parse(item.headers),
+        contentType: item.content_type,
+        messageId: item.message_id_prop ?? undefined,
+      });
+    } catch (e) {
+      const delay = Math.min(this.policy.maxDelayMs, this.policy.initialDelayMs * 2 ** item.attempts);
+      const reason = `publish to ${item.exchange || '(default)'}/${item.routing_key} failed: ${(e as Error).message}`;
+      await this.store.deferOutbox(item.id, new Date(this.now().getTime() + delay), reason);
+      this.log.warn({ event: EVENTS.outboxDeferred, outboxId: item.id, purpose: item.purpose, attempts: item.attempts + 1, retryInMs: delay, reason }, 'outbox: publish deferred');
+      return false;
+    }
+    await this.store.markOutboxPublished(item.id, { stage: 'publish', event: `${item.purpose}-published`, detail: { exchange: item.exchange, routingKey: item.routing_key } });
+    const state = PUBLISHED_STATE[item.purpose];
+    if (state && item.message_id !== null) await this.store.updateMessage(item.message_id, { state });
+    return true;
+  }
+
+  async publishNowById(id: number): Promise<boolean> {
+    const item = await this.store.outboxItem(id);
+    return item && item.state === 'pending' ? this.publishNow(item) : true;
+  }
+
+  /** One pass over due items, oldest first. */
+  async relayOnce(): Promise<number> {
+    const due = await this.store.pendingOutbox(this.now(), this.policy.batchSize);
+    let published = 0;
+    for (const item of due) {
+      if (await this.publishNow(item)) {
+        published++;
+        this.log.info({ event: EVENTS.outboxPublished, outboxId: item.id, purpose: item.purpose, attempts: item.attempts }, 'outbox: relayed');
+      }
+    }
+    return published;
+  }
+
+  start(): void {
+    const tick = () => {
+      this.running = this.relayOnce()
+        .catch((e) => this.log.error({ event: EVENTS.outboxDeferred, err: (e as Error).message }, 'outbox relay pass failed'))
+        .then(() => undefined)
+        .finally(() => {
+          if (this.timer) this.timer = setTimeout(tick, this.policy.intervalMs);
+        });
+    };
+    this.timer = setTimeout(tick, 0);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+}

@@ -1,0 +1,189 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import { type Generated, Kysely, Migrator, PostgresDialect, type Selectable, SqliteDialect } from 'kysely';
+import pg from 'pg';
+import { migrations } from './migrations.js';
+
+export type DialectName = 'sqlite' | 'postgres';
+
+/** 'out' = hospital → bydel, 'in' = bydel/NHN → hospital. */
+export type Direction = 'out' | 'in';
+
+export type OutboxState = 'pending' | 'published';
+
+// Timestamps are ISO-8601 strings in UTC (`Date.prototype.toISOString`, fixed width), so they
+// compare and sort the same way as text on both dialects. No column other than payload and
+// outbox bodies may hold personal data.
+
+export interface MessagesTable {
+  id: Generated<number>;
+  msg_id: string;
+  direction: Direction;
+  /** null only when the message could not be parsed far enough to know its sender */
+  sender_her_id: string | null;
+  msg_type: string | null;
+  /** 'received' | 'held' | 'published' | 'rejected', extended by later stages */
+  state: string;
+  /** ebXML ConversationId */
+  conversation_id: string | null;
+  /** MsgHead ConversationRef/RefToConversation */
+  conversation_ref: string | null;
+  bydel: string | null;
+  /** which routing rule chose the bydel (e.g. override, address, postcode) */
+  route_rule: string | null;
+  receiver_l1_her_id: string | null;
+  receiver_l2_her_id: string | null;
+  content_hash: string | null;
+  error_code: string | null;
+  error_reason: string | null;
+  gen_date: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface PayloadsTable {
+  id: Generated<number>;
+  message_id: number;
+  /** 'original' | 'signed' | … */
+  kind: string;
+  content_type: string;
+  body: Buffer;
+  created_at: string;
+}
+
+export interface EventsTable {
+  id: Generated<number>;
+  message_id: number;
+  at: string;
+  stage: string;
+  event: string;
+  /** JSON object; never personal data */
+  detail: string | null;
+}
+
+export interface OutboxTable {
+  id: Generated<number>;
+  message_id: number | null;
+  /** 'deliver' | 'apprec' | 'dlq' | 'alert' */
+  purpose: string;
+  exchange: string;
+  routing_key: string;
+  /** JSON object of AMQP headers */
+  headers: string;
+  content_type: string;
+  /** AMQP `messageId` property */
+  message_id_prop: string | null;
+  body: Buffer;
+  state: OutboxState;
+  attempts: number;
+  next_attempt_at: string;
+  last_error: string | null;
+  created_at: string;
+  published_at: string | null;
+}
+
+export interface AuditTable {
+  id: Generated<number>;
+  at: string;
+  actor: string;
+  action: string;
+  target: string | null;
+  reason: string | null;
+  /** JSON object */
+  detail: string | null;
+}
+
+export interface Schema {
+  messages: MessagesTable;
+  payloads: PayloadsTable;
+  events: EventsTable;
+  outbox: OutboxTable;
+  audit: AuditTable;
+}
+
+export type MessageRow = Selectable<MessagesTable>;
+export type PayloadRow = Selectable<PayloadsTable>;
+export type EventRow = Selectable<EventsTable>;
+export type OutboxRow = Selectable<OutboxTable>;
+export type AuditRow = Selectable<AuditTable>;
+
+export interface Db {
+  readonly kysely: Kysely<Schema>;
+  readonly dialect: DialectName;
+}
+
+const PG_INT8_OID = 20;
+
+/**
+ * Opens the store named by `database.url` (`sqlite:<path>` or `postgres://…`) and brings its
+ * schema up to date. Safe to call from several processes at once (replicas, the CLI beside a
+ * running gateway): the migration runs under a lock.
+ */
+export async function openDatabase(url: string): Promise<Db> {
+  return url.startsWith('sqlite:') ? openSqlite(url.slice('sqlite:'.length)) : openPostgres(url);
+}
+
+async function openSqlite(location: string): Promise<Db> {
+  // Accept `sqlite:///abs/path` as well as `sqlite:relative/path` and `sqlite:/abs/path`.
+  const file = location.replace(/^\/\//, '');
+  if (file !== ':memory:') mkdirSync(dirname(resolve(file)), { recursive: true });
+  const sqlite = new Database(file);
+  // A message is acked to the broker once its row is committed, so a commit must survive a
+  // power cut: WAL with synchronous=FULL fsyncs the log on every commit.
+  sqlite.pragma('journal_mode = WAL');
+  sqlite.pragma('synchronous = FULL');
+  // The CLI and a running gateway may open the same file; wait for the writer instead of failing.
+  sqlite.pragma('busy_timeout = 5000');
+  sqlite.pragma('foreign_keys = ON');
+  const db: Db = { kysely: new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) }), dialect: 'sqlite' };
+  // Kysely migrates SQLite without a transaction or lock, assuming a single connection. Two
+  // processes opening a new file at once would then both create the tables. Holding SQLite's
+  // write lock for the whole run makes the second opener wait (busy_timeout) and then find the
+  // schema current; it also makes each run all-or-nothing.
+  sqlite.exec('begin immediate');
+  try {
+    await migrate(db);
+    sqlite.exec('commit');
+  } catch (e) {
+    if (sqlite.inTransaction) sqlite.exec('rollback');
+    await db.kysely.destroy();
+    throw e;
+  }
+  return db;
+}
+
+async function openPostgres(url: string): Promise<Db> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    // Ids are BIGINT and count() returns BIGINT; pg gives those as strings, SQLite as numbers.
+    // Ids stay far below 2^53, so parse them as numbers on this pool only (no global parser).
+    types: {
+      getTypeParser: (oid, format) => (oid === PG_INT8_OID && format !== 'binary' ? Number : pg.types.getTypeParser(oid, format)),
+    },
+  });
+  // An idle client that loses its connection emits 'error' on the pool; without a listener that
+  // would crash the process. The pool drops the client, and the next query reports the outage
+  // to its caller as an ordinary (transient) error.
+  pool.on('error', () => {});
+  const db: Db = { kysely: new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) }), dialect: 'postgres' };
+  try {
+    // Kysely runs PostgreSQL migrations in a transaction under an advisory lock.
+    await migrate(db);
+  } catch (e) {
+    await db.kysely.destroy();
+    throw e;
+  }
+  return db;
+}
+
+async function migrate(db: Db): Promise<void> {
+  const { error, results } = await new Migrator({
+    db: db.kysely,
+    provider: { getMigrations: async () => migrations(db.dialect) },
+  }).migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'bookkeeping';
+    throw new Error(`database migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+}

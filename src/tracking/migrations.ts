@@ -1,0 +1,114 @@
+import { type ColumnDefinitionBuilder, type Kysely, type Migration, sql } from 'kysely';
+import type { DialectName } from './db.js';
+
+// Migrations live in code (not files read at run time) so that the compiled gateway and the
+// container carry them without extra assets. They are forward-only: a deployed store is fixed
+// by a new migration, never rolled back.
+
+/** The schema history, keyed by name; Kysely applies them in name order. */
+export function migrations(dialect: DialectName): Record<string, Migration> {
+  const pgsql = dialect === 'postgres';
+  // AUTOINCREMENT keeps SQLite from reusing the id of a pruned row: ids are shown to ops
+  // (`dlq show <id>`) and must never point at a different message later.
+  const id = (c: ColumnDefinitionBuilder) => (pgsql ? c.primaryKey() : c.primaryKey().autoIncrement());
+  const idType = pgsql ? 'bigserial' : 'integer';
+  const refType = pgsql ? 'bigint' : 'integer';
+  const blobType = pgsql ? 'bytea' : 'blob';
+
+  return {
+    '001_init': {
+      async up(db: Kysely<any>) {
+        await db.schema
+          .createTable('messages')
+          .addColumn('id', idType, id)
+          .addColumn('msg_id', 'text', (c) => c.notNull())
+          .addColumn('direction', 'text', (c) => c.notNull().check(sqlIn('direction', ['out', 'in'])))
+          .addColumn('sender_her_id', 'text')
+          .addColumn('msg_type', 'text')
+          .addColumn('state', 'text', (c) => c.notNull())
+          .addColumn('conversation_id', 'text')
+          .addColumn('conversation_ref', 'text')
+          .addColumn('bydel', 'text')
+          .addColumn('route_rule', 'text')
+          .addColumn('receiver_l1_her_id', 'text')
+          .addColumn('receiver_l2_her_id', 'text')
+          .addColumn('content_hash', 'text')
+          .addColumn('error_code', 'text')
+          .addColumn('error_reason', 'text')
+          .addColumn('gen_date', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          // The dedupe key (DESIGN §6). A NULL sender never collides (NULLs are distinct in
+          // UNIQUE on both dialects); such messages dedupe by content hash only.
+          .addUniqueConstraint('messages_dedupe', ['direction', 'sender_her_id', 'msg_id'])
+          .execute();
+        await db.schema.createIndex('messages_content_hash').on('messages').columns(['content_hash']).execute();
+        await db.schema.createIndex('messages_state').on('messages').columns(['state']).execute();
+        await db.schema.createIndex('messages_msg_id').on('messages').columns(['msg_id']).execute();
+        await db.schema.createIndex('messages_conversation_id').on('messages').columns(['conversation_id']).execute();
+
+        // Bodies are kept apart from metadata so they can expire on their own schedule
+        // (LESSONS §9.9). Children cascade: nothing of a message outlives its metadata row.
+        await db.schema
+          .createTable('payloads')
+          .addColumn('id', idType, id)
+          .addColumn('message_id', refType, (c) => c.notNull().references('messages.id').onDelete('cascade'))
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('content_type', 'text', (c) => c.notNull())
+          .addColumn('body', blobType, (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('payloads_message_id').on('payloads').columns(['message_id']).execute();
+
+        await db.schema
+          .createTable('events')
+          .addColumn('id', idType, id)
+          .addColumn('message_id', refType, (c) => c.notNull().references('messages.id').onDelete('cascade'))
+          .addColumn('at', 'text', (c) => c.notNull())
+          .addColumn('stage', 'text', (c) => c.notNull())
+          .addColumn('event', 'text', (c) => c.notNull())
+          .addColumn('detail', 'text')
+          .execute();
+        await db.schema.createIndex('events_message_id').on('events').columns(['message_id', 'at']).execute();
+
+        await db.schema
+          .createTable('outbox')
+          .addColumn('id', idType, id)
+          .addColumn('message_id', refType, (c) => c.references('messages.id').onDelete('cascade'))
+          .addColumn('purpose', 'text', (c) => c.notNull())
+          .addColumn('exchange', 'text', (c) => c.notNull())
+          .addColumn('routing_key', 'text', (c) => c.notNull())
+          .addColumn('headers', 'text', (c) => c.notNull())
+          .addColumn('content_type', 'text', (c) => c.notNull())
+          .addColumn('message_id_prop', 'text')
+          .addColumn('body', blobType, (c) => c.notNull())
+          .addColumn('state', 'text', (c) => c.notNull().check(sqlIn('state', ['pending', 'published'])))
+          .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('next_attempt_at', 'text', (c) => c.notNull())
+          .addColumn('last_error', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('published_at', 'text')
+          .execute();
+        await db.schema.createIndex('outbox_due').on('outbox').columns(['state', 'next_attempt_at']).execute();
+        await db.schema.createIndex('outbox_message_id').on('outbox').columns(['message_id']).execute();
+
+        await db.schema
+          .createTable('audit')
+          .addColumn('id', idType, id)
+          .addColumn('at', 'text', (c) => c.notNull())
+          .addColumn('actor', 'text', (c) => c.notNull())
+          .addColumn('action', 'text', (c) => c.notNull())
+          .addColumn('target', 'text')
+          .addColumn('reason', 'text')
+          .addColumn('detail', 'text')
+          .execute();
+        await db.schema.createIndex('audit_at').on('audit').columns(['at']).execute();
+      },
+    },
+  };
+}
+
+/** CHECK constraint for the columns whose values are fixed by the code, not extended later. */
+function sqlIn(column: string, values: string[]) {
+  return sql`${sql.ref(column)} in (${sql.join(values.map((v) => sql.lit(v)))})`;
+}

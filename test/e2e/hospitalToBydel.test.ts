@@ -1,0 +1,169 @@
+// Flow A end to end on the real RabbitMQ and a real SQLite file: the official samples,
+// readdressed to Oslo kommune, reach the right bydel's queue signed and readdressed.
+import { expect } from 'chai';
+import type { GetMessage } from 'amqplib';
+import type { GatewayConfig } from '../../src/config/config.js';
+import type { Gateway } from '../../src/gateway.js';
+import { parseMessage } from '../../src/mapping/parse.js';
+import type { MsgHeadModel } from '../../src/mapping/model.js';
+import { verifyEbxmlMessage } from '../../src/outbound/ebxml.js';
+import { AddressRegister } from '../../src/routing/addressRegister.js';
+import { type LogCapture, Peer, startGateway, testConfig, testSigningKeys } from '../support/harness.js';
+import { ADDRESS_REGISTER } from '../support/paths.js';
+import { readSample, readdressToOslo, sampleFiles } from '../support/samples.js';
+
+const register = AddressRegister.load(ADDRESS_REGISTER);
+const serviceHerIds = register.parties.filter((p) => p.type === 'Service').map((p) => p.herId);
+const FROGNER = { KD0501: '9920005', KP02: '9930005' };
+const ST_HANSHAUGEN_KD0501 = '9920004';
+
+const modelOf = (body: Buffer, contentType?: string): MsgHeadModel => {
+  const parsed = parseMessage(body, { contentType, maxBytes: 5_000_000 });
+  if (!parsed.ok || parsed.value.doc.kind !== 'msghead') throw new Error(`unparseable: ${JSON.stringify(parsed)}`);
+  return parsed.value.doc;
+};
+
+describe('hospital → bydel, end to end (RabbitMQ + SQLite)', function () {
+  this.timeout(60000);
+  let config: GatewayConfig;
+  let gateway: Gateway;
+  let logs: LogCapture;
+  let peer: Peer;
+  const bydelQueue = (herId: string) => `${config.broker.receiverQueuePrefix}${herId}`;
+
+  before(async () => {
+    config = testConfig();
+    ({ gateway, logs } = await startGateway(config));
+    peer = await Peer.connect();
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    await peer?.deleteRun(config, serviceHerIds);
+    await peer?.close();
+  });
+
+  const SAMPLE_TARGET: Record<string, string> = {
+    LOG_UTSKRIVNINGSKLAR: FROGNER.KD0501,
+    LOG_AVMELDING: FROGNER.KD0501,
+    HELSEOPPL_SOKNAD: FROGNER.KD0501,
+    LOG_INNLAGT: FROGNER.KP02,
+    LOG_UTSKREVET: FROGNER.KP02,
+    LOG_DOD: FROGNER.KP02,
+    UTSKRIVNINGSRAPPORT: FROGNER.KP02,
+  };
+
+  it('every official PLO 1.5/1.6 sample to a Frogner patient reaches the right Frogner service, signed and readdressed', async () => {
+    const files = [...sampleFiles('plo-1.5'), ...sampleFiles('plo-1.6')].filter((f) => {
+      const type = /<Type V="([A-Z_]+)"/.exec(readSample(f.split('/samples/')[1]))?.[1] ?? '';
+      return type in SAMPLE_TARGET;
+    });
+    expect(files.length).to.be.greaterThan(15);
+    const expected = new Map<string, string>();
+    const senders = new Map<string, string>();
+    for (const f of files) {
+      const raw = readSample(f.split('/samples/')[1]);
+      const { xml, msgId } = readdressToOslo(raw, { postalCode: '0350' });
+      const original = modelOf(Buffer.from(raw));
+      expected.set(msgId, SAMPLE_TARGET[original.type]);
+      senders.set(msgId, original.sender.level2?.herId ?? original.sender.level1.herId ?? '');
+      await peer.send(config.broker.queues.epjOutbound, xml, { contentType: 'application/xml' });
+    }
+    const byQueue = new Map<string, number>();
+    for (const herId of expected.values()) byQueue.set(herId, (byQueue.get(herId) ?? 0) + 1);
+    const got: { herId: string; m: GetMessage }[] = [];
+    for (const [herId, n] of byQueue) for (const m of await peer.take(bydelQueue(herId), n)) got.push({ herId, m });
+    expect(got.length).to.equal(expected.size);
+
+    const { certPem } = testSigningKeys();
+    for (const { herId, m } of got) {
+      const msgId = String(m.properties.headers?.['msg-id']);
+      expect(expected.get(msgId), msgId).to.equal(herId);
+      expect(m.properties.headers).to.include({ 'to-her-id': herId, 'from-her-id': senders.get(msgId) });
+      expect(verifyEbxmlMessage(m.content, m.properties.contentType, certPem).ok).to.equal(true);
+      const model = modelOf(m.content, m.properties.contentType);
+      expect(model.msgId).to.equal(msgId);
+      expect(model.receiver.level1.herId).to.equal('9910005');
+      expect(model.receiver.level2?.herId).to.equal(herId);
+    }
+    expect(await peer.take(config.broker.queues.dlq, 1, 300)).to.have.length(0);
+  });
+
+  it('a Sentrum address goes to St. Hanshaugen', async () => {
+    const { xml, msgId } = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml'), { postalCode: '0151' });
+    await peer.send(config.broker.queues.epjOutbound, xml);
+    const [m] = await peer.take(bydelQueue(ST_HANSHAUGEN_KD0501), 1);
+    expect(m?.properties.headers?.['msg-id']).to.equal(msgId);
+  });
+
+  it('a temporary address is routed by, and an EPJ hint decides for a split postcode', async () => {
+    const tmp = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml'), { postalCode: '0151', addressType: 'TMP' });
+    await peer.send(config.broker.queues.epjOutbound, tmp.xml);
+    const [a] = await peer.take(bydelQueue(ST_HANSHAUGEN_KD0501), 1);
+    expect(a?.properties.headers?.['msg-id']).to.equal(tmp.msgId);
+
+    const hinted = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml'), { postalCode: '0484' });
+    await peer.send(config.broker.queues.epjOutbound, hinted.xml, { headers: { 'x-bydel': '030103' } });
+    const [b] = await peer.take(bydelQueue('9920003'), 1);
+    expect(b?.properties.headers?.['msg-id']).to.equal(hinted.msgId);
+  });
+
+  it('a split postcode (0484) is held as unroutable with an alert, not rejected', async () => {
+    const alertQueue = `${config.broker.queues.dlq}.alerts-tap`;
+    await peer.ch.assertQueue(alertQueue, { autoDelete: true });
+    await peer.ch.bindQueue(alertQueue, config.broker.exchanges.alerts, 'unroutable');
+    const { xml, msgId } = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml'), { postalCode: '0484', street: 'Hemmeligveien 7' });
+    await peer.send(config.broker.queues.epjOutbound, xml);
+    const [alert] = await peer.take(alertQueue, 1);
+    const body = JSON.parse(alert.content.toString('utf8'));
+    expect(body).to.include({ kind: 'unroutable', state: 'firing', msgId, msgType: 'LOG_UTSKRIVNINGSKLAR', eventId: 'GW-4001' });
+    expect(alert.content.toString('utf8')).not.to.match(/Hemmelig|0484|Gundersen|15076500565/);
+    expect(await peer.take(config.broker.queues.epjInbound, 1, 300)).to.have.length(0);
+    expect(await peer.take(config.broker.queues.dlq, 1, 300)).to.have.length(0);
+  });
+
+  const rejectionCases: [string, () => { body: string; msgId?: string }, string][] = [
+    ['not XML', () => ({ body: 'this is not XML at all' }), 'T01'],
+    ['XSD-invalid', () => {
+      const { xml, msgId } = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml'));
+      return { body: xml.replace('<MIGversion>v1.2 2006-05-24</MIGversion>', '<MIGversion>v1.2 2006-05-24</MIGversion><Unexpected/>'), msgId };
+    }, 'T02'],
+    ['a Type that does not match its content', () => {
+      const { xml, msgId } = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml'));
+      return { body: xml.replace('V="LOG_UTSKRIVNINGSKLAR"', 'V="LOG_INNLAGT"'), msgId };
+    }, 'T02'],
+    ['an unknown receiver', () => {
+      const { xml, msgId } = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml'), { receiverHerId: '4242424' });
+      return { body: xml, msgId };
+    }, 'E21'],
+  ];
+
+  for (const [name, make, code] of rejectionCases) {
+    it(`${name}: a negative AppRec with ${code} to the EPJ and the original in the DLQ, and the next message still flows`, async () => {
+      const { body, msgId } = make();
+      await peer.send(config.broker.queues.epjOutbound, body);
+      const next = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Innlagt_pasient_v1-6_Ny.xml'));
+      await peer.send(config.broker.queues.epjOutbound, next.xml);
+
+      const [appRec] = await peer.take(config.broker.queues.epjInbound, 1);
+      const text = appRec.content.toString('utf8');
+      expect(text).to.contain('<Status V="2" DN="Avvist"/>');
+      expect(text).to.contain(`V="${code}"`);
+      if (msgId) expect(text).to.contain(`<Id>${msgId}</Id>`);
+      const [dead] = await peer.take(config.broker.queues.dlq, 1);
+      expect(dead.content.toString('utf8')).to.equal(body);
+      expect(dead.properties.headers).to.include({ 'x-error-code': code, 'x-source-queue': config.broker.queues.epjOutbound });
+      expect(String(dead.properties.headers?.['x-error-reason'])).to.match(/\.$/);
+      const [flowed] = await peer.take(bydelQueue(FROGNER.KP02), 1);
+      expect(flowed?.properties.headers?.['msg-id']).to.equal(next.msgId);
+    });
+  }
+
+  it('no fødselsnummer, name or street from the samples appears in any log line', () => {
+    const text = logs.text();
+    expect(logs.lines.length).to.be.greaterThan(20);
+    for (const secret of ['15076500565', 'Gundersen', 'Roland', 'Flåklypa', 'Testveien', 'Hemmeligveien', 'Omsorg']) {
+      expect(text, secret).not.to.contain(secret);
+    }
+  });
+});
