@@ -1,0 +1,69 @@
+// The broker closes every connection while a thousand messages are in flight: the gateway
+// reconnects, and every MsgId still reaches its bydel (repeats allowed, losses not).
+import { execFileSync } from 'node:child_process';
+import { expect } from 'chai';
+import type { GatewayConfig } from '../../src/config/config.js';
+import type { Gateway } from '../../src/gateway.js';
+import { AddressRegister } from '../../src/routing/addressRegister.js';
+import { Peer, startGateway, testConfig } from '../support/harness.js';
+import { ADDRESS_REGISTER } from '../support/paths.js';
+import { readSample, readdressToOslo } from '../support/samples.js';
+
+const serviceHerIds = AddressRegister.load(ADDRESS_REGISTER).parties.filter((p) => p.type === 'Service').map((p) => p.herId);
+const FROGNER_KD0501 = '9920005';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('the broker drops every connection while 1,000 messages flow', function () {
+  this.timeout(180000);
+  let config: GatewayConfig;
+  let gateway: Gateway;
+
+  before(async () => {
+    config = testConfig((c) => {
+      c.logLevel = 'warn';
+    });
+    ({ gateway } = await startGateway(config));
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    const peer = await Peer.connect();
+    await peer.deleteRun(config, serviceHerIds);
+    await peer.close();
+  });
+
+  it('every MsgId reaches the bydel queue; none is lost, none dead-lettered', async () => {
+    const template = readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml');
+    const sent = new Set<string>();
+    const sender = await Peer.connect();
+    for (let i = 0; i < 1000; i++) {
+      const { xml, msgId } = readdressToOslo(template, { postalCode: '0350' });
+      sent.add(msgId);
+      sender.ch.sendToQueue(config.broker.queues.epjOutbound, Buffer.from(xml), { persistent: true });
+    }
+    await (sender.ch as import('amqplib').ConfirmChannel).waitForConfirms();
+    await sender.close();
+
+    for (const pause of [700, 1500]) {
+      await sleep(pause);
+      execFileSync('rabbitmqctl', ['close_all_connections', 'resilience test: broker closed the connection'], { stdio: 'ignore' });
+    }
+
+    const receiver = await Peer.connect();
+    const arrived = new Set<string>();
+    let copies = 0;
+    const deadline = Date.now() + 120000;
+    while (arrived.size < sent.size && Date.now() < deadline) {
+      const batch = await receiver.take(`${config.broker.receiverQueuePrefix}${FROGNER_KD0501}`, 100, 2000);
+      for (const m of batch) {
+        arrived.add(String(m.properties.headers?.['msg-id']));
+        copies++;
+      }
+    }
+    const missing = [...sent].filter((id) => !arrived.has(id));
+    expect(missing, `${missing.length} of 1000 lost`).to.have.length(0);
+    expect(copies).to.be.at.least(1000);
+    expect(await receiver.take(config.broker.queues.dlq, 1, 500)).to.have.length(0);
+    await receiver.close();
+  });
+});
