@@ -107,6 +107,7 @@ export class HospitalToBydelFlow {
     if (!parsed.ok) return this.finish(delivery, { kind: 'reject', stage: 'parse', error: parsed.error });
 
     const doc = parsed.value.doc;
+    this.logOutcome(doc.kind === 'msghead' ? doc : { msg_id: doc.id, msg_type: 'APPREC' }, 'parse', `parsed (${parsed.value.framing})`, EVENTS.stagePassed, {});
     if (doc.kind !== 'msghead') {
       // AppRecs the EPJ owes the bydeler are the inbound issue's work; until then they are refused visibly.
       return this.finish(delivery, {
@@ -130,11 +131,13 @@ export class HospitalToBydelFlow {
   private plan(parsed: ParsedMessage, model: MsgHeadModel, bydelHint: string | undefined): Plan {
     const valid = validateMessage(parsed, this.deps.schemas);
     if (!valid.ok) return { kind: 'reject', stage: 'validate', parsed, error: valid.error };
+    this.logOutcome(model, 'validate', 'valid', EVENTS.stagePassed, {});
 
     const routed = routeMessage(model, bydelHint, this.deps.routing);
     if (!routed.ok) return { kind: 'reject', stage: 'route', parsed, error: routed.error };
     const route = routed.value;
     if (route.action === 'hold') return { kind: 'hold', parsed, model, verdicts: route.verdicts };
+    this.logOutcome(model, 'route', route.rerouted ? `routed to bydel ${route.bydel} by ${route.rule}` : 'receiver kept', EVENTS.stagePassed, route.rerouted ? { bydel: route.bydel, rule: route.rule, herId: route.toHerId } : { herId: route.toHerId });
 
     const { signing, config } = this.deps;
     const algorithm = config.signing.partnerAlgorithms[route.toHerId] ?? config.signing.algorithm;
@@ -153,6 +156,7 @@ export class HospitalToBydelFlow {
       conversationId,
       signing: { ...signing, algorithm },
     });
+    this.logOutcome(model, 'sign', `signed ${algorithm}`, EVENTS.stagePassed, { herId: route.toHerId });
     return { kind: 'deliver', parsed, model, route, signedXml: xml, packaged, conversationId, fromHerId };
   }
 

@@ -1,6 +1,6 @@
 // Stable event ids (README "Event catalogue"): alert rules match these, never message text.
 export const EVENTS = {
-  received: 'GW-1000',
+  stagePassed: 'GW-1000',
   delivered: 'GW-1001',
   held: 'GW-1002',
   duplicate: 'GW-1003',

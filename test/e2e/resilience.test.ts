@@ -4,12 +4,9 @@ import { execFileSync } from 'node:child_process';
 import { expect } from 'chai';
 import type { GatewayConfig } from '../../src/config/config.js';
 import type { Gateway } from '../../src/gateway.js';
-import { AddressRegister } from '../../src/routing/addressRegister.js';
-import { Peer, startGateway, testConfig } from '../support/harness.js';
-import { ADDRESS_REGISTER } from '../support/paths.js';
+import { AMQP_URL, Peer, startGateway, testConfig } from '../support/harness.js';
 import { readSample, readdressToOslo } from '../support/samples.js';
 
-const serviceHerIds = AddressRegister.load(ADDRESS_REGISTER).parties.filter((p) => p.type === 'Service').map((p) => p.herId);
 const FROGNER_KD0501 = '9920005';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -18,24 +15,29 @@ describe('the broker drops every connection while 1,000 messages flow', function
   let config: GatewayConfig;
   let gateway: Gateway;
 
+  // A vhost of its own, so that closing every connection cannot disturb anything else on the broker.
+  const vhost = `plo-resilience-${process.pid}-${Date.now()}`;
+  const url = `${AMQP_URL.replace(/\/+$/, '')}/${encodeURIComponent(vhost)}`;
+
   before(async () => {
+    execFileSync('rabbitmqctl', ['add_vhost', vhost], { stdio: 'ignore' });
+    execFileSync('rabbitmqctl', ['set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*'], { stdio: 'ignore' });
     config = testConfig((c) => {
       c.logLevel = 'warn';
+      c.broker.url = url;
     });
     ({ gateway } = await startGateway(config));
   });
 
   after(async () => {
     await gateway?.stop();
-    const peer = await Peer.connect();
-    await peer.deleteRun(config, serviceHerIds);
-    await peer.close();
+    execFileSync('rabbitmqctl', ['delete_vhost', vhost], { stdio: 'ignore' });
   });
 
   it('every MsgId reaches the bydel queue; none is lost, none dead-lettered', async () => {
     const template = readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml');
     const sent = new Set<string>();
-    const sender = await Peer.connect();
+    const sender = await Peer.connect(url);
     for (let i = 0; i < 1000; i++) {
       const { xml, msgId } = readdressToOslo(template, { postalCode: '0350' });
       sent.add(msgId);
@@ -46,10 +48,10 @@ describe('the broker drops every connection while 1,000 messages flow', function
 
     for (const pause of [700, 1500]) {
       await sleep(pause);
-      execFileSync('rabbitmqctl', ['close_all_connections', 'resilience test: broker closed the connection'], { stdio: 'ignore' });
+      execFileSync('rabbitmqctl', ['close_all_connections', '--vhost', vhost, 'resilience test: broker closed the connection'], { stdio: 'ignore' });
     }
 
-    const receiver = await Peer.connect();
+    const receiver = await Peer.connect(url);
     const arrived = new Set<string>();
     let copies = 0;
     const deadline = Date.now() + 120000;

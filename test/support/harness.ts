@@ -75,8 +75,8 @@ export class Peer {
     readonly ch: Channel,
   ) {}
 
-  static async connect(): Promise<Peer> {
-    const conn = await amqp.connect(AMQP_URL);
+  static async connect(url = AMQP_URL): Promise<Peer> {
+    const conn = await amqp.connect(url);
     const ch = await conn.createConfirmChannel();
     return new Peer(conn, ch);
   }
