@@ -124,7 +124,7 @@ export class HospitalToBydelFlow {
       if (resumed) return resumed;
     }
 
-    return this.finish(delivery, this.plan(parsed.value, doc, delivery.bydelHint));
+    return this.finish(delivery, this.plan(parsed.value, doc, delivery.bydelHint), existing);
   }
 
   /** The CPU-only part: validate, route, sign and package. */
@@ -178,7 +178,7 @@ export class HospitalToBydelFlow {
   }
 
   /** Stores the outcome with its outbox items in one transaction, then publishes them. */
-  private async finish(delivery: EpjDelivery, plan: Plan): Promise<FlowOutcome> {
+  private async finish(delivery: EpjDelivery, plan: Plan, rejectedBefore?: MessageRow): Promise<FlowOutcome> {
     const now = this.now();
     const record = plan.kind === 'deliver' ? this.deliveryRecord(plan, now) : plan.kind === 'hold' ? this.heldRecord(plan, now) : this.rejectionRecord(delivery, plan, now);
     const framing = plan.parsed?.framing ?? 'unknown';
@@ -188,7 +188,9 @@ export class HospitalToBydelFlow {
 
     let stored: { messageId: number; outboxIds: number[] };
     try {
-      stored = await this.deps.store.recordMessage({ message: record.message, payloads, events, outbox: record.outbox });
+      stored = rejectedBefore
+        ? await this.recordResend(rejectedBefore, record, events)
+        : await this.deps.store.recordMessage({ message: record.message, payloads, events, outbox: record.outbox });
     } catch (e) {
       if (e instanceof DuplicateMessageError) {
         // Another consumer stored the same MsgId a moment ago: it is a duplicate.
@@ -202,6 +204,14 @@ export class HospitalToBydelFlow {
     return record.outcome;
   }
 
+  /** The same MsgId again after a rejection: the existing row takes the new outcome. */
+  private async recordResend(previous: MessageRow, record: FlowRecord, events: NewEvent[]) {
+    const { msg_id, direction, sender_her_id, ...patch } = record.message;
+    const outboxIds = await this.deps.store.updateMessage(previous.id, patch, { stage: 'dedupe', event: 'resent-after-rejection', detail: { previousCode: previous.error_code } }, record.outbox);
+    for (const e of events) await this.deps.store.addEvent(previous.id, e);
+    return { messageId: previous.id, outboxIds };
+  }
+
   private baseMessage(model: MsgHeadModel | undefined, parsed: ParsedMessage | undefined, fallbackId: string) {
     return {
       msg_id: model?.msgId ?? fallbackId,
@@ -212,6 +222,8 @@ export class HospitalToBydelFlow {
       conversation_ref: model?.conversationRef?.refToConversation ?? null,
       content_hash: parsed ? contentHash(parsed.businessXml) : null,
       gen_date: model?.genDate ?? null,
+      error_code: null,
+      error_reason: null,
     };
   }
 

@@ -159,6 +159,25 @@ describe('hospital → bydel, end to end (RabbitMQ + SQLite)', function () {
     });
   }
 
+  it('the same MsgId sent twice is delivered once', async () => {
+    const { xml, msgId } = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Innlagt_pasient_v1-6_Ny.xml'));
+    await peer.send(config.broker.queues.epjOutbound, xml);
+    await peer.send(config.broker.queues.epjOutbound, xml);
+    const got = await peer.take(bydelQueue(FROGNER.KP02), 2, 1500);
+    expect(got.map((m) => m.properties.headers?.['msg-id'])).to.deep.equal([msgId]);
+  });
+
+  it('a message rejected once and resent with the same MsgId, corrected, is delivered', async () => {
+    const good = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Innlagt_pasient_v1-6_Ny.xml'));
+    await peer.send(config.broker.queues.epjOutbound, good.xml.replace('<MIGversion>', '<Bad/><MIGversion>'));
+    const [appRec] = await peer.take(config.broker.queues.epjInbound, 1);
+    expect(appRec.content.toString('utf8')).to.contain('V="T02"');
+    await peer.take(config.broker.queues.dlq, 1);
+    await peer.send(config.broker.queues.epjOutbound, good.xml);
+    const [m] = await peer.take(bydelQueue(FROGNER.KP02), 1);
+    expect(m?.properties.headers?.['msg-id']).to.equal(good.msgId);
+  });
+
   it('no fødselsnummer, name or street from the samples appears in any log line', () => {
     const text = logs.text();
     expect(logs.lines.length).to.be.greaterThan(20);

@@ -10,8 +10,9 @@ import { NS } from '../../src/mapping/model.js';
 import { buildMultipart, contentTypeParams, parseMultipart } from '../../src/mapping/multipart.js';
 import { type SigningKey, buildEbxmlMessage, cpaIdFor, verifyEbxmlMessage } from '../../src/outbound/ebxml.js';
 import { type SignatureAlgorithm, signEnveloped } from '../../src/outbound/xmldsig.js';
+import { SHARED } from '../support/paths.js';
 
-const STANDARDS = '/work/shared/standards';
+const STANDARDS = join(SHARED, 'standards');
 const PLO_SAMPLE = `${STANDARDS}/samples/plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml`;
 const ALGORITHMS: SignatureAlgorithm[] = ['rsa-sha256', 'rsa-sha1'];
 const EB = { soap: NS.soap, eb: NS.ebxml, xlink: NS.xlink, ds: NS.dsig };

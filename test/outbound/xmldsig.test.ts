@@ -8,8 +8,9 @@ import { ParseOption, XmlDocument } from 'libxml2-wasm';
 import { generate, type SelfsignedOptions } from 'selfsigned';
 import { NS } from '../../src/mapping/model.js';
 import { type SignatureAlgorithm, checkSigningCertificate, signEnveloped, verifyEnveloped } from '../../src/outbound/xmldsig.js';
+import { SHARED } from '../support/paths.js';
 
-const STANDARDS = '/work/shared/standards';
+const STANDARDS = join(SHARED, 'standards');
 const PLO_SAMPLE = `${STANDARDS}/samples/plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml`;
 const DAY = 86_400_000;
 const ALGORITHMS: SignatureAlgorithm[] = ['rsa-sha256', 'rsa-sha1'];
