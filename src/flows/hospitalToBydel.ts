@@ -22,7 +22,7 @@ import {
   deliverItem,
   dlqItem,
 } from '../outbound/outboxItems.js';
-import type { OutboxPublisher } from '../outbound/outboxRelay.js';
+import { type OutboxPublisher, justStored } from '../outbound/outboxRelay.js';
 import { signEnveloped } from '../outbound/xmldsig.js';
 import { type RouteDecision, type RoutingContext, routeMessage } from '../routing/route.js';
 import { buildAlert } from '../tracking/alerts.js';
@@ -167,7 +167,7 @@ export class HospitalToBydelFlow {
   private async resumeOrIgnore(existing: MessageRow, model: MsgHeadModel): Promise<FlowOutcome | undefined> {
     const pending = (await this.deps.store.outboxForMessage(existing.id)).filter((o) => o.state === 'pending');
     if (pending.length > 0) {
-      for (const item of pending) await this.deps.outbox.publishNow(item);
+      for (const item of pending) await this.deps.outbox.publishPending(item);
       this.logOutcome(model, 'dedupe', 'resumed', EVENTS.delivered, { state: existing.state });
       return 'resumed';
     }
@@ -199,7 +199,7 @@ export class HospitalToBydelFlow {
       }
       throw e;
     }
-    for (const id of stored.outboxIds) await this.deps.outbox.publishNowById(id);
+    for (const item of justStored(stored.messageId, record.outbox, stored.outboxIds)) await this.deps.outbox.publishNow(item);
     logStage(this.deps.log, { ...record.log, msgId: record.message.msg_id, type: record.message.msg_type ?? undefined, storeId: stored.messageId }, plan.kind === 'reject' ? 'warn' : 'info');
     return record.outcome;
   }

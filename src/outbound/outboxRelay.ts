@@ -4,7 +4,7 @@
 import { EVENTS } from '../observability/events.js';
 import type { Logger } from '../observability/log.js';
 import type { OutboxRow } from '../tracking/db.js';
-import type { Store } from '../tracking/store.js';
+import type { NewOutboxItem, Store } from '../tracking/store.js';
 
 export interface PublishOptions {
   headers: Record<string, unknown>;
@@ -22,7 +22,25 @@ export interface RelayPolicy {
   batchSize: number;
 }
 
-type Publishable = Pick<OutboxRow, 'id' | 'message_id' | 'purpose' | 'exchange' | 'routing_key' | 'headers' | 'content_type' | 'message_id_prop' | 'body' | 'attempts'>;
+/** A stored outbox item, from a row read back or straight from what was just written. */
+export interface Publishable {
+  id: number;
+  message_id: number | null;
+  purpose: string;
+  exchange: string;
+  routing_key: string;
+  headers: Record<string, unknown>;
+  content_type: string;
+  message_id_prop?: string | null;
+  body: Uint8Array;
+  attempts: number;
+}
+
+const fromRow = (row: OutboxRow): Publishable => ({ ...row, headers: JSON.parse(row.headers) });
+
+/** The items `Store.recordMessage` just stored, with the ids it returned: no need to read them back. */
+export const justStored = (messageId: number, items: NewOutboxItem[], ids: number[]): Publishable[] =>
+  items.map((item, i) => ({ ...item, id: ids[i], message_id: messageId, attempts: 0 }));
 
 const PUBLISHED_STATE: Record<string, string> = { deliver: 'published' };
 
@@ -41,8 +59,8 @@ export class OutboxPublisher {
   /** Publishes one item now. Broker failures defer it (durably); store failures throw. */
   async publishNow(item: Publishable): Promise<boolean> {
     try {
-      await this.publish(item.exchange, item.routing_key, Buffer.from(item.body), {
-        headers: JSON.parse(item.headers),
+      await this.publish(item.exchange, item.routing_key, Buffer.from(item.body.buffer, item.body.byteOffset, item.body.byteLength), {
+        headers: item.headers,
         contentType: item.content_type,
         messageId: item.message_id_prop ?? undefined,
       });
@@ -53,15 +71,14 @@ export class OutboxPublisher {
       this.log.warn({ event: EVENTS.outboxDeferred, outboxId: item.id, purpose: item.purpose, attempts: item.attempts + 1, retryInMs: delay, reason }, 'outbox: publish deferred');
       return false;
     }
-    await this.store.markOutboxPublished(item.id, { stage: 'publish', event: `${item.purpose}-published`, detail: { exchange: item.exchange, routingKey: item.routing_key } });
     const state = PUBLISHED_STATE[item.purpose];
-    if (state && item.message_id !== null) await this.store.updateMessage(item.message_id, { state });
+    const event = { stage: 'publish', event: `${item.purpose}-published`, detail: { exchange: item.exchange, routingKey: item.routing_key } };
+    await this.store.markOutboxPublished(item.id, event, state ? { state } : undefined);
     return true;
   }
 
-  async publishNowById(id: number): Promise<boolean> {
-    const item = await this.store.outboxItem(id);
-    return item && item.state === 'pending' ? this.publishNow(item) : true;
+  async publishPending(row: OutboxRow): Promise<boolean> {
+    return row.state === 'pending' ? this.publishNow(fromRow(row)) : true;
   }
 
   /** One pass over due items, oldest first. */
@@ -69,7 +86,7 @@ export class OutboxPublisher {
     const due = await this.store.pendingOutbox(this.now(), this.policy.batchSize);
     let published = 0;
     for (const item of due) {
-      if (await this.publishNow(item)) {
+      if (await this.publishPending(item)) {
         published++;
         this.log.info({ event: EVENTS.outboxPublished, outboxId: item.id, purpose: item.purpose, attempts: item.attempts }, 'outbox: relayed');
       }

@@ -114,7 +114,7 @@ export function signEnveloped(xml: string, opts: SignOptions): string {
     const signedInfo = addSignedInfo(signature, alg, references);
     const value = sign(alg.hash, canonicalize(doc, signedInfo), privateKey(opts.keyPem));
     addDs(signature, 'SignatureValue', {}, value.toString('base64'));
-    const certificate = new X509Certificate(opts.certPem).raw.toString('base64');
+    const certificate = certificateBase64(opts.certPem);
     addDs(addDs(addDs(signature, 'KeyInfo'), 'X509Data'), 'X509Certificate', {}, certificate);
     // format:false — libxml2-wasm pretty-prints by default, which would change signed content.
     return doc.toString({ format: false });
@@ -320,6 +320,14 @@ let cachedKey: { pem: string; key: KeyObject } | undefined;
 function privateKey(pem: string): KeyObject {
   if (cachedKey?.pem !== pem) cachedKey = { pem, key: createPrivateKey(pem) };
   return cachedKey.key;
+}
+
+let cachedCert: { pem: string; base64: string } | undefined;
+
+/** Parsing the certificate costs as much as the RSA signature itself; the signer's rarely changes. */
+function certificateBase64(pem: string): string {
+  if (cachedCert?.pem !== pem) cachedCert = { pem, base64: new X509Certificate(pem).raw.toString('base64') };
+  return cachedCert.base64;
 }
 
 function digest(hash: string, data: string | Buffer): Buffer {

@@ -240,8 +240,11 @@ export class Store {
     return this.kysely.selectFrom('outbox').selectAll().where('message_id', '=', messageId).orderBy('id').execute();
   }
 
-  /** Marks an item published (after the broker confirmed it) and adds `event` to its message's timeline, if it has one. */
-  async markOutboxPublished(id: number, event?: NewEvent): Promise<void> {
+  /**
+   * Marks an item published (after the broker confirmed it), and in the same transaction adds
+   * `event` to its message's timeline and applies `messagePatch` to it, if it has a message.
+   */
+  async markOutboxPublished(id: number, event?: NewEvent, messagePatch?: MessagePatch): Promise<void> {
     const now = this.now();
     await this.kysely.transaction().execute(async (trx) => {
       const row = await trx
@@ -251,9 +254,9 @@ export class Store {
         .returning('message_id')
         .executeTakeFirst();
       if (!row) throw new Error(`outbox item #${id} does not exist`);
-      if (event && row.message_id !== null) {
-        await trx.insertInto('events').values(this.eventRow(row.message_id, event, now)).execute();
-      }
+      if (row.message_id === null) return;
+      if (event) await trx.insertInto('events').values(this.eventRow(row.message_id, event, now)).execute();
+      if (messagePatch) await trx.updateTable('messages').set({ ...messagePatch, updated_at: now }).where('id', '=', row.message_id).execute();
     });
   }
 

@@ -1,0 +1,52 @@
+// `plo-gateway config check` as ops run it: every problem on its own line, exit codes 0/1/2.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import { SCHEMA_DIR } from '../support/paths.js';
+
+function cli(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, GATEWAY_SCHEMA_DIR: SCHEMA_DIR, ...env },
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr.trim() };
+}
+
+describe('plo-gateway config check', function () {
+  this.timeout(30000);
+
+  it('accepts the shipped configuration', () => {
+    const r = cli(['config', 'check']);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.stdout).to.contain('configuration OK');
+  });
+
+  it('prints every problem on its own line and exits 1', () => {
+    const cfg = JSON.parse(readFileSync('config/default.json', 'utf8'));
+    cfg.broker.prefetch = 0;
+    cfg.signing.algorithm = 'md5';
+    cfg.ownHerId = 'not-a-her-id';
+    const file = join(mkdtempSync(join(tmpdir(), 'gw-cfg-')), 'bad.json');
+    writeFileSync(file, JSON.stringify(cfg));
+    const r = cli(['config', 'check'], { GATEWAY_CONFIG: file, AMQP_URL: 'http://wrong' });
+    expect(r.status).to.equal(1);
+    const lines = r.stderr.split('\n');
+    expect(lines).to.have.length(4);
+    for (const field of ['ownHerId', 'broker.url', 'broker.prefetch', 'signing.algorithm']) {
+      expect(lines.some((l) => l.startsWith(`${field}:`)), field).to.equal(true);
+    }
+  });
+
+  it('reports files that are missing or unusable', () => {
+    const r = cli(['config', 'check'], { GATEWAY_SCHEMA_DIR: '/nonexistent', GATEWAY_SIGNING_KEY: '/nonexistent/key.pem' });
+    expect(r.status).to.equal(1);
+    expect(r.stderr).to.match(/^schemaDir: /m);
+    expect(r.stderr).to.match(/^signing\.keyFile: /m);
+  });
+
+  it('exits 2 on a usage error', () => {
+    expect(cli(['no-such-command']).status).to.equal(2);
+  });
+});
