@@ -2,12 +2,17 @@
 // reconnects, and every MsgId still reaches its bydel (repeats allowed, losses not).
 import { execFileSync } from 'node:child_process';
 import { expect } from 'chai';
+import sinon from 'sinon';
 import type { GatewayConfig } from '../../src/config/config.js';
 import type { Gateway } from '../../src/gateway.js';
-import { AMQP_URL, Peer, startGateway, testConfig } from '../support/harness.js';
+import { AddressRegister } from '../../src/routing/addressRegister.js';
+import { Store } from '../../src/tracking/store.js';
+import { AMQP_URL, type LogCapture, Peer, startGateway, testConfig } from '../support/harness.js';
+import { ADDRESS_REGISTER } from '../support/paths.js';
 import { readSample, readdressToOslo } from '../support/samples.js';
 
 const FROGNER_KD0501 = '9920005';
+const serviceHerIds = AddressRegister.load(ADDRESS_REGISTER).parties.filter((p) => p.type === 'Service').map((p) => p.herId);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('the broker drops every connection while 1,000 messages flow', function () {
@@ -67,5 +72,44 @@ describe('the broker drops every connection while 1,000 messages flow', function
     expect(copies).to.be.at.least(1000);
     expect(await receiver.take(config.broker.queues.dlq, 1, 500)).to.have.length(0);
     await receiver.close();
+  });
+});
+
+describe('the database fails for a moment', function () {
+  this.timeout(60000);
+  let config: GatewayConfig;
+  let gateway: Gateway;
+  let peer: Peer;
+  let logs: LogCapture;
+  const sandbox = sinon.createSandbox();
+
+  before(async () => {
+    config = testConfig((c) => {
+      c.retry = { initialDelay: 'PT0.05S', maxDelay: 'PT0.2S', maxAttempts: 10 };
+    });
+    ({ gateway, logs } = await startGateway(config));
+    peer = await Peer.connect();
+  });
+
+  after(async () => {
+    sandbox.restore();
+    await gateway?.stop();
+    await peer?.deleteRun(config, serviceHerIds);
+    await peer?.close();
+  });
+
+  it('the message waits and is retried, never dead-lettered, then goes through', async () => {
+    const write = sandbox.stub(Store.prototype, 'recordMessage');
+    write.onFirstCall().rejects(new Error('SQLITE_BUSY: database is locked'));
+    write.onSecondCall().rejects(new Error('SQLITE_BUSY: database is locked'));
+    write.callThrough();
+    const { xml, msgId } = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml'));
+    await peer.send(config.broker.queues.epjOutbound, xml);
+    const [m] = await peer.take(`${config.broker.receiverQueuePrefix}${FROGNER_KD0501}`, 1);
+    expect(m?.properties.headers?.['msg-id']).to.equal(msgId);
+    expect(write.callCount).to.equal(3);
+    expect(await peer.take(config.broker.queues.dlq, 1, 300)).to.have.length(0);
+    expect(await peer.take(config.broker.queues.epjInbound, 1, 300)).to.have.length(0);
+    expect(logs.lines.filter((l) => l.includes('"GW-1201"'))).to.have.length(2);
   });
 });
