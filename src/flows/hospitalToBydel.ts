@@ -76,7 +76,6 @@ type Plan =
       parsed: ParsedMessage;
       model: MsgHeadModel;
       route: Extract<RouteDecision, { action: 'deliver' }>;
-      signedXml: string;
       packaged: { contentType: string; body: Buffer; ebxmlMessageId: string };
       conversationId: string;
       fromHerId: string;
@@ -157,7 +156,7 @@ export class HospitalToBydelFlow {
       signing: { ...signing, algorithm },
     });
     this.logOutcome(model, 'sign', `signed ${algorithm}`, EVENTS.stagePassed, { herId: route.toHerId });
-    return { kind: 'deliver', parsed, model, route, signedXml: xml, packaged, conversationId, fromHerId };
+    return { kind: 'deliver', parsed, model, route, packaged, conversationId, fromHerId };
   }
 
   /**

@@ -232,10 +232,6 @@ export class Store {
     return this.insertOutbox(this.kysely, messageId, item, this.now());
   }
 
-  async outboxItem(id: number): Promise<OutboxRow | undefined> {
-    return this.kysely.selectFrom('outbox').selectAll().where('id', '=', id).executeTakeFirst();
-  }
-
   async outboxForMessage(messageId: number): Promise<OutboxRow[]> {
     return this.kysely.selectFrom('outbox').selectAll().where('message_id', '=', messageId).orderBy('id').execute();
   }
