@@ -40,6 +40,43 @@ export interface MessagesTable {
   gen_date: string | null;
   created_at: string;
   updated_at: string;
+  /** the ebXML MessageId we sent it under: Acknowledgment/MessageError refer to it */
+  ebxml_message_id: string | null;
+  /** keyed hash of the patient's fnr/dnr: matches an answer without ConversationRef; not reversible without the key */
+  patient_key: string | null;
+  /** 'acked' | 'error' (ebXML Acknowledgment / MessageError) */
+  transport_state: string | null;
+  transport_at: string | null;
+  /** 'ok' | 'rejected' | 'partial' (AppRec status 1 / 2 / 3) */
+  apprec_status: string | null;
+  apprec_at: string | null;
+  /** JSON list of { code, text } from the AppRec (8221 codes) */
+  apprec_errors: string | null;
+  /** for LOG_UTSKRIVNINGSKLAR: 'answered' | 'closed' */
+  answer_state: string | null;
+  answered_at: string | null;
+  answer_msg_id: string | null;
+  /** which rule matched the answer: 'conversation-ref' | 'fallback' */
+  answer_rule: string | null;
+  /** what closed the wait: e.g. LOG_AVMELDING, LOG_UTSKREVET, LOG_DOD, cancellation */
+  closed_by: string | null;
+}
+
+export interface ExpectationsTable {
+  id: Generated<number>;
+  message_id: number;
+  /** 'transport-ack' | 'apprec' | 'answer' | 'innleggelsesrapport' */
+  kind: string;
+  due_at: string;
+  /** 'open' | 'met' | 'closed' */
+  state: string;
+  created_at: string;
+  resolved_at: string | null;
+  resolved_by: string | null;
+  /** 'firing' | 'resolved' once an alert was raised for it */
+  alert_state: string | null;
+  last_alert_at: string | null;
+  reminders: Generated<number>;
 }
 
 export interface PayloadsTable {
@@ -100,6 +137,7 @@ export interface Schema {
   events: EventsTable;
   outbox: OutboxTable;
   audit: AuditTable;
+  expectations: ExpectationsTable;
 }
 
 export type MessageRow = Selectable<MessagesTable>;
@@ -107,6 +145,7 @@ export type PayloadRow = Selectable<PayloadsTable>;
 export type EventRow = Selectable<EventsTable>;
 export type OutboxRow = Selectable<OutboxTable>;
 export type AuditRow = Selectable<AuditTable>;
+export type ExpectationRow = Selectable<ExpectationsTable>;
 
 export interface Db {
   readonly kysely: Kysely<Schema>;

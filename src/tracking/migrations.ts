@@ -105,6 +105,40 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
         await db.schema.createIndex('audit_at').on('audit').columns(['at']).execute();
       },
     },
+    '002_tracking': {
+      async up(db: Kysely<any>) {
+        // What came back for an outgoing message (transport ack, AppRec, the kommune's answer),
+        // and the keys to correlate it: the ebXML MessageId (for RefToMessageId) and a keyed hash
+        // of the patient's id (the fallback match for an answer without ConversationRef).
+        const columns = [
+          'ebxml_message_id', 'patient_key',
+          'transport_state', 'transport_at',
+          'apprec_status', 'apprec_at', 'apprec_errors',
+          'answer_state', 'answered_at', 'answer_msg_id', 'answer_rule', 'closed_by',
+        ];
+        for (const c of columns) await db.schema.alterTable('messages').addColumn(c, 'text').execute();
+        await db.schema.createIndex('messages_ebxml_message_id').on('messages').columns(['ebxml_message_id']).execute();
+        await db.schema.createIndex('messages_patient_key').on('messages').columns(['patient_key', 'bydel']).execute();
+
+        // Every expectation is a row with a due time; the deadline engine only queries due rows.
+        await db.schema
+          .createTable('expectations')
+          .addColumn('id', idType, id)
+          .addColumn('message_id', refType, (c) => c.notNull().references('messages.id').onDelete('cascade'))
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('due_at', 'text', (c) => c.notNull())
+          .addColumn('state', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('resolved_at', 'text')
+          .addColumn('resolved_by', 'text')
+          .addColumn('alert_state', 'text')
+          .addColumn('last_alert_at', 'text')
+          .addColumn('reminders', 'integer', (c) => c.notNull().defaultTo(0))
+          .addUniqueConstraint('expectations_message_kind', ['message_id', 'kind'])
+          .execute();
+        await db.schema.createIndex('expectations_due').on('expectations').columns(['state', 'due_at']).execute();
+      },
+    },
   };
 }
 

@@ -9,6 +9,9 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import { type Db, type DialectName, openDatabase } from '../../src/tracking/db.js';
 import { DuplicateMessageError, type NewMessage, type NewOutboxItem, Store } from '../../src/tracking/store.js';
+import { migrations } from '../../src/tracking/migrations.js';
+
+const ALL_MIGRATIONS = Object.keys(migrations('sqlite')).sort();
 
 // The same suite runs against both stores the gateway supports: SQLite (embedded default) and
 // PostgreSQL (production). Each run gets its own SQLite directory and its own PostgreSQL
@@ -137,7 +140,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
 
     beforeEach(async () => {
       now = T0;
-      for (const table of ['outbox', 'events', 'payloads', 'audit', 'messages'] as const) {
+      for (const table of ['outbox', 'events', 'payloads', 'expectations', 'audit', 'messages'] as const) {
         await db.kysely.deleteFrom(table).execute();
       }
     });
@@ -147,7 +150,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       const again = await openDatabase(url);
       try {
         const applied = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(again.kysely);
-        expect(applied.rows.map((r) => r.name)).to.deep.equal(['001_init']);
+        expect(applied.rows.map((r) => r.name).sort()).to.deep.equal(ALL_MIGRATIONS);
         expect(await new Store(again).getMessage(messageId)).to.include({ id: messageId });
       } finally {
         await again.kysely.destroy();
@@ -161,7 +164,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       const db2 = await openDatabase(fresh);
       try {
         const applied = await sql<{ name: string }>`select name from kysely_migration`.execute(db2.kysely);
-        expect(applied.rows.map((r) => r.name)).to.deep.equal(['001_init']);
+        expect(applied.rows.map((r) => r.name).sort()).to.deep.equal(ALL_MIGRATIONS);
       } finally {
         await db2.kysely.destroy();
       }
