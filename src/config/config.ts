@@ -67,6 +67,24 @@ export const configSchema = z
         serviceByType: z.record(z.string(), z.string()),
       })
       .strict(),
+    tracking: z
+      .object({
+        /** key of the HMAC that turns a patient's id into `patient_key` (the answer fallback match) */
+        patientKeySecret: z.string().min(16, 'must be at least 16 characters'),
+        /** how long after an answer-less LOG_UTSKRIVNINGSKLAR the fallback still matches an answer */
+        answerFallbackWindow: isoDuration,
+        deadlines: z
+          .object({
+            transportAck: isoDuration,
+            appRec: isoDuration,
+            /** AppRec 1.1 §3.3.6: no AppRec 96 h after GenDate counts as negative */
+            appRecNegativeAfter: isoDuration,
+            answer: isoDuration,
+            innleggelsesrapport: isoDuration,
+          })
+          .strict(),
+      })
+      .strict(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   })
   .strict();
@@ -94,6 +112,7 @@ function applyEnv(raw: Record<string, any>, env: NodeJS.ProcessEnv): Record<stri
     set(['routing', 'routeByBydel'], env.GATEWAY_ROUTE_BY_BYDEL.split(',').map((s) => s.trim()).filter(Boolean));
   if (env.GATEWAY_OWN_HER_ID) set(['ownHerId'], env.GATEWAY_OWN_HER_ID);
   if (env.GATEWAY_LOG_LEVEL) set(['logLevel'], env.GATEWAY_LOG_LEVEL);
+  if (env.GATEWAY_PATIENT_KEY_SECRET) set(['tracking', 'patientKeySecret'], env.GATEWAY_PATIENT_KEY_SECRET);
   return c;
 }
 

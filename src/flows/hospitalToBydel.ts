@@ -27,7 +27,8 @@ import { signEnveloped } from '../outbound/xmldsig.js';
 import { type RouteDecision, type RoutingContext, routeMessage } from '../routing/route.js';
 import { buildAlert } from '../tracking/alerts.js';
 import type { MessageRow } from '../tracking/db.js';
-import { DuplicateMessageError, type NewEvent, type NewMessage, type NewPayload, type Store } from '../tracking/store.js';
+import { expectationsFor, patientKey } from '../tracking/expectations.js';
+import { DuplicateMessageError, type NewEvent, type NewExpectation, type NewMessage, type NewPayload, type Store } from '../tracking/store.js';
 
 export interface EpjDelivery {
   body: Buffer;
@@ -64,6 +65,7 @@ interface FlowRecord {
   message: NewMessage;
   events: NewEvent[];
   outbox: NewOutboxItem[];
+  expectations?: NewExpectation[];
   outcome: FlowOutcome;
   log: { event: string; stage: string; decision: string } & Record<string, unknown>;
 }
@@ -189,7 +191,7 @@ export class HospitalToBydelFlow {
     try {
       stored = rejectedBefore
         ? await this.recordResend(rejectedBefore, record, events)
-        : await this.deps.store.recordMessage({ message: record.message, payloads, events, outbox: record.outbox });
+        : await this.deps.store.recordMessage({ message: record.message, payloads, events, outbox: record.outbox, expectations: record.expectations });
     } catch (e) {
       if (e instanceof DuplicateMessageError) {
         // Another consumer stored the same MsgId a moment ago: it is a duplicate.
@@ -238,6 +240,8 @@ export class HospitalToBydelFlow {
         route_rule: route.rerouted ? route.rule : 'kept-receiver',
         receiver_l1_her_id: route.rerouted ? route.receiver.level1.herId : (model.receiver.level1.herId ?? null),
         receiver_l2_her_id: route.toHerId,
+        ebxml_message_id: plan.packaged.ebxmlMessageId,
+        patient_key: patientKey(model, this.deps.config.tracking.patientKeySecret),
       },
       events: [
         { stage: 'validate', event: 'validated' },
@@ -245,6 +249,7 @@ export class HospitalToBydelFlow {
         { stage: 'sign', event: 'signed', detail: { ebxmlMessageId: plan.packaged.ebxmlMessageId } },
       ],
       outbox: [deliverItem(this.deps.config.broker, now, this.graceMs, headers, plan.packaged.contentType, plan.packaged.body)],
+      expectations: expectationsFor(model.type, now, this.deps.config.tracking),
       outcome: 'delivered',
       log: { event: EVENTS.delivered, stage: 'publish', decision: `delivered to ${route.toHerId}`, ...routedTo },
     };

@@ -58,6 +58,12 @@ export interface NewOutboxItem {
   next_attempt_at?: Date;
 }
 
+/** Something that must come back for a message by `dueAt` (DESIGN §3 C). */
+export interface NewExpectation {
+  kind: 'transport-ack' | 'apprec' | 'answer' | 'innleggelsesrapport';
+  dueAt: Date;
+}
+
 export interface NewAudit {
   actor: string;
   action: string;
@@ -113,6 +119,7 @@ export class Store {
     payloads: NewPayload[];
     events: NewEvent[];
     outbox: NewOutboxItem[];
+    expectations?: NewExpectation[];
   }): Promise<{ messageId: number; outboxIds: number[] }> {
     const now = this.now();
     const { message } = input;
@@ -146,6 +153,12 @@ export class Store {
       }
       if (input.events.length > 0) {
         await trx.insertInto('events').values(input.events.map((e) => this.eventRow(messageId, e, now))).execute();
+      }
+      if (input.expectations?.length) {
+        await trx
+          .insertInto('expectations')
+          .values(input.expectations.map((x) => ({ message_id: messageId, kind: x.kind, due_at: x.dueAt.toISOString(), state: 'open', created_at: now })))
+          .execute();
       }
       // One by one: the order of RETURNING rows from a multi-row insert is not guaranteed.
       const outboxIds: number[] = [];
