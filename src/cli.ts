@@ -3,6 +3,7 @@
 // Each command group lives in src/ops/cli/<group>.ts and registers itself here.
 import { Command, CommanderError } from 'commander';
 import { registerGatewayCommands } from './ops/cli/gateway.js';
+import { registerMessageCommands } from './ops/cli/messages.js';
 
 const program = new Command()
   .name('plo-gateway')
@@ -10,6 +11,7 @@ const program = new Command()
   .exitOverride();
 
 registerGatewayCommands(program);
+registerMessageCommands(program);
 
 try {
   await program.parseAsync(process.argv);

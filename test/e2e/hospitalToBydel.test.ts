@@ -9,6 +9,7 @@ import type { MsgHeadModel } from '../../src/mapping/model.js';
 import { verifyEbxmlMessage } from '../../src/outbound/ebxml.js';
 import { AddressRegister } from '../../src/routing/addressRegister.js';
 import { type LogCapture, Peer, startGateway, testConfig, testSigningKeys } from '../support/harness.js';
+import { cli } from '../support/cli.js';
 import { ADDRESS_REGISTER } from '../support/paths.js';
 import { readSample, readdressToOslo, sampleFiles } from '../support/samples.js';
 
@@ -176,6 +177,22 @@ describe('hospital → bydel, end to end (RabbitMQ + SQLite)', function () {
     await peer.send(config.broker.queues.epjOutbound, good.xml);
     const [m] = await peer.take(bydelQueue(FROGNER.KP02), 1);
     expect(m?.properties.headers?.['msg-id']).to.equal(good.msgId);
+  });
+
+  it('ops read the timeline of a delivered message: routed by which rule to which HER-id, signed, published; no personal data', async () => {
+    const { xml, msgId } = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml'), { postalCode: '0350' });
+    await peer.send(config.broker.queues.epjOutbound, xml);
+    await peer.take(bydelQueue(FROGNER.KD0501), 1);
+    const shown = cli(['messages', 'show', msgId, '--json'], { DATABASE_URL: config.database.url });
+    expect(shown.status, shown.stderr).to.equal(0);
+    const [timeline] = JSON.parse(shown.stdout);
+    expect(timeline).to.include({ msgId, type: 'LOG_UTSKRIVNINGSKLAR', state: 'published', bydel: '030105', routeRule: 'postcode' });
+    expect(timeline.events.map((e: { event: string }) => e.event)).to.include.ordered.members(['received', 'validated', 'routed', 'signed', 'deliver-published']);
+    expect(timeline.events.find((e: { event: string }) => e.event === 'routed').detail).to.include({ bydel: '030105', rule: 'postcode', herId: FROGNER.KD0501 });
+    expect(shown.stdout).not.to.match(/15076500565|Gundersen|Testveien/);
+    const human = cli(['messages', 'show', msgId], { DATABASE_URL: config.database.url });
+    expect(human.stdout).to.contain('routed');
+    expect(cli(['messages', 'show', 'no-such-id'], { DATABASE_URL: config.database.url }).status).to.equal(1);
   });
 
   it('no fødselsnummer, name or street from the samples appears in any log line', () => {

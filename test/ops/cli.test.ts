@@ -1,18 +1,10 @@
 // `plo-gateway config check` as ops run it: every problem on its own line, exit codes 0/1/2.
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { SCHEMA_DIR } from '../support/paths.js';
+import { cli } from '../support/cli.js';
 
-function cli(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, GATEWAY_SCHEMA_DIR: SCHEMA_DIR, ...env },
-  });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr.trim() };
-}
 
 describe('plo-gateway config check', function () {
   this.timeout(30000);
