@@ -1,72 +1,19 @@
 import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { sql } from 'kysely';
-import pg from 'pg';
-import { type Db, type DialectName, openDatabase } from '../../src/tracking/db.js';
+import { type Db, openDatabase } from '../../src/tracking/db.js';
 import { DuplicateMessageError, type NewMessage, type NewOutboxItem, Store } from '../../src/tracking/store.js';
 import { migrations } from '../../src/tracking/migrations.js';
+import { type Backend, postgresBackend, sqliteBackend } from '../support/databases.js';
 
 const ALL_MIGRATIONS = Object.keys(migrations('sqlite')).sort();
 
 // The same suite runs against both stores the gateway supports: SQLite (embedded default) and
 // PostgreSQL (production). Each run gets its own SQLite directory and its own PostgreSQL
 // database, removed afterwards.
-
-interface Backend {
-  dialect: DialectName;
-  /** a new, empty database; returns its `database.url` */
-  create(): Promise<string>;
-  removeAll(): Promise<void>;
-}
-
-function sqliteBackend(): Backend {
-  const dirs: string[] = [];
-  return {
-    dialect: 'sqlite',
-    async create() {
-      const dir = mkdtempSync(join(tmpdir(), 'gw-store-'));
-      dirs.push(dir);
-      // a directory that does not exist yet: openDatabase must create it
-      return `sqlite:${join(dir, 'data', 'gateway.db')}`;
-    },
-    async removeAll() {
-      for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-function postgresBackend(): Backend {
-  const adminUrl = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-  const names: string[] = [];
-  const admin = async (statement: string) => {
-    const client = new pg.Client({ connectionString: adminUrl });
-    await client.connect();
-    try {
-      await client.query(statement);
-    } finally {
-      await client.end();
-    }
-  };
-  return {
-    dialect: 'postgres',
-    async create() {
-      const name = `gw_test_${randomBytes(6).toString('hex')}`;
-      await admin(`create database ${name}`);
-      names.push(name);
-      const url = new URL(adminUrl);
-      url.pathname = `/${name}`;
-      return url.toString();
-    },
-    async removeAll() {
-      for (const name of names) await admin(`drop database if exists ${name} with (force)`);
-    },
-  };
-}
 
 const run = promisify(execFile);
 
