@@ -88,7 +88,9 @@ export async function assertTopology(ch: Channel, topology: Topology, logger: Lo
  */
 export async function assertReceiverQueue(ch: Channel, prefix: string, herId: string, exchange: string): Promise<string> {
   const name = `${prefix}${herId}`;
-  await assertQueues(ch, [{ name, arguments: { 'x-queue-type': 'quorum' } }]);
+  // Classic, not quorum: these stand in for the NHN side in demos and tests, one per service
+  // (dozens per run), and a broker with hundreds of Raft groups on two cores grinds to a halt.
+  await assertQueues(ch, [{ name, arguments: { 'x-queue-type': 'classic' } }]);
   await applyBindings(ch, [{ queue: name, exchange, routingKey: herId }]);
   return name;
 }
