@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import amqp, { type ConfirmChannel } from 'amqplib';
 import { loadConfig } from '../src/config/config.js';
-import { Gateway } from '../src/gateway.js';
+import { Gateway, loadRouting } from '../src/gateway.js';
 import { createLogger } from '../src/observability/log.js';
 import { readSample, readdressToOslo } from '../test/support/samples.js';
 
@@ -48,6 +48,16 @@ function collect(ch: amqp.Channel, queue: string, count: number, idOf: (m: amqp.
   });
 }
 
+/** The bench leaves nothing behind on the broker: every queue of this run goes. */
+async function deleteRunQueues(conn: amqp.ChannelModel) {
+  const ch = await conn.createChannel();
+  const services = loadRouting(config).register.parties.filter((p) => p.type === 'Service');
+  const queues = [...Object.values(config.broker.queues), ...services.map((p) => `${config.broker.receiverQueuePrefix}${p.herId}`)];
+  for (const q of queues) await ch.deleteQueue(q);
+  for (const ex of Object.values(config.broker.exchanges)) await ch.deleteExchange(ex);
+  await ch.close();
+}
+
 async function gatewayRun() {
   const gateway = new Gateway(config, createLogger('warn'));
   await gateway.start({ http: false });
@@ -68,8 +78,9 @@ async function gatewayRun() {
   await sendAll(pub, config.broker.queues.epjOutbound, bodies, sentAt, ids);
   const latencies = (await done).sort((a, b) => a - b);
   const seconds = (performance.now() - started) / 1000;
-  await conn.close();
   await gateway.stop();
+  await deleteRunQueues(conn);
+  await conn.close();
   return { seconds, latencies };
 }
 
