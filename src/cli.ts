@@ -2,8 +2,13 @@
 // The `plo-gateway` command (DESIGN §4.1). Exit codes: 0 ok, 1 failure, 2 usage.
 // Each command group lives in src/ops/cli/<group>.ts and registers itself here.
 import { Command, CommanderError } from 'commander';
+import { registerDlqCommands } from './ops/cli/dlq.js';
 import { registerGatewayCommands } from './ops/cli/gateway.js';
 import { registerMessageCommands } from './ops/cli/messages.js';
+import { addPendingCommand } from './ops/cli/pending.js';
+import { registerReportCommands } from './ops/cli/report.js';
+import { registerRouteCommands } from './ops/cli/route.js';
+import { registerRoutingCommands } from './ops/cli/routing.js';
 
 const program = new Command()
   .name('plo-gateway')
@@ -11,7 +16,11 @@ const program = new Command()
   .exitOverride();
 
 registerGatewayCommands(program);
-registerMessageCommands(program);
+registerDlqCommands(program);
+registerRouteCommands(program);
+addPendingCommand(registerMessageCommands(program));
+registerReportCommands(program);
+registerRoutingCommands(program);
 
 try {
   await program.parseAsync(process.argv);

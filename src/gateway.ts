@@ -1,5 +1,6 @@
 // Composition root: start-up reads as a list of steps, shutdown as their reverse.
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Broker } from './broker/connection.js';
@@ -7,18 +8,25 @@ import { type Consumer, type Delivery, consume } from './broker/consumer.js';
 import { Publisher } from './broker/publisher.js';
 import { assertReceiverQueue } from './broker/topology.js';
 import { durationMs, type GatewayConfig } from './config/config.js';
-import { HospitalToBydelFlow } from './flows/hospitalToBydel.js';
+import { BydelToHospitalFlow, type NhnDelivery } from './flows/bydelToHospital.js';
+import { type EpjDelivery, HospitalToBydelFlow } from './flows/hospitalToBydel.js';
 import { loadSchemaSet, type SchemaSet } from './inbound/schemas.js';
 import { EVENTS } from './observability/events.js';
 import type { Logger } from './observability/log.js';
 import { startHttpServer } from './ops/http.js';
+import { OpsRuntime } from './ops/runtime.js';
 import { OutboxPublisher } from './outbound/outboxRelay.js';
 import { AddressRegister } from './routing/addressRegister.js';
+import { loadAddressIndexes } from './routing/addressIndex/indexFile.js';
 import { loadOverrides } from './routing/overrides.js';
 import { loadPostcodeIndex } from './routing/postcodeIndex.js';
 import type { RoutingContext } from './routing/route.js';
 import { openDatabase } from './tracking/db.js';
+import { DeadlineRepository } from './tracking/deadlineRepository.js';
+import { alertPolicy } from './tracking/deadlines.js';
+import { DeadlineScheduler } from './tracking/scheduler.js';
 import { Store } from './tracking/store.js';
+import { WebhookRelay } from './tracking/webhook.js';
 
 export function loadRouting(config: GatewayConfig): RoutingContext {
   const register = AddressRegister.load(config.routing.addressRegisterFile);
@@ -27,6 +35,7 @@ export function loadRouting(config: GatewayConfig): RoutingContext {
     overrides: loadOverrides(config.routing.overridesFile),
     postcodes: loadPostcodeIndex(config.routing.postcodeIndexFile),
     postcodeMinShare: config.routing.postcodeMinShare,
+    addressIndexes: loadAddressIndexes(config.routing.addressIndexFiles ?? []),
     routeByBydel: new Set(config.routing.routeByBydel ?? register.osloKommuneHerIds()),
     serviceByType: config.routing.serviceByType,
   };
@@ -34,12 +43,38 @@ export function loadRouting(config: GatewayConfig): RoutingContext {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** An AMQP header as text: amqplib gives a string, or a Buffer for a binary value. */
+function headerText(d: Delivery, name: string): string | undefined {
+  const value = d.headers[name];
+  return typeof value === 'string' ? value : Buffer.isBuffer(value) ? value.toString('utf8') : undefined;
+}
+
+const epjDelivery = (d: Delivery): EpjDelivery => ({
+  body: d.body,
+  contentType: d.properties.contentType,
+  bydelHint: headerText(d, 'x-bydel'),
+  amqpMessageId: d.properties.messageId,
+  redelivered: d.redelivered,
+});
+
+const nhnDelivery = (d: Delivery): NhnDelivery => ({
+  body: d.body,
+  contentType: d.properties.contentType,
+  fromHerId: headerText(d, 'from-her-id'),
+  amqpMessageId: d.properties.messageId,
+  redelivered: d.redelivered,
+});
+
 export class Gateway {
   private broker?: Broker;
   private publisher?: Publisher;
   private consumer?: Consumer;
+  private inboundConsumer?: Consumer;
   private outbox?: OutboxPublisher;
   private store?: Store;
+  private scheduler?: DeadlineScheduler;
+  private webhooks?: WebhookRelay;
+  private ops?: OpsRuntime;
   private schemas?: SchemaSet;
   private http?: Server;
   private stopping = false;
@@ -49,7 +84,8 @@ export class Gateway {
     private readonly log: Logger,
   ) {}
 
-  async start(options: { http?: boolean } = {}): Promise<void> {
+  /** `deadlines: false` builds the deadline scheduler without its timer (tests call `deadlines.tick()`). */
+  async start(options: { http?: boolean; deadlines?: boolean } = {}): Promise<void> {
     const { config, log } = this;
     this.schemas = await loadSchemaSet(config.schemaDir);
     const routing = loadRouting(config);
@@ -70,18 +106,60 @@ export class Gateway {
       { initialDelayMs: durationMs(config.retry.initialDelay), maxDelayMs: durationMs(config.retry.maxDelay), intervalMs: 1000, batchSize: 100 },
     );
     this.outbox.start();
+    this.startDeadlines(this.store, this.outbox, options.deadlines !== false);
 
+    // before the consumers: every delivery is counted and timed from the first one on
+    const ops = (this.ops = new OpsRuntime({ config, log, store: this.store, broker: this.broker, publisher, outbox: this.outbox, routing, signing }));
     const flow = new HospitalToBydelFlow({ config, log, store: this.store, schemas: this.schemas, routing, signing, outbox: this.outbox });
-    this.consumer = await consume(this.broker, config.broker.queues.epjOutbound, (d) => this.handleEpjDelivery(flow, d));
+    this.consumer = await consume(this.broker, config.broker.queues.epjOutbound, (d) =>
+      this.settle(d, () => ops.metrics.track('out', async () => flow.handle({ ...epjDelivery(d), skipDedupeFor: await ops.skipDedupeFor(d.headers) }))),
+    );
+    const inbound = new BydelToHospitalFlow({ config, log, store: this.store, schemas: this.schemas, register: routing.register, signing, outbox: this.outbox });
+    this.inboundConsumer = await consume(this.broker, config.broker.queues.nhnInbound, (d) => this.settle(d, () => ops.metrics.track('in', () => inbound.handle(nhnDelivery(d)))));
+    await ops.start();
 
     if (options.http !== false) {
-      this.http = await startHttpServer(config.http.port, [
-        { name: 'broker', check: () => this.broker?.isConnected() ?? false },
-        { name: 'database', check: async () => (await this.store?.ping(), true) },
-        { name: 'schemas', check: () => this.schemas !== undefined },
-      ]);
+      this.http = await startHttpServer(
+        config.http.port,
+        [
+          { name: 'broker', reason: 'not connected to the message broker', check: () => this.broker?.isConnected() ?? false },
+          { name: 'database', reason: 'the database does not answer', check: async () => (await this.store?.ping(), true) },
+          { name: 'schemas', reason: 'the XSD schemas are not loaded', check: () => this.schemas !== undefined },
+          { name: 'running', reason: 'shutting down', check: () => !this.stopping },
+        ],
+        ops.http,
+      );
     }
     log.info({ event: EVENTS.started, httpPort: this.httpPort() }, 'gateway started');
+  }
+
+  /** The deadline scheduler (for tests and ops tooling that run a tick on demand). */
+  get deadlines(): DeadlineScheduler | undefined {
+    return this.scheduler;
+  }
+
+  /** Deadlines and alerts (issue 4): the scheduler, and the webhook relay when a URL is set. */
+  private startDeadlines(store: Store, outbox: OutboxPublisher, timer: boolean): void {
+    const { config, log } = this;
+    const repository = new DeadlineRepository(store, alertPolicy(config), {
+      broker: config.broker,
+      graceMs: 2 * durationMs(config.broker.confirmTimeout),
+      replica: `${hostname()}:${process.pid}`,
+    });
+    this.scheduler = new DeadlineScheduler(repository, outbox, log, config.tracking.scheduler);
+    if (timer) this.scheduler.start();
+    const { webhookUrl, webhookTimeout, webhookRetry } = config.alerts;
+    if (!webhookUrl) return;
+    this.webhooks = new WebhookRelay(store, {
+      url: webhookUrl,
+      timeoutMs: durationMs(webhookTimeout),
+      initialDelayMs: durationMs(webhookRetry.initialDelay),
+      maxDelayMs: durationMs(webhookRetry.maxDelay),
+      maxAttempts: webhookRetry.maxAttempts,
+      intervalMs: 1000,
+      batchSize: config.tracking.scheduler.batchSize,
+    }, log);
+    this.webhooks.start();
   }
 
   httpPort(): number | undefined {
@@ -89,22 +167,16 @@ export class Gateway {
   }
 
   /**
+   * Runs a flow on one delivery and acks it once the outcome is durable. Both consumers share this.
    * Transient failures (database or broker down) are retried in place with backoff: the
    * delivery stays unacked, so nothing is lost if the process dies meanwhile. After the last
    * attempt it goes back to the queue, never to the DLQ as if the message were bad.
    */
-  private async handleEpjDelivery(flow: HospitalToBydelFlow, d: Delivery): Promise<void> {
+  private async settle(d: Delivery, handle: () => Promise<unknown>): Promise<void> {
     const { retry } = this.config;
-    const hint = d.headers['x-bydel'];
     for (let attempt = 1; ; attempt++) {
       try {
-        await flow.handle({
-          body: d.body,
-          contentType: d.properties.contentType,
-          bydelHint: typeof hint === 'string' ? hint : Buffer.isBuffer(hint) ? hint.toString('utf8') : undefined,
-          amqpMessageId: d.properties.messageId,
-          redelivered: d.redelivered,
-        });
+        await handle();
         d.ack();
         return;
       } catch (e) {
@@ -131,11 +203,15 @@ export class Gateway {
   /** Stop consuming, let in-flight messages finish, flush the outbox, then close. */
   async stop(): Promise<void> {
     this.stopping = true;
-    await this.consumer?.pause();
-    await this.consumer?.drain();
+    await this.ops?.stop();
+    const consumers = [this.consumer, this.inboundConsumer];
+    for (const c of consumers) await c?.pause();
+    for (const c of consumers) await c?.drain();
+    await this.scheduler?.stop();
+    await this.webhooks?.stop();
     await this.outbox?.stop();
     await this.outbox?.relayOnce().catch(() => 0);
-    await this.consumer?.close();
+    for (const c of consumers) await c?.close();
     await this.publisher?.close();
     await this.broker?.close();
     await this.store?.close();

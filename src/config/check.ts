@@ -3,7 +3,9 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AddressRegister } from '../routing/addressRegister.js';
+import { loadAddressIndexes } from '../routing/addressIndex/indexFile.js';
 import { loadOverrides } from '../routing/overrides.js';
+import { osloDay } from '../routing/validity.js';
 import { loadPostcodeIndex } from '../routing/postcodeIndex.js';
 import type { GatewayConfig } from './config.js';
 
@@ -24,6 +26,10 @@ export function checkConfigFiles(config: GatewayConfig): string[] {
   attempt(problems, 'routing.addressRegisterFile', () => (register = AddressRegister.load(config.routing.addressRegisterFile)));
   attempt(problems, 'routing.postcodeIndexFile', () => loadPostcodeIndex(config.routing.postcodeIndexFile));
   attempt(problems, 'routing.overridesFile', () => loadOverrides(config.routing.overridesFile));
+  attempt(problems, 'routing.addressIndexFiles', () => {
+    const indexes = loadAddressIndexes(config.routing.addressIndexFiles ?? []);
+    if (indexes.size > 0 && !indexes.validOn(osloDay(new Date()))) throw new Error('no address index file is valid today: the address rule cannot decide');
+  });
   if (register) {
     const routeBy = config.routing.routeByBydel ?? register.osloKommuneHerIds();
     if (routeBy.length === 0) problems.push('routing.routeByBydel: no Oslo kommune organisation (municipality 0301 without bydel) in the address register');

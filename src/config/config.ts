@@ -1,5 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import Holidays from 'date-holidays';
+import { IANAZone } from 'luxon';
+import cron from 'node-cron';
 import { z } from 'zod';
 
 const isoDuration = z
@@ -7,6 +10,8 @@ const isoDuration = z
   .regex(/^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$/, 'must be an ISO-8601 duration such as PT2S or PT15M');
 
 const herId = z.string().regex(/^\d+$/, 'must be a HER-id (digits only)');
+
+const hhmm = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'must be a time of day HH:MM');
 
 export const configSchema = z
   .object({
@@ -59,6 +64,8 @@ export const configSchema = z
         addressRegisterFile: z.string().min(1),
         postcodeIndexFile: z.string().min(1),
         overridesFile: z.string().optional(),
+        /** address index files from `routing build-index`, each with its own validity period */
+        addressIndexFiles: z.array(z.string().min(1)).optional(),
         /** level-1 HER-ids of Oslo kommune whose messages are routed to a bydel; default: from the snapshot */
         routeByBydel: z.array(herId).optional(),
         /** minimum share of a postcode's population in one bydel before the postcode alone decides */
@@ -83,8 +90,68 @@ export const configSchema = z
             innleggelsesrapport: isoDuration,
           })
           .strict(),
+        /** the answer deadline counts only this time (DESIGN §3 C) */
+        workingTime: z
+          .object({
+            timeZone: z.string().refine((zone) => IANAZone.isValidZone(zone), 'must be an IANA time zone such as Europe/Oslo'),
+            start: hhmm,
+            end: hhmm,
+            /** ISO weekdays: 1 = Monday … 7 = Sunday */
+            weekdays: z.array(z.number().int().min(1).max(7)).min(1),
+            /** country whose public holidays (date-holidays) are not working days */
+            holidayCountry: z.string().refine((c) => Object.hasOwn(new Holidays().getCountries(), c), 'must be a country date-holidays knows, such as NO'),
+          })
+          .strict()
+          // "HH:MM" strings compare as times of day.
+          .refine((w) => w.end > w.start, { message: 'must end after it starts', path: ['end'] }),
+        scheduler: z
+          .object({
+            /** node-cron expression (with seconds) of the deadline tick */
+            cron: z.string().refine((e) => cron.validate(e), 'must be a node-cron expression such as */30 * * * * *'),
+            /** rows one tick handles per step; the rest wait for the next tick */
+            batchSize: z.number().int().min(1),
+          })
+          .strict(),
       })
       .strict(),
+    alerts: z
+      .object({
+        /** reminder while a condition stays open: "end-of-working-day" or an ISO-8601 interval */
+        reminder: z.union([z.literal('end-of-working-day'), isoDuration]),
+        /** optional HTTP endpoint that receives every alert as JSON (POST) */
+        webhookUrl: z.string().url().optional(),
+        webhookTimeout: isoDuration,
+        webhookRetry: z
+          .object({ initialDelay: isoDuration, maxDelay: isoDuration, maxAttempts: z.number().int().min(1) })
+          .strict(),
+      })
+      .strict(),
+    /** SIGTERM/SIGINT: how long to finish in-flight work before exiting anyway (then with exit code 1) */
+    shutdownGrace: isoDuration.default('PT30S'),
+    retention: z
+      .object({
+        /** payload bodies (messages, outbox, dead letters) of resolved messages older than this are deleted */
+        payloadDays: z.number().int().min(1),
+        /** how often the retention job runs */
+        interval: isoDuration,
+      })
+      .strict()
+      .default({ payloadDays: 90, interval: 'PT1H' }),
+    ops: z
+      .object({
+        /** consume gateway.dlq into the store (dlq list/show/replay/discard work on the store) */
+        recordDeadLetters: z.boolean(),
+        /** how often the ops alerts (dlq-not-empty, queue-backlog, no-traffic) are evaluated */
+        checkInterval: isoDuration,
+        /** queue-backlog fires above this many ready messages in epj.outbound, nhn.inbound or epj.inbound */
+        queueDepthMax: z.number().int().min(1),
+        /** … or when messages have waited this long in such a queue without any consumer */
+        queueWaitMax: isoDuration,
+        /** no-traffic fires after this much working time without a message from the EPJ */
+        noTrafficFor: isoDuration,
+      })
+      .strict()
+      .default({ recordDeadLetters: true, checkInterval: 'PT1M', queueDepthMax: 1000, queueWaitMax: 'PT10M', noTrafficFor: 'PT2H' }),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   })
   .strict();
@@ -108,11 +175,14 @@ function applyEnv(raw: Record<string, any>, env: NodeJS.ProcessEnv): Record<stri
   if (env.GATEWAY_SIGNING_CERT) set(['signing', 'certFile'], env.GATEWAY_SIGNING_CERT);
   if (env.GATEWAY_ADDRESS_REGISTER) set(['routing', 'addressRegisterFile'], env.GATEWAY_ADDRESS_REGISTER);
   if (env.GATEWAY_POSTCODE_INDEX) set(['routing', 'postcodeIndexFile'], env.GATEWAY_POSTCODE_INDEX);
+  if (env.GATEWAY_ADDRESS_INDEX)
+    set(['routing', 'addressIndexFiles'], env.GATEWAY_ADDRESS_INDEX.split(',').map((s) => s.trim()).filter(Boolean));
   if (env.GATEWAY_ROUTE_BY_BYDEL)
     set(['routing', 'routeByBydel'], env.GATEWAY_ROUTE_BY_BYDEL.split(',').map((s) => s.trim()).filter(Boolean));
   if (env.GATEWAY_OWN_HER_ID) set(['ownHerId'], env.GATEWAY_OWN_HER_ID);
   if (env.GATEWAY_LOG_LEVEL) set(['logLevel'], env.GATEWAY_LOG_LEVEL);
   if (env.GATEWAY_PATIENT_KEY_SECRET) set(['tracking', 'patientKeySecret'], env.GATEWAY_PATIENT_KEY_SECRET);
+  if (env.GATEWAY_ALERT_WEBHOOK_URL) set(['alerts', 'webhookUrl'], env.GATEWAY_ALERT_WEBHOOK_URL);
   return c;
 }
 
@@ -151,6 +221,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigLoad {
     const obj = (config as any)[section];
     if (obj[key]) obj[key] = resolve(obj[key]);
   }
+  config.routing.addressIndexFiles = config.routing.addressIndexFiles?.map((f) => resolve(f));
   config.schemaDir = resolve(config.schemaDir);
   return { ok: true, config };
 }

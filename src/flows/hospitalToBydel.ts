@@ -6,29 +6,33 @@ import type { GatewayConfig } from '../config/config.js';
 import { durationMs } from '../config/config.js';
 import type { SchemaSet } from '../inbound/schemas.js';
 import { validateMessage } from '../inbound/validate.js';
-import { appRecVersionFor, buildAppRec, localDateTime } from '../mapping/apprec.js';
+import { negativeAppRec } from '../mapping/apprec.js';
 import { contentHash } from '../mapping/contentHash.js';
 import type { MsgHeadModel, ParsedMessage, StageError } from '../mapping/model.js';
 import { parseMessage } from '../mapping/parse.js';
-import { rewriteReceiver } from '../mapping/readdress.js';
 import { EVENTS } from '../observability/events.js';
 import { type Logger, logStage } from '../observability/log.js';
-import { buildEbxmlMessage, cpaIdFor } from '../outbound/ebxml.js';
 import {
   type NewOutboxItem,
   type RoutingHeaders,
   alertItem,
   appRecItem,
-  deliverItem,
   dlqItem,
 } from '../outbound/outboxItems.js';
 import { type OutboxPublisher, justStored } from '../outbound/outboxRelay.js';
-import { signEnveloped } from '../outbound/xmldsig.js';
+import { isBydelCode } from '../routing/bydeler.js';
 import { type RouteDecision, type RoutingContext, routeMessage } from '../routing/route.js';
 import { buildAlert } from '../tracking/alerts.js';
 import type { MessageRow } from '../tracking/db.js';
-import { expectationsFor, patientKey } from '../tracking/expectations.js';
-import { DuplicateMessageError, type NewEvent, type NewExpectation, type NewMessage, type NewPayload, type Store } from '../tracking/store.js';
+import { Receipts, closesAnswerWait } from '../tracking/receipts.js';
+import { alertPolicy } from '../tracking/deadlines.js';
+import { heldExpectation } from '../tracking/expectations.js';
+import { ownEventTime } from '../tracking/overtid.js';
+import { DuplicateMessageError, type NewEvent, type NewExpectation, type NewMessage, type NewPayload, type Store, type StoreTransaction } from '../tracking/store.js';
+import { EpjAppRecReturn } from './epjAppRec.js';
+import { conversationIdOf, deliveryParts, type Packaged, packageDelivery, type SigningMaterial, senderHerId } from './packageDelivery.js';
+
+export type { SigningMaterial };
 
 export interface EpjDelivery {
   body: Buffer;
@@ -38,11 +42,8 @@ export interface EpjDelivery {
   /** AMQP messageId, used to key a message that cannot be parsed at all */
   amqpMessageId?: string;
   redelivered: boolean;
-}
-
-export interface SigningMaterial {
-  keyPem: string;
-  certPem: string;
+  /** set for a replay ops granted to bypass the MsgId dedupe (`dlq replay --skip-dedupe`): the dead letter's id */
+  skipDedupeFor?: number;
 }
 
 export interface FlowDeps {
@@ -78,25 +79,24 @@ type Plan =
       parsed: ParsedMessage;
       model: MsgHeadModel;
       route: Extract<RouteDecision, { action: 'deliver' }>;
-      packaged: { contentType: string; body: Buffer; ebxmlMessageId: string };
+      packaged: Packaged;
       conversationId: string;
       fromHerId: string;
     };
 
-/** The sender's most specific HER-id: the ebXML From party and the dedupe key. */
-const senderHerId = (m: MsgHeadModel) => m.sender.level2?.herId ?? m.sender.level1.herId ?? null;
-
-/** ConversationId is shared by a whole conversation; its first MsgId identifies it stably. */
-const conversationIdOf = (p: ParsedMessage, m: MsgHeadModel) =>
-  p.ebxml?.conversationId ?? m.conversationRef?.refToConversation ?? m.msgId;
+type TransactionHook = (tx: StoreTransaction, messageId: number) => Promise<void>;
 
 export class HospitalToBydelFlow {
   private readonly now: () => Date;
   private readonly graceMs: number;
+  private readonly receipts: Receipts;
+  private readonly appRecs: EpjAppRecReturn;
 
   constructor(private readonly deps: FlowDeps) {
     this.now = deps.now ?? (() => new Date());
     this.graceMs = 2 * durationMs(deps.config.broker.confirmTimeout);
+    this.receipts = new Receipts(deps.store.db.kysely, deps.config.tracking);
+    this.appRecs = new EpjAppRecReturn({ ...deps, partners: { config: deps.config, register: deps.routing.register, signing: deps.signing }, now: this.now });
   }
 
   /** Processes one delivery to a durable outcome. Throws only on transient failures (store down). */
@@ -110,17 +110,16 @@ export class HospitalToBydelFlow {
     const doc = parsed.value.doc;
     this.logOutcome(doc.kind === 'msghead' ? doc : { msg_id: doc.id, msg_type: 'APPREC' }, 'parse', `parsed (${parsed.value.framing})`, EVENTS.stagePassed, {});
     if (doc.kind !== 'msghead') {
-      // AppRecs the EPJ owes the bydeler are the inbound issue's work; until then they are refused visibly.
-      return this.finish(delivery, {
-        kind: 'reject',
-        stage: 'parse',
-        parsed: parsed.value,
-        error: { code: 'T10', reason: 'An AppRec on the EPJ queue is not supported yet.', transient: false },
-      });
+      // The EPJ's AppRec for a message a bydel sent: back to that bydel (epjAppRec.ts).
+      const returned = await this.appRecs.handle(parsed.value, doc);
+      if (returned.ok) return returned.outcome;
+      return this.finish(delivery, { kind: 'reject', stage: returned.stage, parsed: parsed.value, error: returned.error });
     }
 
     const existing = await this.deps.store.findMessage('out', senderHerId(doc) ?? '', doc.msgId);
-    if (existing) {
+    if (existing && delivery.skipDedupeFor !== undefined) {
+      this.logOutcome(doc, 'dedupe', `dedupe skipped: replay of dead letter #${delivery.skipDedupeFor}`, EVENTS.dedupeSkipped, { state: existing.state });
+    } else if (existing) {
       const resumed = await this.resumeOrIgnore(existing, doc);
       if (resumed) return resumed;
     }
@@ -140,25 +139,9 @@ export class HospitalToBydelFlow {
     if (route.action === 'hold') return { kind: 'hold', parsed, model, verdicts: route.verdicts };
     this.logOutcome(model, 'route', route.rerouted ? `routed to bydel ${route.bydel} by ${route.rule}` : 'receiver kept', EVENTS.stagePassed, route.rerouted ? { bydel: route.bydel, rule: route.rule, herId: route.toHerId } : { herId: route.toHerId });
 
-    const { signing, config } = this.deps;
-    const algorithm = config.signing.partnerAlgorithms[route.toHerId] ?? config.signing.algorithm;
-    let xml = route.rerouted ? rewriteReceiver(parsed.businessXml, route.receiver) : parsed.businessXml;
-    if (config.signing.signMsgHead) {
-      xml = signEnveloped(xml, { ...signing, algorithm, location: 'msghead-last-child' });
-    }
-    const fromHerId = senderHerId(model) ?? config.ownHerId;
-    const conversationId = conversationIdOf(parsed, model);
-    const packaged = buildEbxmlMessage({
-      businessXml: xml,
-      msgType: model.type,
-      fromHerId,
-      toHerId: route.toHerId,
-      cpaId: this.deps.routing.register.get(route.toHerId)?.ebxml?.cpaId ?? cpaIdFor(fromHerId, route.toHerId),
-      conversationId,
-      signing: { ...signing, algorithm },
-    });
-    this.logOutcome(model, 'sign', `signed ${algorithm}`, EVENTS.stagePassed, { herId: route.toHerId });
-    return { kind: 'deliver', parsed, model, route, packaged, conversationId, fromHerId };
+    const packaged = packageDelivery(parsed, model, route, { config: this.deps.config, register: this.deps.routing.register, signing: this.deps.signing });
+    this.logOutcome(model, 'sign', `signed ${packaged.algorithm}`, EVENTS.stagePassed, { herId: route.toHerId });
+    return { kind: 'deliver', parsed, model, route, packaged, conversationId: packaged.conversationId, fromHerId: packaged.fromHerId };
   }
 
   /**
@@ -187,11 +170,12 @@ export class HospitalToBydelFlow {
     const payloads: NewPayload[] = [{ kind: 'original', content_type: delivery.contentType ?? 'application/octet-stream', body: delivery.body }];
     if (plan.kind === 'deliver') payloads.push({ kind: 'signed', content_type: plan.packaged.contentType, body: plan.packaged.body });
 
+    const within = this.closeAnswerWait(plan, now);
     let stored: { messageId: number; outboxIds: number[] };
     try {
       stored = rejectedBefore
-        ? await this.recordResend(rejectedBefore, record, events)
-        : await this.deps.store.recordMessage({ message: record.message, payloads, events, outbox: record.outbox, expectations: record.expectations });
+        ? await this.recordResend(rejectedBefore, record, events, within)
+        : await this.deps.store.recordMessage({ message: record.message, payloads, events, outbox: record.outbox, expectations: record.expectations, within });
     } catch (e) {
       if (e instanceof DuplicateMessageError) {
         // Another consumer stored the same MsgId a moment ago: it is a duplicate.
@@ -206,11 +190,18 @@ export class HospitalToBydelFlow {
   }
 
   /** The same MsgId again after a rejection: the existing row takes the new outcome. */
-  private async recordResend(previous: MessageRow, record: FlowRecord, events: NewEvent[]) {
+  private async recordResend(previous: MessageRow, record: FlowRecord, events: NewEvent[], within?: TransactionHook) {
     const { msg_id, direction, sender_her_id, ...patch } = record.message;
-    const outboxIds = await this.deps.store.updateMessage(previous.id, patch, { stage: 'dedupe', event: 'resent-after-rejection', detail: { previousCode: previous.error_code } }, record.outbox);
+    const outboxIds = await this.deps.store.updateMessage(previous.id, patch, { stage: 'dedupe', event: previous.state === 'rejected' ? 'resent-after-rejection' : 'replayed-skipping-dedupe', detail: { previousCode: previous.error_code, previousState: previous.state } }, record.outbox);
     for (const e of events) await this.deps.store.addEvent(previous.id, e);
+    if (within) await this.deps.store.inTransaction((tx) => within(tx, previous.id));
     return { messageId: previous.id, outboxIds };
+  }
+
+  /** Delivering an avmelding, utskrevet, død or cancellation ends the wait for the kommune's answer. */
+  private closeAnswerWait(plan: Plan, now: Date): TransactionHook | undefined {
+    if (plan.kind !== 'deliver' || !closesAnswerWait(plan.model)) return undefined;
+    return (tx, messageId) => this.receipts.closeWaitOnDelivery(tx, plan.model, plan.conversationId, messageId, now);
   }
 
   private baseMessage(model: MsgHeadModel | undefined, parsed: ParsedMessage | undefined, fallbackId: string) {
@@ -223,6 +214,7 @@ export class HospitalToBydelFlow {
       conversation_ref: model?.conversationRef?.refToConversation ?? null,
       content_hash: parsed ? contentHash(parsed.businessXml) : null,
       gen_date: model?.genDate ?? null,
+      event_time: model ? ownEventTime(model) : null,
       error_code: null,
       error_reason: null,
     };
@@ -230,28 +222,14 @@ export class HospitalToBydelFlow {
 
   private deliveryRecord(plan: Extract<Plan, { kind: 'deliver' }>, now: Date): FlowRecord {
     const { route, model } = plan;
-    const routedTo = route.rerouted ? { bydel: route.bydel, rule: route.rule, herId: route.toHerId } : { herId: route.toHerId };
-    const headers = { msgId: model.msgId, msgType: model.type, conversationId: plan.conversationId, fromHerId: plan.fromHerId, toHerId: route.toHerId };
+    const parts = deliveryParts(model, route, plan.packaged, this.deps.config, now);
     return {
-      message: {
-        ...this.baseMessage(model, plan.parsed, model.msgId),
-        state: 'received',
-        bydel: route.rerouted ? route.bydel : null,
-        route_rule: route.rerouted ? route.rule : 'kept-receiver',
-        receiver_l1_her_id: route.rerouted ? route.receiver.level1.herId : (model.receiver.level1.herId ?? null),
-        receiver_l2_her_id: route.toHerId,
-        ebxml_message_id: plan.packaged.ebxmlMessageId,
-        patient_key: patientKey(model, this.deps.config.tracking.patientKeySecret),
-      },
-      events: [
-        { stage: 'validate', event: 'validated' },
-        { stage: 'route', event: route.rerouted ? 'routed' : 'receiver-kept', detail: { ...routedTo, explanation: route.explanation } },
-        { stage: 'sign', event: 'signed', detail: { ebxmlMessageId: plan.packaged.ebxmlMessageId } },
-      ],
-      outbox: [deliverItem(this.deps.config.broker, now, this.graceMs, headers, plan.packaged.contentType, plan.packaged.body)],
-      expectations: expectationsFor(model.type, now, this.deps.config.tracking),
+      message: { ...this.baseMessage(model, plan.parsed, model.msgId), ...parts.patch },
+      events: [{ stage: 'validate', event: 'validated' }, ...parts.events],
+      outbox: parts.outbox,
+      expectations: parts.expectations,
       outcome: 'delivered',
-      log: { event: EVENTS.delivered, stage: 'publish', decision: `delivered to ${route.toHerId}`, ...routedTo },
+      log: { event: EVENTS.delivered, stage: 'publish', decision: `delivered to ${route.toHerId}`, ...parts.routedTo },
     };
   }
 
@@ -277,6 +255,7 @@ export class HospitalToBydelFlow {
         { stage: 'route', event: 'held-unroutable', detail: { verdicts: plan.verdicts, alertId: alert.id } },
       ],
       outbox: [alertItem(this.deps.config.broker, now, this.graceMs, alert)],
+      expectations: [heldExpectation(now, alert.id, alertPolicy(this.deps.config))],
       outcome: 'held',
       log: { event: EVENTS.held, stage: 'route', decision: 'held for manual routing' },
     };
@@ -284,7 +263,8 @@ export class HospitalToBydelFlow {
 
   private rejectionRecord(delivery: EpjDelivery, plan: Extract<Plan, { kind: 'reject' }>, now: Date): FlowRecord {
     const model = plan.parsed?.doc.kind === 'msghead' ? plan.parsed.doc : undefined;
-    const fallbackId = delivery.amqpMessageId ?? `unparsed-${randomUUID()}`;
+    const doc = plan.parsed?.doc;
+    const fallbackId = doc?.kind === 'apprec' ? doc.id : (delivery.amqpMessageId ?? `unparsed-${randomUUID()}`);
     const message = {
       ...this.baseMessage(model, plan.parsed, fallbackId),
       state: 'rejected',
@@ -303,29 +283,16 @@ export class HospitalToBydelFlow {
     };
   }
 
-  /** A negative AppRec to the EPJ and the original, unchanged, to the DLQ (DESIGN §4.3). */
+  /** A negative AppRec to the EPJ (not for an AppRec) and the original, unchanged, to the DLQ (DESIGN §4.3). */
   private rejectionItems(delivery: EpjDelivery, plan: Extract<Plan, { kind: 'reject' }>, model: MsgHeadModel | undefined, conversationId: string | undefined, now: Date): NewOutboxItem[] {
     const { config } = this.deps;
     const gateway = { level1: { name: 'plo-gateway', herId: config.ownHerId } };
     const appRecId = randomUUID();
-    const appRec = buildAppRec({
-      id: appRecId,
-      version: appRecVersionFor(model?.content),
-      status: '2',
-      errors: [{ code: plan.error.code, details: plan.error.reason }],
-      original: {
-        msgType: model?.type ?? 'UKJENT',
-        msgTypeDn: model?.typeDn,
-        issueDate: model?.genDate ?? localDateTime(now),
-        msgId: model?.msgId ?? delivery.amqpMessageId ?? 'ukjent',
-      },
-      sender: model ? model.receiver : gateway,
-      receiver: model ? model.sender : gateway,
-      genDate: now,
-    });
+    const appRec = negativeAppRec({ id: appRecId, error: plan.error, now, model, unreadable: { msgId: delivery.amqpMessageId ?? 'ukjent', party: gateway } });
+    const appRecFromEpj = plan.parsed?.doc.kind === 'apprec' ? plan.parsed.doc : undefined;
     const original: RoutingHeaders = {
-      msgId: model?.msgId,
-      msgType: model?.type,
+      msgId: model?.msgId ?? appRecFromEpj?.id,
+      msgType: model?.type ?? (appRecFromEpj && 'APPREC'),
       conversationId,
       fromHerId: model ? (senderHerId(model) ?? undefined) : undefined,
       toHerId: model?.receiver.level2?.herId ?? model?.receiver.level1.herId,
@@ -338,10 +305,12 @@ export class HospitalToBydelFlow {
       toHerId: original.fromHerId ?? config.ownHerId,
     };
     const error = { code: plan.error.code, reason: plan.error.reason, stage: plan.stage, sourceQueue: config.broker.queues.epjOutbound, firstFailedAt: now.toISOString(), attempts: 1 };
-    return [
-      appRecItem(config.broker, now, this.graceMs, receipt, model?.msgId, appRec),
-      dlqItem(config.broker, now, this.graceMs, original, error, { body: delivery.body, contentType: delivery.contentType }),
-    ];
+    const dead = dlqItem(config.broker, now, this.graceMs, original, error, { body: delivery.body, contentType: delivery.contentType });
+    // the EPJ's bydel hint travels with the dead letter, so that a replay is routed as the original would have been
+    if (delivery.bydelHint && isBydelCode(delivery.bydelHint)) dead.headers['x-bydel'] = delivery.bydelHint;
+    // An AppRec is never answered with an AppRec: one the gateway cannot return is for ops, in the DLQ.
+    if (appRecFromEpj) return [dead];
+    return [appRecItem(config.broker, now, this.graceMs, receipt, model?.msgId, appRec), dead];
   }
 
   private logOutcome(m: { msg_id: string; msg_type?: string | null } | MsgHeadModel, stage: Stage, decision: string, event: string, extra: Record<string, unknown>) {

@@ -1,7 +1,8 @@
-// Builds the application receipt (AppRec) the gateway owes the EPJ when it rejects a message.
-// Version follows the message's standard (HITS 1168 §8.3): PLO 1.6 / Dialog 1.1 → 1.1, else 1.0.
+// Builds the application receipts (AppRec) the gateway owes when it rejects a message: to the EPJ
+// for an outgoing one, to the sending bydel for an incoming one. Version follows the message's
+// standard (HITS 1168 §8.3): PLO 1.6 / Dialog 1.1 → 1.1, else 1.0.
 import { randomUUID } from 'node:crypto';
-import { NS, type ContentInfo, type Party } from './model.js';
+import { NS, type ContentInfo, type MsgHeadModel, type Party } from './model.js';
 
 export const ERROR_TEXTS: Record<string, string> = {
   T01: "Ikke XML / ikke 'well formed' / uleselig",
@@ -98,4 +99,32 @@ export function buildAppRec(input: AppRecInput): string {
     `<IssueDate>${escapeXml(o.issueDate)}</IssueDate><Id>${escapeXml(o.msgId)}</Id></OriginalMsgId>` +
     `</AppRec>\n`
   );
+}
+
+/** Why the gateway refuses a message: an 8221 code (or a gateway code) and one sentence without personal data. */
+export interface Rejection {
+  code: string;
+  reason: string;
+}
+
+/**
+ * The negative AppRec (status 2 Avvist) for a message the gateway refuses, mirroring its
+ * addresses (AppRec 1.1 §3.5). When no MsgHead could be read, `unreadable` stands in for the
+ * original and for both parties.
+ */
+export function negativeAppRec(input: { id: string; error: Rejection; now: Date; model?: MsgHeadModel; unreadable?: { msgId: string; party: Party } }): string {
+  const { model, now } = input;
+  const stand = input.unreadable ?? { msgId: 'ukjent', party: { level1: { name: 'ukjent' } } };
+  return buildAppRec({
+    id: input.id,
+    version: appRecVersionFor(model?.content),
+    status: '2',
+    errors: [{ code: input.error.code, details: input.error.reason }],
+    original: model
+      ? { msgType: model.type, msgTypeDn: model.typeDn, issueDate: model.genDate, msgId: model.msgId }
+      : { msgType: 'UKJENT', issueDate: localDateTime(now), msgId: stand.msgId },
+    sender: model?.receiver ?? stand.party,
+    receiver: model?.sender ?? stand.party,
+    genDate: now,
+  });
 }

@@ -79,6 +79,8 @@ export interface MsgHeadModel {
   content?: ContentInfo;
   /** Hendelsekode values (9121) found in a Pasientlogistikk message, in document order */
   hendelsekoder: string[];
+  /** TidspunktForHendelse as sent (a date or a local date-time), per Hendelsekode: the first of each code */
+  hendelsestidspunkt?: Record<string, string>;
   /** Forsendelsesstatus (7309): N, M, C */
   forsendelsesstatus?: string;
   /** Dialogmelding Notat/TemaKodet, as "S/V" pairs (e.g. 2.16.578.1.12.4.1.1.9155/1) */

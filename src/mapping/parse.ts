@@ -224,6 +224,7 @@ function readMsgHead(root: XmlElement): MsgHeadModel {
     patient: patient && readPatient(patient),
     content: content && readContentInfo(content),
     hendelsekoder: content ? readHendelsekoder(content) : [],
+    hendelsestidspunkt: content ? readHendelsestidspunkt(content) : {},
     forsendelsesstatus: content && textOf(content, "*[local-name()='InformasjonOmForsendelsen']/*[local-name()='Forsendelsesstatus']/@V"),
     temaKodet: content ? readTemaKodet(content) : [],
   };
@@ -299,6 +300,17 @@ function readContentInfo(content: XmlElement): ContentInfo {
 function readHendelsekoder(content: XmlElement): string[] {
   const message = logisticsMessage(content);
   return message ? textsOf(message, ".//*[local-name()='Hendelsekode']/@V") : [];
+}
+
+function readHendelsestidspunkt(content: XmlElement): Record<string, string> {
+  const message = logisticsMessage(content);
+  const times: Record<string, string> = {};
+  for (const event of message ? findAll(message, ".//*[local-name()='TidsfestetHendelse']") : []) {
+    const code = textOf(event, "*[local-name()='Hendelsekode']/@V");
+    const at = textOf(event, "*[local-name()='TidspunktForHendelse']/@V");
+    if (code && at && !(code in times)) times[code] = at;
+  }
+  return times;
 }
 
 function readTemaKodet(content: XmlElement): string[] {

@@ -1,6 +1,7 @@
 // JSON logs, one line per stage outcome. Personal data is never passed to the logger; the
 // redaction list is a second line of defence for fields that must never be printed.
 import { type DestinationStream, type Logger, pino } from 'pino';
+import { observeStage } from './metrics.js';
 
 export type { Logger } from 'pino';
 
@@ -28,7 +29,8 @@ export interface StageLog {
   [key: string]: unknown;
 }
 
-/** The one shape every pipeline stage logs in (README: "Log events"). */
+/** The one shape every pipeline stage logs in (README: "Log events"); also counted and timed (metrics.ts). */
 export function logStage(log: Logger, entry: StageLog, level: 'info' | 'warn' | 'error' = 'info'): void {
   log[level](entry, `${entry.stage}: ${entry.decision}`);
+  observeStage(entry);
 }

@@ -1,29 +1,55 @@
-// Liveness and readiness for the container and the orchestrator (node:http: three routes do
-// not justify a framework). Readiness names what is missing, never any message content.
-import { createServer, type Server } from 'node:http';
+// Liveness, readiness and metrics for the container and the orchestrator, and the ops API under
+// /api/ (node:http: a handful of routes do not justify a framework). Readiness names what is
+// missing, never any message content.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
 export interface ReadinessCheck {
   name: string;
+  /** what /readyz says when the check fails */
+  reason?: string;
   check: () => Promise<boolean> | boolean;
 }
 
-export function startHttpServer(port: number, checks: ReadinessCheck[]): Promise<Server> {
+export interface HttpExtras {
+  /** GET /metrics (Prometheus text format) */
+  metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** everything under /api/, any method (authenticated by the handler) */
+  api?: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+}
+
+/** A check that does not answer in time (e.g. an unreachable database) counts as failing. */
+const CHECK_TIMEOUT_MS = 2000;
+
+export function startHttpServer(port: number, checks: ReadinessCheck[], extras: HttpExtras = {}): Promise<Server> {
   const server = createServer(async (req, res) => {
     const send = (status: number, body: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
     };
+    if (extras.api && req.url?.startsWith('/api/')) return extras.api(req, res);
     if (req.method !== 'GET') return send(405, { error: 'method not allowed' });
+    if (req.url === '/metrics' && extras.metrics) {
+      // a rejection here would be unhandled (the listener's promise is not awaited): answer 500
+      const text = await extras.metrics().catch(() => undefined);
+      if (!text) return send(500, { error: 'metrics unavailable' });
+      res.writeHead(200, { 'content-type': text.contentType });
+      return res.end(text.body);
+    }
     if (req.url === '/healthz') return send(200, { status: 'ok' });
     if (req.url === '/readyz') {
       const failing: string[] = [];
+      const reasons: Record<string, string> = {};
       for (const c of checks) {
-        const ok = await Promise.resolve()
-          .then(c.check)
-          .catch(() => false);
-        if (!ok) failing.push(c.name);
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), CHECK_TIMEOUT_MS)));
+        const ok = await Promise.race([Promise.resolve().then(c.check).catch(() => false), timeout]);
+        clearTimeout(timer);
+        if (!ok) {
+          failing.push(c.name);
+          reasons[c.name] = c.reason ?? `${c.name} check failed`;
+        }
       }
-      return failing.length === 0 ? send(200, { status: 'ready' }) : send(503, { status: 'not ready', failing });
+      return failing.length === 0 ? send(200, { status: 'ready' }) : send(503, { status: 'not ready', failing, reasons });
     }
     send(404, { error: 'not found' });
   });

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { ParseOption, XmlDocument } from 'libxml2-wasm';
 import { NS } from '../mapping/model.js';
-import { type MimePart, buildMultipart, parseMultipart, rootPart } from '../mapping/multipart.js';
+import { type MimePart, buildMultipart, looksLikeMultipart, parseMultipart, rootPart } from '../mapping/multipart.js';
 import { type SignatureAlgorithm, signEnveloped, verifyEnveloped } from './xmldsig.js';
 
 export interface SigningKey {
@@ -17,15 +17,21 @@ export interface SigningKey {
 }
 
 export interface EbxmlInput {
-  /** the MsgHead document, sent byte for byte as the payload part */
+  /** the business document (MsgHead or AppRec), sent byte for byte as the payload part */
   businessXml: string;
-  /** MsgInfo/Type (code list 8279), e.g. LOG_UTSKRIVNINGSKLAR; becomes Action, Service and Roles */
+  /** MsgInfo/Type (code list 8279), e.g. LOG_UTSKRIVNINGSKLAR; by default also Action, Service and Roles */
   msgType: string;
   fromHerId: string;
   toHerId: string;
   /** from the CPA when there is one; default `cpaIdFor(from, to)` */
   cpaId?: string;
   conversationId: string;
+  /** default `S-<msgType>`; an AppRec travels in the Service of the message it answers (HISD 1209) */
+  service?: string;
+  /** default `msgType`; `APPREC` for an AppRec */
+  action?: string;
+  /** eb:Role of From and To; default `<msgType>sender` / `<msgType>receiver` (reversed for an AppRec) */
+  roles?: { from: string; to: string };
   messageId?: string;
   timestamp?: Date;
   signing: SigningKey;
@@ -70,9 +76,8 @@ export function buildEbxmlMessage(input: EbxmlInput): EbxmlMessage {
 }
 
 function envelopeXml(input: EbxmlInput, messageId: string, payloadContentId: string): string {
-  const type = escapeXml(input.msgType);
-  const party = (her: string, role: string) =>
-    `<eb:PartyId eb:type="HER">${her}</eb:PartyId><eb:Role>${type}${role}</eb:Role>`;
+  const roles = input.roles ?? { from: `${input.msgType}sender`, to: `${input.msgType}receiver` };
+  const party = (her: string, role: string) => `<eb:PartyId eb:type="HER">${her}</eb:PartyId><eb:Role>${escapeXml(role)}</eb:Role>`;
   const timestamp = (input.timestamp ?? new Date()).toISOString();
   // Prefixes SOAP and eb as in the HIS 1037 samples; partners compare QNames, but logs and
   // support staff read these.
@@ -80,12 +85,12 @@ function envelopeXml(input: EbxmlInput, messageId: string, payloadContentId: str
 <SOAP:Envelope xmlns:SOAP="${NS.soap}" xmlns:eb="${NS.ebxml}" xmlns:xlink="${NS.xlink}">
 <SOAP:Header>
 <eb:MessageHeader SOAP:mustUnderstand="1" eb:version="2.0">
-<eb:From>${party(input.fromHerId, 'sender')}</eb:From>
-<eb:To>${party(input.toHerId, 'receiver')}</eb:To>
+<eb:From>${party(input.fromHerId, roles.from)}</eb:From>
+<eb:To>${party(input.toHerId, roles.to)}</eb:To>
 <eb:CPAId>${escapeXml(input.cpaId ?? cpaIdFor(input.fromHerId, input.toHerId))}</eb:CPAId>
 <eb:ConversationId>${escapeXml(input.conversationId)}</eb:ConversationId>
-<eb:Service eb:type="string">S-${type}</eb:Service>
-<eb:Action>${type}</eb:Action>
+<eb:Service eb:type="string">${escapeXml(input.service ?? `S-${input.msgType}`)}</eb:Service>
+<eb:Action>${escapeXml(input.action ?? input.msgType)}</eb:Action>
 <eb:MessageData><eb:MessageId>${escapeXml(messageId)}</eb:MessageId><eb:Timestamp>${timestamp}</eb:Timestamp></eb:MessageData>
 <eb:DuplicateElimination/>
 </eb:MessageHeader>
@@ -110,9 +115,15 @@ export function verifyEbxmlMessage(
   let parts: MimePart[];
   let envelope: Buffer;
   try {
-    const entity = parseMultipart(body, contentType);
-    envelope = rootPart(entity).body;
-    parts = entity.parts;
+    if (looksLikeMultipart(body, contentType)) {
+      const entity = parseMultipart(body, contentType);
+      envelope = rootPart(entity).body;
+      parts = entity.parts;
+    } else {
+      // A signal (Acknowledgment, MessageError) or a document inline in the SOAP Body: no parts.
+      envelope = body;
+      parts = [];
+    }
   } catch {
     return { ok: false, reason: 'the message is not a readable multipart/related entity' };
   }

@@ -34,9 +34,13 @@ type Broker = GatewayConfig['broker'];
 /** The live path publishes at once; the relay only picks an item up after this grace period. */
 const relayAfter = (now: Date, graceMs: number) => new Date(now.getTime() + graceMs);
 
-export function deliverItem(b: Broker, now: Date, graceMs: number, h: RoutingHeaders & { toHerId: string }, contentType: string, body: Buffer): NewOutboxItem {
+/**
+ * A signed ebXML message to a partner on nhn.outbound. Purpose 'receipt' for an AppRec the
+ * hospital returns for an incoming message: it must not mark that message 'published'.
+ */
+export function deliverItem(b: Broker, now: Date, graceMs: number, h: RoutingHeaders & { toHerId: string }, contentType: string, body: Buffer, purpose: 'deliver' | 'receipt' = 'deliver'): NewOutboxItem {
   return {
-    purpose: 'deliver',
+    purpose,
     exchange: b.exchanges.nhnOutbound,
     routing_key: h.toHerId,
     headers: contractHeaders(h),
@@ -47,16 +51,26 @@ export function deliverItem(b: Broker, now: Date, graceMs: number, h: RoutingHea
   };
 }
 
+/** The gateway's own AppRec for the EPJ, on epj.inbound. */
 export function appRecItem(b: Broker, now: Date, graceMs: number, h: RoutingHeaders, originalMsgId: string | undefined, appRecXml: string): NewOutboxItem {
+  return epjInboundItem('apprec', b, now, graceMs, h, appRecXml, originalMsgId);
+}
+
+/** A message from a bydel (MsgHead or AppRec) handed to the EPJ as it came, on epj.inbound. */
+export function forwardItem(b: Broker, now: Date, graceMs: number, h: RoutingHeaders, businessXml: string, originalMsgId?: string): NewOutboxItem {
+  return epjInboundItem('forward', b, now, graceMs, h, businessXml, originalMsgId);
+}
+
+function epjInboundItem(purpose: string, b: Broker, now: Date, graceMs: number, h: RoutingHeaders, xml: string, originalMsgId: string | undefined): NewOutboxItem {
   const headers = { ...contractHeaders(h), ...(originalMsgId ? { 'x-original-msg-id': originalMsgId } : {}) };
   return {
-    purpose: 'apprec',
+    purpose,
     exchange: '',
     routing_key: b.queues.epjInbound,
     headers,
     content_type: 'application/xml; charset=UTF-8',
     message_id_prop: randomUUID(),
-    body: Buffer.from(appRecXml, 'utf8'),
+    body: Buffer.from(xml, 'utf8'),
     next_attempt_at: relayAfter(now, graceMs),
   };
 }

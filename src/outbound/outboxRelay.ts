@@ -42,7 +42,8 @@ const fromRow = (row: OutboxRow): Publishable => ({ ...row, headers: JSON.parse(
 export const justStored = (messageId: number, items: NewOutboxItem[], ids: number[]): Publishable[] =>
   items.map((item, i) => ({ ...item, id: ids[i], message_id: messageId, attempts: 0 }));
 
-const PUBLISHED_STATE: Record<string, string> = { deliver: 'published' };
+/** The message's state once an item of this purpose is confirmed: delivered to the bydel, or handed to the EPJ. */
+const PUBLISHED_STATE: Record<string, string> = { deliver: 'published', forward: 'forwarded' };
 
 export class OutboxPublisher {
   private timer?: NodeJS.Timeout;

@@ -2,6 +2,7 @@
 // not a per-message lookup (LESSONS §9.7).
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { isoDay, isValidOn } from './validity.js';
 
 const partySchema = z.object({
   herId: z.union([z.number().int(), z.string().regex(/^\d+$/)]).transform(String),
@@ -15,6 +16,10 @@ const partySchema = z.object({
   ebxml: z.object({ cpaId: z.string().optional() }).optional(),
   signingCertificate: z.string().optional(),
   encryptionCertificate: z.string().optional(),
+  /** a bydel's receiving service can change on a given day (the 2028 bydel reform): first day valid */
+  validFrom: isoDay.optional(),
+  /** first day no longer valid */
+  validTo: isoDay.optional(),
 });
 
 export type CommunicationParty = z.infer<typeof partySchema>;
@@ -49,12 +54,13 @@ export class AddressRegister {
       .map((p) => p.herId);
   }
 
-  /** The active service of a bydel with a given service code (8663), with its parent organisation. */
-  bydelService(bydel: string, serviceCode: string): { service: CommunicationParty; organisation: CommunicationParty } | undefined {
+  /** The active service of a bydel with a given service code (8663), with its parent organisation; with a day, only entries valid that day. */
+  bydelService(bydel: string, serviceCode: string, day?: string): { service: CommunicationParty; organisation: CommunicationParty } | undefined {
+    const current = (p: CommunicationParty) => p.active && (day === undefined || isValidOn(p, day));
     const service = this.parties.find(
-      (p) => p.type === 'Service' && p.bydel === bydel && p.serviceCode === serviceCode && p.active,
+      (p) => p.type === 'Service' && p.bydel === bydel && p.serviceCode === serviceCode && current(p),
     );
     const organisation = service?.parentHerId ? this.get(service.parentHerId) : undefined;
-    return service && organisation?.active ? { service, organisation } : undefined;
+    return service && organisation && current(organisation) ? { service, organisation } : undefined;
   }
 }

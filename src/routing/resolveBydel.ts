@@ -1,10 +1,12 @@
 // Which bydel is responsible for the patient, and which rule decided (issue: route order).
 import type { Patient, PatientAddress } from '../mapping/model.js';
-import { bydelName, isBydelCode, serviceBydel } from './bydeler.js';
+import type { AddressIndex, AddressIndexSet } from './addressIndex/indexFile.js';
+import { type AddressMatch, lookupAddress } from './addressIndex/lookup.js';
+import { bydelName, isBydelCode, MARKA, SENTRUM, serviceBydel } from './bydeler.js';
 import { lookupOverride, type OverrideTable } from './overrides.js';
 import { lookupPostcode, type PostcodeIndex } from './postcodeIndex.js';
 
-export type BydelRule = 'override' | 'epj-hint' | 'postcode';
+export type BydelRule = 'override' | 'epj-hint' | 'address' | 'postcode';
 
 export interface BydelDecision {
   decided: true;
@@ -27,6 +29,24 @@ export interface RoutingData {
   overrides: OverrideTable;
   postcodes: PostcodeIndex;
   postcodeMinShare: number;
+  /** address index files by validity period; absent or empty: the address rule never decides */
+  addressIndexes?: AddressIndexSet;
+}
+
+/** One rule's outcome: a decision, or the sentence saying why it could not decide. */
+export interface RuleVerdict {
+  rule: BydelRule;
+  decision?: BydelDecision;
+  verdict: string;
+}
+
+interface RuleInput {
+  address?: PatientAddress;
+  addressKind: string;
+  hint?: string;
+  data: RoutingData;
+  /** the message's day in Oslo (YYYY-MM-DD): picks the address index valid then */
+  day?: string;
 }
 
 const ADDRESS_PREFERENCE = ['TMP', 'H', 'HP', 'BOA', undefined];
@@ -48,42 +68,88 @@ function decide(geographic: string, rule: BydelRule, why: string): BydelDecision
   return { decided: true, bydel: served, geographicBydel: geographic, rule, explanation: `${why} gives ${bydelName(geographic)} (${geographic})${via}` };
 }
 
-export function resolveBydel(patient: Patient | undefined, hint: string | undefined, data: RoutingData): BydelDecision | BydelUndecided {
-  const verdicts: string[] = [];
-  const address = chooseAddress(patient);
-  const addressKind = address?.type === 'TMP' ? 'temporary address' : 'home address';
+const fromDecide = (rule: BydelRule, d: BydelDecision | string): RuleVerdict =>
+  typeof d === 'string' ? { rule, verdict: `${rule}: ${d}` } : { rule, decision: d, verdict: `${rule}: ${d.explanation}` };
 
+function overrideRule({ address, addressKind, data }: RuleInput): RuleVerdict {
   const override = address && lookupOverride(data.overrides, address.street, address.postalCode);
-  if (override) {
-    const d = decide(override, 'override', `the ops override for the patient's ${addressKind}`);
-    if (typeof d !== 'string') return d;
-    verdicts.push(d);
-  } else verdicts.push('override: no entry for this address');
+  if (!override) return { rule: 'override', verdict: 'override: no entry for this address' };
+  return fromDecide('override', decide(override, 'override', `the ops override for the patient's ${addressKind}`));
+}
 
-  if (hint !== undefined) {
-    const h = hint.trim();
-    if (isBydelCode(h)) {
-      const d = decide(h, 'epj-hint', 'the EPJ bydel hint');
-      if (typeof d !== 'string') return d;
-      verdicts.push(d);
-    } else verdicts.push(`epj-hint: "${h.slice(0, 12)}" is not a bydel code (030101–030117)`);
-  } else verdicts.push('epj-hint: none given');
+function hintRule({ hint }: RuleInput): RuleVerdict {
+  if (hint === undefined) return { rule: 'epj-hint', verdict: 'epj-hint: none given' };
+  const h = hint.trim();
+  if (!isBydelCode(h)) return { rule: 'epj-hint', verdict: `epj-hint: "${h.slice(0, 12)}" is not a bydel code (030101–030117)` };
+  return fromDecide('epj-hint', decide(h, 'epj-hint', 'the EPJ bydel hint'));
+}
 
-  if (address?.postalCode) {
-    const p = lookupPostcode(data.postcodes, address.postalCode.trim(), data.postcodeMinShare);
-    if (p.decided) {
-      const geo = p.geographic.map((b) => `${bydelName(b)} (${b})`).join(' and ');
-      const via = p.geographic.length === 1 && p.geographic[0] === p.bydel ? '' : `, served by ${bydelName(p.bydel)} (${p.bydel})`;
-      return {
-        decided: true,
-        bydel: p.bydel,
-        geographicBydel: p.geographic[0],
-        rule: 'postcode',
-        explanation: `the postcode of the patient's ${addressKind} gives ${geo} (${Math.round(p.share * 100)} %)${via}`,
-      };
-    }
-    verdicts.push(`postcode: ${p.reason}`);
-  } else verdicts.push('postcode: the patient has no address with a postcode');
+/** The index already holds the serving bydel: Sentrum and Marka were resolved when it was built. */
+function addressDecision(match: Extract<AddressMatch, { found: true }>, index: AddressIndex, addressKind: string): BydelDecision {
+  const { bydel, marka, sentrum } = match.entry;
+  const name = (code: string) => `${index.names[code] ?? bydelName(code)} (${code})`;
+  const where = sentrum ? `Sentrum (${SENTRUM}), served by ${name(bydel)}` : marka ? `Marka, served by the nearest bydel ${name(bydel)}` : name(bydel);
+  const letter = match.letterMissing ? '; the letter is missing, but every entrance of the number is there' : '';
+  return {
+    decided: true,
+    bydel,
+    geographicBydel: sentrum ? SENTRUM : marka ? MARKA : bydel,
+    rule: 'address',
+    explanation: `the address index (${index.period}) places the patient's ${addressKind} in ${where}${letter}`,
+  };
+}
 
+function addressRule({ address, addressKind, data, day }: RuleInput): RuleVerdict {
+  const miss = (reason: string): RuleVerdict => ({ rule: 'address', verdict: `address: ${reason}` });
+  if (!data.addressIndexes?.size) return miss('no address index is configured');
+  if (!address?.street || !address.postalCode) return miss('the patient has no street address with a postcode');
+  const index = day ? data.addressIndexes.validOn(day) : undefined;
+  if (!index) return miss(day ? 'no address index is valid on the message date' : 'no message date to choose an address index by');
+  const match = lookupAddress(index, address.street, address.postalCode);
+  if (!match.found) return miss(match.reason);
+  const decision = addressDecision(match, index, addressKind);
+  return { rule: 'address', decision, verdict: `address: ${decision.explanation}` };
+}
+
+function postcodeRule({ address, addressKind, data }: RuleInput): RuleVerdict {
+  if (!address?.postalCode) return { rule: 'postcode', verdict: 'postcode: the patient has no address with a postcode' };
+  const p = lookupPostcode(data.postcodes, address.postalCode.trim(), data.postcodeMinShare);
+  if (!p.decided) return { rule: 'postcode', verdict: `postcode: ${p.reason}` };
+  const geo = p.geographic.map((b) => `${bydelName(b)} (${b})`).join(' and ');
+  const via = p.geographic.length === 1 && p.geographic[0] === p.bydel ? '' : `, served by ${bydelName(p.bydel)} (${p.bydel})`;
+  const explanation = `the postcode of the patient's ${addressKind} gives ${geo} (${Math.round(p.share * 100)} %)${via}`;
+  return { rule: 'postcode', decision: { decided: true, bydel: p.bydel, geographicBydel: p.geographic[0], rule: 'postcode', explanation }, verdict: `postcode: ${explanation}` };
+}
+
+/** The resolution order: ops override → EPJ hint → exact address → postcode → held. */
+const RULES = [overrideRule, hintRule, addressRule, postcodeRule];
+
+function ruleInput(patient: Patient | undefined, hint: string | undefined, data: RoutingData, day: string | undefined): RuleInput {
+  const address = chooseAddress(patient);
+  return { address, addressKind: address?.type === 'TMP' ? 'temporary address' : 'home address', hint, data, day };
+}
+
+/** The first rule that decides wins; `day` is the message's day (see validity.ts messageDay). */
+export function resolveBydel(patient: Patient | undefined, hint: string | undefined, data: RoutingData, day?: string): BydelDecision | BydelUndecided {
+  const input = ruleInput(patient, hint, data, day);
+  const verdicts: string[] = [];
+  for (const rule of RULES) {
+    const v = rule(input);
+    if (v.decision) return v.decision;
+    verdicts.push(v.verdict);
+  }
   return { decided: false, verdicts };
+}
+
+/** Every rule's verdict, also those after the deciding one: for `routing explain`. */
+export function explainBydel(
+  patient: Patient | undefined,
+  hint: string | undefined,
+  data: RoutingData,
+  day?: string,
+): { decision: BydelDecision | BydelUndecided; verdicts: RuleVerdict[] } {
+  const input = ruleInput(patient, hint, data, day);
+  const verdicts = RULES.map((rule) => rule(input));
+  const decision = verdicts.find((v) => v.decision)?.decision;
+  return { decision: decision ?? { decided: false, verdicts: verdicts.map((v) => v.verdict) }, verdicts };
 }

@@ -5,6 +5,7 @@ import type { NewReceiver } from '../mapping/readdress.js';
 import type { AddressRegister } from './addressRegister.js';
 import { bydelName } from './bydeler.js';
 import { type BydelRule, type RoutingData, resolveBydel } from './resolveBydel.js';
+import { messageDay } from './validity.js';
 
 export interface RoutingContext extends RoutingData {
   register: AddressRegister;
@@ -26,7 +27,8 @@ export type RouteDecision =
   | { action: 'deliver'; rerouted: false; toHerId: string; explanation: string }
   | { action: 'hold'; verdicts: string[] };
 
-export function routeMessage(msg: MsgHeadModel, bydelHint: string | undefined, ctx: RoutingContext): StageResult<RouteDecision> {
+/** `now` only matters for a message without a readable GenDate: it picks the versioned routing data. */
+export function routeMessage(msg: MsgHeadModel, bydelHint: string | undefined, ctx: RoutingContext, now = new Date()): StageResult<RouteDecision> {
   const level1 = msg.receiver.level1.herId;
   if (!level1) return permanent('E21', 'The receiver has no level-1 HER-id.');
 
@@ -42,10 +44,11 @@ export function routeMessage(msg: MsgHeadModel, bydelHint: string | undefined, c
   if (!serviceCode) {
     return permanent('E21', `No bydel service is configured for message type ${msg.type}.`);
   }
-  const decision = resolveBydel(msg.patient, bydelHint, ctx);
+  const day = messageDay(msg.genDate, now);
+  const decision = resolveBydel(msg.patient, bydelHint, ctx, day);
   if (!decision.decided) return ok({ action: 'hold', verdicts: decision.verdicts });
 
-  const target = ctx.register.bydelService(decision.bydel, serviceCode);
+  const target = ctx.register.bydelService(decision.bydel, serviceCode, day);
   if (!target) {
     return permanent(
       'E21',

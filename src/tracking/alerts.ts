@@ -8,7 +8,10 @@ export type AlertKind =
   | 'utskrivningsklar-unanswered'
   | 'innleggelsesrapport-missing'
   | 'transport-ack-missing'
-  | 'dlq-not-empty';
+  | 'dlq-not-empty'
+  // the gateway's own health (src/ops/opsAlerts.ts)
+  | 'queue-backlog'
+  | 'no-traffic';
 
 export interface Alert {
   id: string;
@@ -24,6 +27,10 @@ export interface Alert {
   dueAt?: string;
   firedAt: string;
   text: string;
+  /** on reminders and on the resolution: the id of the firing alert they belong to */
+  firingId?: string;
+  /** on reminders: how many have been sent for this condition, this one included */
+  reminder?: number;
 }
 
 export function buildAlert(fields: Omit<Alert, 'id' | 'firedAt'> & { firedAt?: Date }): Alert {

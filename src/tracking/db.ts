@@ -60,6 +60,8 @@ export interface MessagesTable {
   answer_rule: string | null;
   /** what closed the wait: e.g. LOG_AVMELDING, LOG_UTSKREVET, LOG_DOD, cancellation */
   closed_by: string | null;
+  /** for Pasientlogistikk: TidspunktForHendelse of the message's own Hendelsekode, as sent (local date or date-time) */
+  event_time: string | null;
 }
 
 export interface ExpectationsTable {
@@ -77,6 +79,25 @@ export interface ExpectationsTable {
   alert_state: string | null;
   last_alert_at: string | null;
   reminders: Generated<number>;
+  /** the id of the firing alert: its reminders and its resolution carry it as `firingId` */
+  alert_id: string | null;
+  /** when the next reminder is due while the alert is firing */
+  next_alert_at: string | null;
+}
+
+export interface WebhookDeliveriesTable {
+  id: Generated<number>;
+  /** the alert's outbox item: each is delivered to the webhook once */
+  outbox_id: number;
+  alert_id: string;
+  /** the alert JSON (DESIGN §4.4): no personal data */
+  body: string;
+  state: 'pending' | 'delivered' | 'failed';
+  attempts: number;
+  next_attempt_at: string;
+  last_error: string | null;
+  created_at: string;
+  delivered_at: string | null;
 }
 
 export interface PayloadsTable {
@@ -138,6 +159,7 @@ export interface Schema {
   outbox: OutboxTable;
   audit: AuditTable;
   expectations: ExpectationsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
 }
 
 export type MessageRow = Selectable<MessagesTable>;
@@ -146,6 +168,7 @@ export type EventRow = Selectable<EventsTable>;
 export type OutboxRow = Selectable<OutboxTable>;
 export type AuditRow = Selectable<AuditTable>;
 export type ExpectationRow = Selectable<ExpectationsTable>;
+export type WebhookDeliveryRow = Selectable<WebhookDeliveriesTable>;
 
 export interface Db {
   readonly kysely: Kysely<Schema>;

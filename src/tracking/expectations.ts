@@ -1,22 +1,35 @@
-// What must come back for a delivered message, and by when (DESIGN §3 C). Due times here are
-// plain durations after sending; the deadline engine refines the answer deadline to working time.
+// What must come back for a delivered message, and by when (DESIGN §3 C). Receipts are due
+// after plain durations; the kommune's answer to an utskrivningsklar notice is due after working
+// time (the notice's clock only runs 08:00–15:00 on working days, by default).
 import { createHmac } from 'node:crypto';
 import { durationMs, type GatewayConfig } from '../config/config.js';
 import type { MsgHeadModel } from '../mapping/model.js';
+import { type AlertPolicy, nextReminderAt } from './deadlines.js';
 import type { NewExpectation } from './store.js';
+import type { WorkingCalendar } from './workingTime.js';
 
 type Tracking = GatewayConfig['tracking'];
 
-export function expectationsFor(msgType: string, sentAt: Date, tracking: Tracking): NewExpectation[] {
+export function expectationsFor(msgType: string, sentAt: Date, tracking: Tracking, calendar: WorkingCalendar): NewExpectation[] {
   const after = (iso: string) => new Date(sentAt.getTime() + durationMs(iso));
   const d = tracking.deadlines;
   const list: NewExpectation[] = [
     { kind: 'transport-ack', dueAt: after(d.transportAck) },
     { kind: 'apprec', dueAt: after(d.appRec) },
   ];
-  if (msgType === 'LOG_UTSKRIVNINGSKLAR') list.push({ kind: 'answer', dueAt: after(d.answer) });
+  if (msgType === 'LOG_UTSKRIVNINGSKLAR') list.push({ kind: 'answer', dueAt: calendar.addWorkingTime(sentAt, durationMs(d.answer)) });
   if (msgType === 'LOG_INNLAGT') list.push({ kind: 'innleggelsesrapport', dueAt: after(d.innleggelsesrapport) });
   return list;
+}
+
+/**
+ * A held message waits for ops to route it. Its `unroutable` alert is published as it is held,
+ * so the row is stored already firing: the scheduler then only reminds and, once the message is
+ * routed, resolves.
+ */
+export function heldExpectation(heldAt: Date, alertId: string, policy: AlertPolicy): NewExpectation {
+  const nextAlertAt = nextReminderAt({ kind: 'routing', genDate: null, createdAt: heldAt.toISOString() }, heldAt, policy);
+  return { kind: 'routing', dueAt: heldAt, firing: { alertId, nextAlertAt } };
 }
 
 const PATIENT_ID_TYPES = ['FNR', 'DNR', 'HNR', 'FHN'];

@@ -139,6 +139,107 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
         await db.schema.createIndex('expectations_due').on('expectations').columns(['state', 'due_at']).execute();
       },
     },
+    '003_deadlines': {
+      async up(db: Kysely<any>) {
+        // The alert lifecycle of an expectation: the id of its firing alert (reminders and the
+        // resolution refer to it) and when the next reminder is due, so that the scheduler only
+        // queries rows that are due.
+        await db.schema.alterTable('expectations').addColumn('alert_id', 'text').execute();
+        await db.schema.alterTable('expectations').addColumn('next_alert_at', 'text').execute();
+        await db.schema.createIndex('expectations_alerting').on('expectations').columns(['alert_state', 'next_alert_at']).execute();
+        // A rejected AppRec raises its alert from the scheduler, which finds such messages here.
+        await db.schema.createIndex('messages_apprec_status').on('messages').columns(['apprec_status']).execute();
+        // The TidspunktForHendelse of the message's own Hendelsekode (e.g. 3 for utskrivningsklar,
+        // 2 for utskrevet) as sent: the overtid ledger counts days from and to these dates.
+        await db.schema.alterTable('messages').addColumn('event_time', 'text').execute();
+        await db.schema.createIndex('messages_type_created').on('messages').columns(['msg_type', 'created_at']).execute();
+
+        // Webhook deliveries: every alert in the outbox is copied here once and POSTed from here,
+        // a queue of its own, so a failing webhook never holds up the broker outbox.
+        await db.schema
+          .createTable('webhook_deliveries')
+          .addColumn('id', idType, id)
+          .addColumn('outbox_id', refType, (c) => c.notNull().unique().references('outbox.id').onDelete('cascade'))
+          .addColumn('alert_id', 'text', (c) => c.notNull())
+          .addColumn('body', 'text', (c) => c.notNull())
+          .addColumn('state', 'text', (c) => c.notNull().check(sqlIn('state', ['pending', 'delivered', 'failed'])))
+          .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('next_attempt_at', 'text', (c) => c.notNull())
+          .addColumn('last_error', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('delivered_at', 'text')
+          .execute();
+        await db.schema.createIndex('webhook_deliveries_due').on('webhook_deliveries').columns(['state', 'next_attempt_at']).execute();
+        await db.schema.createIndex('outbox_purpose_created').on('outbox').columns(['purpose', 'created_at']).execute();
+      },
+    },
+    '004_ops': {
+      async up(db: Kysely<any>) {
+        // Every message that reaches gateway.dlq, recorded so that ops can list, inspect, replay
+        // and discard a chosen one (a queue cannot). Metadata only; the body lives apart so that
+        // payload retention can expire it.
+        await db.schema
+          .createTable('dead_letters')
+          .addColumn('id', idType, id)
+          .addColumn('received_at', 'text', (c) => c.notNull())
+          .addColumn('state', 'text', (c) => c.notNull().check(sqlIn('state', ['open', 'replayed', 'discarded'])))
+          .addColumn('origin', 'text', (c) => c.notNull().check(sqlIn('origin', ['gateway', 'broker', 'unknown'])))
+          .addColumn('source_queue', 'text')
+          .addColumn('code', 'text', (c) => c.notNull())
+          .addColumn('reason', 'text', (c) => c.notNull())
+          .addColumn('stage', 'text')
+          .addColumn('msg_id', 'text')
+          .addColumn('msg_type', 'text')
+          .addColumn('bydel', 'text')
+          .addColumn('conversation_id', 'text')
+          .addColumn('from_her_id', 'text')
+          .addColumn('to_her_id', 'text')
+          .addColumn('attempts', 'integer')
+          .addColumn('first_failed_at', 'text')
+          .addColumn('headers', 'text', (c) => c.notNull())
+          .addColumn('content_type', 'text')
+          .addColumn('amqp_message_id', 'text')
+          // the same broker message delivered twice (redelivery after a crash) is one dead letter
+          .addColumn('dedupe_key', 'text', (c) => c.notNull().unique())
+          .addColumn('skip_dedupe', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('resolved_at', 'text')
+          .addColumn('resolved_by', 'text')
+          .addColumn('resolution_reason', 'text')
+          .execute();
+        await db.schema.createIndex('dead_letters_state_code').on('dead_letters').columns(['state', 'code']).execute();
+        await db.schema.createIndex('dead_letters_msg_id').on('dead_letters').columns(['msg_id']).execute();
+        await db.schema
+          .createTable('dead_letter_bodies')
+          .addColumn('dead_letter_id', refType, (c) => c.primaryKey().references('dead_letters.id').onDelete('cascade'))
+          .addColumn('body', blobType, (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .execute();
+
+        // Switches ops set from the CLI or API (e.g. pausing a batch replay), read between items.
+        await db.schema
+          .createTable('ops_flags')
+          .addColumn('name', 'text', (c) => c.primaryKey())
+          .addColumn('value', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .addColumn('updated_by', 'text', (c) => c.notNull())
+          .execute();
+
+        // The state of each ops alert condition (dlq-not-empty, queue-backlog per queue,
+        // no-traffic): one firing and one resolved alert per episode, across restarts and replicas.
+        await db.schema
+          .createTable('ops_alerts')
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('subject', 'text', (c) => c.notNull())
+          .addColumn('state', 'text', (c) => c.notNull().check(sqlIn('state', ['firing', 'resolved'])))
+          .addColumn('alert_id', 'text', (c) => c.notNull())
+          .addColumn('changed_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('ops_alerts_pk', ['kind', 'subject'])
+          .execute();
+
+        // "No traffic during working hours" asks for the newest message in each direction.
+        await db.schema.createIndex('messages_direction_created').on('messages').columns(['direction', 'created_at']).execute();
+      },
+    },
   };
 }
 

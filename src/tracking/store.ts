@@ -58,10 +58,13 @@ export interface NewOutboxItem {
   next_attempt_at?: Date;
 }
 
-/** Something that must come back for a message by `dueAt` (DESIGN §3 C). */
+/** Something that must come back (or be done) for a message by `dueAt` (DESIGN §3 C). */
 export interface NewExpectation {
-  kind: 'transport-ack' | 'apprec' | 'answer' | 'innleggelsesrapport';
+  /** 'routing': a held message waits for ops to route it */
+  kind: 'transport-ack' | 'apprec' | 'answer' | 'innleggelsesrapport' | 'routing';
   dueAt: Date;
+  /** set when its alert is raised in the same transaction (a held message's `unroutable`) */
+  firing?: { alertId: string; nextAlertAt: Date | null };
 }
 
 export interface NewAudit {
@@ -70,6 +73,13 @@ export interface NewAudit {
   target?: string | null;
   reason?: string | null;
   detail?: Record<string, unknown>;
+}
+
+/** The store's writers bound to one transaction (see `Store.inTransaction`). */
+export interface StoreTransaction {
+  readonly trx: Transaction<Schema>;
+  addOutbox(messageId: number | null, item: NewOutboxItem): Promise<number>;
+  addEvent(messageId: number, e: NewEvent): Promise<void>;
 }
 
 export interface TimelineEntry {
@@ -120,6 +130,8 @@ export class Store {
     events: NewEvent[];
     outbox: NewOutboxItem[];
     expectations?: NewExpectation[];
+    /** more work that must commit with the message, e.g. linking a receipt to what it answers */
+    within?: (tx: StoreTransaction, messageId: number) => Promise<void>;
   }): Promise<{ messageId: number; outboxIds: number[] }> {
     const now = this.now();
     const { message } = input;
@@ -157,7 +169,7 @@ export class Store {
       if (input.expectations?.length) {
         await trx
           .insertInto('expectations')
-          .values(input.expectations.map((x) => ({ message_id: messageId, kind: x.kind, due_at: x.dueAt.toISOString(), state: 'open', created_at: now })))
+          .values(input.expectations.map((x) => ({ message_id: messageId, kind: x.kind, due_at: x.dueAt.toISOString(), state: 'open', created_at: now, ...firingColumns(x, now) })))
           .execute();
       }
       // One by one: the order of RETURNING rows from a multi-row insert is not guaranteed.
@@ -165,6 +177,7 @@ export class Store {
       for (const item of input.outbox) {
         outboxIds.push(await this.insertOutbox(trx, messageId, item, now));
       }
+      await input.within?.(this.bind(trx, now), messageId);
       return { messageId, outboxIds };
     });
   }
@@ -222,6 +235,26 @@ export class Store {
 
   async addEvent(messageId: number, e: NewEvent): Promise<void> {
     await this.kysely.insertInto('events').values(this.eventRow(messageId, e, this.now())).execute();
+  }
+
+  /**
+   * Runs `work` in one transaction with the outbox and timeline writers bound to it, for
+   * repositories (e.g. the deadline engine) whose state change and the items it publishes must
+   * commit together.
+   */
+  async inTransaction<T>(work: (tx: StoreTransaction) => Promise<T>): Promise<T> {
+    const now = this.now();
+    return this.kysely.transaction().execute((trx) => work(this.bind(trx, now)));
+  }
+
+  private bind(trx: Transaction<Schema>, now: string): StoreTransaction {
+    return {
+      trx,
+      addOutbox: (messageId, item) => this.insertOutbox(trx, messageId, item, now),
+      addEvent: async (messageId, e) => {
+        await trx.insertInto('events').values(this.eventRow(messageId, e, now)).execute();
+      },
+    };
   }
 
   /**
@@ -360,6 +393,12 @@ export class Store {
       .executeTakeFirstOrThrow();
     return row.id;
   }
+}
+
+/** The alert columns of an expectation whose alert fired as it was stored. */
+function firingColumns(x: NewExpectation, now: string) {
+  if (!x.firing) return {};
+  return { alert_state: 'firing', alert_id: x.firing.alertId, last_alert_at: now, next_alert_at: x.firing.nextAlertAt?.toISOString() ?? null };
 }
 
 /** Both drivers bind a Buffer as a blob/bytea; a plain Uint8Array is wrapped without copying. */

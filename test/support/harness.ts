@@ -45,6 +45,9 @@ export function testConfig(patch: (c: GatewayConfig) => void = () => {}): Gatewa
   c.signing.keyFile = k.keyFile;
   c.signing.certFile = k.certFile;
   c.logLevel = 'debug';
+  // Tests that look into gateway.dlq themselves play its reader; the ops tests switch the
+  // gateway's own DLQ recorder back on.
+  c.ops.recordDeadLetters = false;
   patch(c);
   return c;
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { DOMParser, XMLSerializer } from '@xmldom/xmldom';
 import { SAMPLES } from './paths.js';
 
-const MH = 'http://www.kith.no/xmlstds/msghead/2006-05-24';
+export const MH = 'http://www.kith.no/xmlstds/msghead/2006-05-24';
 export const OSLO_KOMMUNE_HER = '9900000';
 
 export const sampleFiles = (folder: string): string[] =>
@@ -26,14 +26,14 @@ export interface Readdress {
   keepAddress?: boolean;
 }
 
-function child(parent: Element, name: string): Element | undefined {
+export function child(parent: Element, name: string): Element | undefined {
   for (let n = parent.firstChild; n; n = n.nextSibling) {
     if (n.nodeType === 1 && (n as Element).localName === name && (n as Element).namespaceURI === MH) return n as Element;
   }
   return undefined;
 }
 
-function el(doc: Document, name: string, text?: string, attrs: Record<string, string> = {}): Element {
+export function el(doc: Document, name: string, text?: string, attrs: Record<string, string> = {}): Element {
   const e = doc.createElementNS(MH, name);
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
   if (text !== undefined) e.appendChild(doc.createTextNode(text));

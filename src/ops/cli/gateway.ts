@@ -1,6 +1,8 @@
 // `start` and `config check`.
 import type { Command } from 'commander';
 import { checkConfigFiles } from '../../config/check.js';
+import { durationMs } from '../../config/config.js';
+import { EVENTS } from '../../observability/events.js';
 import { createLogger } from '../../observability/log.js';
 import { configOrExit } from './common.js';
 
@@ -18,6 +20,12 @@ export function registerGatewayCommands(program: Command): void {
         if (stopping) return;
         stopping = true;
         log.info({ signal }, 'shutting down');
+        // what is not finished by then is still unacked (the broker redelivers it) or in the outbox
+        const graceMs = durationMs(config.shutdownGrace);
+        setTimeout(() => {
+          log.error({ event: EVENTS.shutdownGraceExceeded, graceMs }, 'shutdown did not finish within the grace period: exiting anyway');
+          process.exit(1);
+        }, graceMs);
         gateway.stop().then(
           () => process.exit(0),
           (e) => {

@@ -1,0 +1,63 @@
+// `plo-gateway route <msgId> --bydel <code>`: release a message held as unroutable to the bydel
+// ops decided on. It is signed and delivered like any routed message; audited.
+import { readFileSync } from 'node:fs';
+import { type Command, InvalidArgumentError } from 'commander';
+import { Publisher } from '../../broker/publisher.js';
+import { durationMs } from '../../config/config.js';
+import { OutboxPublisher } from '../../outbound/outboxRelay.js';
+import { isBydelCode } from '../../routing/bydeler.js';
+import { routeHeldMessage } from '../manualRoute.js';
+import { actorName, connectBroker, failed, type OpsContext, printJson, withStore } from './opsContext.js';
+
+const bydelCode = (v: string) => {
+  if (!isBydelCode(v)) throw new InvalidArgumentError('must be a bydel code 030101–030117');
+  return v;
+};
+
+interface RouteOptions {
+  bydel: string;
+  reason?: string;
+  actor?: string;
+  json?: boolean;
+}
+
+export function registerRouteCommands(program: Command): void {
+  program
+    .command('route')
+    .description('route a message held as unroutable to a bydel: signed and delivered like any routed message (audited)')
+    .argument('<msgId>', 'MsgId of the held message')
+    .requiredOption('--bydel <code>', 'the bydel (030101–030117) responsible for the patient', bydelCode)
+    .option('--reason <text>', 'why this bydel (audited; no personal data)')
+    .option('--actor <name>', 'who acts, for the audit trail (default: the OS user)')
+    .option('--json', 'machine-readable output')
+    .action((msgId: string, o: RouteOptions) => withStore((ctx) => route(ctx, msgId, o)));
+}
+
+async function route(ctx: OpsContext, msgId: string, o: RouteOptions): Promise<void> {
+  const { config, store, log } = ctx;
+  const { loadRouting } = await import('../../gateway.js');
+  const routing = loadRouting(config);
+  const signing = { keyPem: readFileSync(config.signing.keyFile, 'utf8'), certPem: readFileSync(config.signing.certFile, 'utf8') };
+  // Without a broker the delivery is still stored: a running gateway's outbox relay sends it.
+  const broker = await connectBroker(config, log);
+  const publisher = broker && new Publisher(broker);
+  await publisher?.start();
+  try {
+    const outbox =
+      publisher &&
+      new OutboxPublisher(store, (exchange, key, body, p) => publisher.publish(exchange, key, body, { ...p, messageId: p.messageId ?? '' }), log, {
+        initialDelayMs: durationMs(config.retry.initialDelay),
+        maxDelayMs: durationMs(config.retry.maxDelay),
+        intervalMs: 1000,
+        batchSize: 100,
+      });
+    const r = await routeHeldMessage(msgId, o.bydel, { actor: actorName(o.actor), via: 'cli', reason: o.reason }, { config, store, routing, signing, outbox, log });
+    if (!r.ok) return failed(r, o.json === true);
+    if (o.json) return printJson(r.value);
+    console.log(`${msgId} routed to bydel ${r.value.bydel} (HER-id ${r.value.toHerId})`);
+    if (!r.value.published) console.error('not yet published: stored in the outbox, which the running gateway relays');
+  } finally {
+    await publisher?.close();
+    await broker?.close();
+  }
+}

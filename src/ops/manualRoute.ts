@@ -1,0 +1,180 @@
+// `plo-gateway route <msgId> --bydel <code>`: ops decide the bydel of a message held as
+// unroutable. The rest of the outbound path runs as for any routed message (packageDelivery),
+// from the stored original; the state change, the delivery, its expectations, the resolved
+// `unroutable` alert and the audit row commit in one transaction.
+import type { GatewayConfig } from '../config/config.js';
+import { type DeliveryParts, deliveryParts, type ManualTarget, packageDelivery, relayGraceMs, type SigningMaterial } from '../flows/packageDelivery.js';
+import type { MsgHeadModel } from '../mapping/model.js';
+import { parseMessage } from '../mapping/parse.js';
+import { EVENTS } from '../observability/events.js';
+import { type Logger, logStage } from '../observability/log.js';
+import { alertItem } from '../outbound/outboxItems.js';
+import { justStored, type OutboxPublisher } from '../outbound/outboxRelay.js';
+import { bydelName, isBydelCode, serviceBydel } from '../routing/bydeler.js';
+import type { RoutingContext } from '../routing/route.js';
+import { messageDay } from '../routing/validity.js';
+import type { Alert } from '../tracking/alerts.js';
+import type { ExpectationRow, MessageRow } from '../tracking/db.js';
+import { alertPolicy, conditionAlert } from '../tracking/deadlines.js';
+import type { Store, StoreTransaction } from '../tracking/store.js';
+import { auditRow } from './deadLetters/repository.js';
+import { type Actor, fail, type OpsResult } from './result.js';
+
+export interface ManualRouteDeps {
+  config: GatewayConfig;
+  store: Store;
+  routing: RoutingContext;
+  signing: SigningMaterial;
+  /** publishes what was stored at once; without it (or when that fails) the gateway's relay does */
+  outbox?: OutboxPublisher;
+  log: Logger;
+  now?: () => Date;
+}
+
+export interface Routed {
+  messageId: number;
+  msgId: string;
+  bydel: string;
+  toHerId: string;
+  /** false: stored, and the outbox relay of a running gateway will publish it */
+  published: boolean;
+}
+
+/** What `resolved_by` records on the held message's routing expectation (and the alert says). */
+const RESOLVED_BY = 'manual-route';
+
+export async function routeHeldMessage(msgId: string, bydel: string, by: Actor, deps: ManualRouteDeps): Promise<OpsResult<Routed>> {
+  const now = (deps.now ?? (() => new Date()))();
+  const found = await heldMessage(deps.store, msgId);
+  if (!found.ok) return found;
+  const message = found.value;
+
+  const original = (await deps.store.payloads(message.id)).find((p) => p.kind === 'original');
+  if (!original) return fail('invalid', `the original payload of ${msgId} is missing`);
+  const parsed = parseMessage(Buffer.from(original.body), { contentType: original.content_type, maxBytes: deps.config.limits.maxMessageBytes });
+  if (!parsed.ok || parsed.value.doc.kind !== 'msghead') return fail('invalid', `the stored original of ${msgId} cannot be read as a MsgHead`);
+  const model = parsed.value.doc;
+
+  const target = manualTarget(model, bydel, deps.routing, now);
+  if (!target.ok) return target;
+  const packaged = packageDelivery(parsed.value, model, target.value, { config: deps.config, register: deps.routing.register, signing: deps.signing });
+  const parts = deliveryParts(model, target.value, packaged, deps.config, now);
+
+  const stored = await deps.store.inTransaction((tx) => commitRoute(tx, message, parts, target.value, by, deps.config, now));
+  if (!stored) return fail('conflict', `${msgId} is no longer held (routed by someone else meanwhile)`);
+
+  let published = true;
+  for (const item of stored) published = (deps.outbox ? await deps.outbox.publishNow(item) : false) && published;
+  logStage(deps.log, { event: EVENTS.routedManually, msgId, type: model.type, stage: 'route', decision: `routed manually to bydel ${target.value.bydel}`, ...parts.routedTo, storeId: message.id });
+  return { ok: true, value: { messageId: message.id, msgId, bydel: target.value.bydel, toHerId: target.value.toHerId, published } };
+}
+
+async function heldMessage(store: Store, msgId: string): Promise<OpsResult<MessageRow>> {
+  const outgoing = (await store.findByMsgId(msgId)).filter((m) => m.direction === 'out');
+  const held = outgoing.filter((m) => m.state === 'held');
+  if (held.length === 1) return { ok: true, value: held[0] };
+  if (held.length > 1) return fail('conflict', `${held.length} held messages share MsgId ${msgId}; route them with the API by store id`);
+  if (outgoing.length > 0) return fail('conflict', `${msgId} is not held (state ${outgoing[outgoing.length - 1].state})`);
+  return fail('not-found', `no outgoing message with MsgId ${msgId}`);
+}
+
+/** The bydel ops named, its service for this message type, and the receiver to write. */
+export function manualTarget(model: MsgHeadModel, bydel: string, routing: RoutingContext, now: Date): OpsResult<ManualTarget> {
+  if (!isBydelCode(bydel)) return fail('invalid', `${bydel} is not a bydel code (030101–030117)`);
+  const serving = serviceBydel(bydel);
+  if (!serving) return fail('invalid', `${bydelName(bydel)} (${bydel}) is served by several bydeler: name the one that serves the patient`);
+  const serviceCode = routing.serviceByType[model.type];
+  if (!serviceCode) return fail('invalid', `no bydel service is configured for message type ${model.type}`);
+  const found = routing.register.bydelService(serving, serviceCode, messageDay(model.genDate, now));
+  if (!found) return fail('invalid', `${bydelName(serving)} (${serving}) has no active ${serviceCode} service in the address register`);
+  const via = serving === bydel ? '' : `, served by ${bydelName(serving)} (${serving})`;
+  return {
+    ok: true,
+    value: {
+      action: 'deliver',
+      rerouted: true,
+      bydel: serving,
+      rule: 'manual',
+      explanation: `ops routed it to ${bydelName(bydel)} (${bydel})${via}`,
+      receiver: {
+        level1: { name: found.organisation.name, herId: found.organisation.herId },
+        level2: { name: found.service.name, herId: found.service.herId },
+      },
+      toHerId: found.service.herId,
+    },
+  };
+}
+
+/** Returns the stored outbox items, or undefined when the message was no longer held. */
+async function commitRoute(tx: StoreTransaction, message: MessageRow, parts: DeliveryParts, target: ManualTarget, by: Actor, config: GatewayConfig, now: Date) {
+  const at = now.toISOString();
+  const updated = await tx.trx
+    .updateTable('messages')
+    .set({ ...parts.patch, updated_at: at })
+    .where('id', '=', message.id)
+    .where('state', '=', 'held')
+    .executeTakeFirst();
+  if (updated.numUpdatedRows === 0n) return undefined;
+
+  await tx.trx.insertInto('payloads').values({ message_id: message.id, kind: parts.payload.kind, content_type: parts.payload.content_type, body: Buffer.from(parts.payload.body), created_at: at }).execute();
+  await tx.addEvent(message.id, { stage: 'route', event: 'routed-manually', detail: { bydel: target.bydel, via: by.via } });
+  for (const e of parts.events) await tx.addEvent(message.id, e);
+  if (parts.expectations.length > 0) {
+    await tx.trx
+      .insertInto('expectations')
+      .values(parts.expectations.map((x) => ({ message_id: message.id, kind: x.kind, due_at: x.dueAt.toISOString(), state: 'open', created_at: at })))
+      .onConflict((oc) => oc.columns(['message_id', 'kind']).doNothing())
+      .execute();
+  }
+  const items = [...parts.outbox];
+  const resolved = await closeHold(tx, message, target, config, now);
+  if (resolved) items.push(alertItem(config.broker, now, relayGraceMs(config), resolved));
+  const ids: number[] = [];
+  for (const item of items) ids.push(await tx.addOutbox(message.id, item));
+  await tx.trx
+    .insertInto('audit')
+    .values(auditRow({ actor: by.actor, action: 'message.route', target: `message:${message.msg_id}`, reason: by.reason, detail: { via: by.via, bydel: target.bydel, toHerId: target.toHerId, storeId: message.id } }, at))
+    .execute();
+  return justStored(message.id, items, ids);
+}
+
+/**
+ * The held message's routing expectation is met, and its `unroutable` alert resolves here, in
+ * the same transaction (the deadline engine then finds nothing left to resolve). A message held
+ * before expectations existed has no row, but did publish its firing alert.
+ */
+async function closeHold(tx: StoreTransaction, message: MessageRow, target: ManualTarget, config: GatewayConfig, now: Date): Promise<Alert | undefined> {
+  const at = now.toISOString();
+  const hold: ExpectationRow | undefined = await tx.trx.selectFrom('expectations').selectAll().where('message_id', '=', message.id).where('kind', '=', 'routing').executeTakeFirst();
+  const firing = !hold || hold.alert_state === 'firing';
+  if (hold && hold.state === 'open') {
+    await tx.trx
+      .updateTable('expectations')
+      .set({ state: 'met', resolved_at: at, resolved_by: RESOLVED_BY, ...(firing ? { alert_state: 'resolved', last_alert_at: at, next_alert_at: null } : {}) })
+      .where('id', '=', hold.id)
+      .execute();
+  }
+  if (!firing) return undefined;
+  return conditionAlert(
+    'resolved',
+    {
+      expectationId: hold?.id ?? 0,
+      kind: 'routing',
+      dueAt: hold?.due_at ?? message.created_at,
+      alertId: hold?.alert_id ?? null,
+      reminders: hold?.reminders ?? 0,
+      resolvedBy: RESOLVED_BY,
+      messageId: message.id,
+      msgId: message.msg_id,
+      msgType: message.msg_type,
+      conversationId: message.conversation_id,
+      bydel: target.bydel,
+      receiverHerId: target.toHerId,
+      genDate: message.gen_date,
+      createdAt: message.created_at,
+      appRecErrors: null,
+    },
+    now,
+    alertPolicy(config),
+  );
+}

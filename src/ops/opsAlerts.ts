@@ -1,0 +1,180 @@
+// Alerts on the gateway's own health (DESIGN §4.4, LESSONS §9.10): dead letters waiting, a queue
+// backing up, and no traffic during working hours. Each check is a typed condition; the store
+// keeps each condition's state, so an episode raises one `firing` and one `resolved` alert,
+// across restarts and replicas, never one per check.
+import type { Broker } from '../broker/connection.js';
+import { durationMs, type GatewayConfig } from '../config/config.js';
+import { EVENTS } from '../observability/events.js';
+import type { Logger } from '../observability/log.js';
+import type { Metrics } from '../observability/metrics.js';
+import { alertItem } from '../outbound/outboxItems.js';
+import type { OutboxPublisher, Publishable } from '../outbound/outboxRelay.js';
+import { type Alert, type AlertKind, buildAlert } from '../tracking/alerts.js';
+import type { Store } from '../tracking/store.js';
+import type { WorkingCalendar } from '../tracking/workingTime.js';
+import type { DeadLetterRepository } from './deadLetters/repository.js';
+import { relayGraceMs } from '../flows/packageDelivery.js';
+import { opsKysely, opsTrx } from './schema.js';
+
+/** One evaluated condition: whether it holds now, and what its alert says either way. */
+export interface Condition {
+  kind: Extract<AlertKind, 'dlq-not-empty' | 'queue-backlog' | 'no-traffic'>;
+  /** what it is about (a queue name), '' for the gateway as a whole */
+  subject: string;
+  firing: boolean;
+  severity: Alert['severity'];
+  text: string;
+}
+
+export interface QueueState {
+  queue: string;
+  messages: number;
+  consumers: number;
+}
+
+export type OpsThresholds = GatewayConfig['ops'];
+
+const EVENT_IDS: Record<Condition['kind'], string> = {
+  'dlq-not-empty': EVENTS.alertDlqNotEmpty,
+  'queue-backlog': EVENTS.alertQueueBacklog,
+  'no-traffic': EVENTS.alertNoTraffic,
+};
+
+export function dlqCondition(open: number): Condition {
+  return {
+    kind: 'dlq-not-empty',
+    subject: '',
+    firing: open > 0,
+    severity: 'warning',
+    text: open > 0 ? `${open} dead letter(s) wait for ops: see \`plo-gateway dlq list\`.` : 'The DLQ has no open dead letters any more.',
+  };
+}
+
+/**
+ * A queue is backed up when it holds more than `queueDepthMax` messages, or when messages have
+ * waited in it without any consumer for `queueWaitMax`. The age of the oldest message is not
+ * read: peeking (get + requeue) would count as a delivery on a quorum queue and bring the
+ * message closer to its delivery limit. `waitingSinceMs` is when this process first saw it so.
+ */
+export function queueCondition(q: QueueState, waitingSinceMs: number | undefined, nowMs: number, t: OpsThresholds): Condition {
+  const deep = q.messages > t.queueDepthMax;
+  const stale = waitingSinceMs !== undefined && nowMs - waitingSinceMs >= durationMs(t.queueWaitMax);
+  const text = deep
+    ? `${q.queue} holds ${q.messages} messages (threshold ${t.queueDepthMax}).`
+    : stale
+      ? `${q.messages} message(s) have waited in ${q.queue} for over ${t.queueWaitMax} with no consumer.`
+      : `${q.queue} is below its thresholds again (${q.messages} messages, ${q.consumers} consumers).`;
+  return { kind: 'queue-backlog', subject: q.queue, firing: deep || stale, severity: deep ? 'critical' : 'warning', text };
+}
+
+/** No message from the EPJ for `noTrafficFor` of working time (08–15 Mon–Fri, Oslo, by default). */
+export function trafficCondition(lastTraffic: Date, now: Date, calendar: WorkingCalendar, t: OpsThresholds): Condition {
+  const quiet = calendar.workingTimeBetween(lastTraffic, now) >= durationMs(t.noTrafficFor);
+  return {
+    kind: 'no-traffic',
+    subject: '',
+    firing: quiet,
+    severity: 'warning',
+    text: quiet
+      ? `No message from the EPJ for ${t.noTrafficFor} of working time (last one ${lastTraffic.toISOString()}); check the EPJ's sending side.`
+      : 'Messages from the EPJ arrive again.',
+  };
+}
+
+export interface OpsCheckerDeps {
+  config: GatewayConfig;
+  store: Store;
+  deadLetters: DeadLetterRepository;
+  broker: Broker;
+  outbox: OutboxPublisher;
+  calendar: WorkingCalendar;
+  metrics: Metrics;
+  log: Logger;
+  now?: () => Date;
+}
+
+export class OpsChecker {
+  private readonly now: () => Date;
+  private readonly startedAt: Date;
+  /** per queue: when this process first saw messages in it with no consumer */
+  private readonly waitingSince = new Map<string, number>();
+
+  constructor(private readonly deps: OpsCheckerDeps) {
+    this.now = deps.now ?? (() => new Date());
+    this.startedAt = this.now();
+  }
+
+  async checkOnce(): Promise<void> {
+    const now = this.now();
+    const conditions = [dlqCondition(await this.deps.deadLetters.countOpen())];
+    for (const q of await this.queueStates()) conditions.push(queueCondition(q, this.waiting(q, now.getTime()), now.getTime(), this.deps.config.ops));
+    conditions.push(trafficCondition((await this.lastTraffic()) ?? this.startedAt, now, this.deps.calendar, this.deps.config.ops));
+    for (const c of conditions) await this.apply(c, now);
+  }
+
+  private waiting(q: QueueState, nowMs: number): number | undefined {
+    if (q.messages === 0 || q.consumers > 0) {
+      this.waitingSince.delete(q.queue);
+      return undefined;
+    }
+    if (!this.waitingSince.has(q.queue)) this.waitingSince.set(q.queue, nowMs);
+    return this.waitingSince.get(q.queue);
+  }
+
+  /** The queues between the gateway and its peers; one that cannot be checked (broker down) is skipped. */
+  private async queueStates(): Promise<QueueState[]> {
+    const { queues } = this.deps.config.broker;
+    const states: QueueState[] = [];
+    for (const queue of [queues.epjOutbound, queues.nhnInbound, queues.epjInbound]) {
+      try {
+        const ok = await this.deps.broker.withChannel((ch) => ch.checkQueue(queue));
+        states.push({ queue, messages: ok.messageCount, consumers: ok.consumerCount });
+        this.deps.metrics.setQueue(queue, ok.messageCount, ok.consumerCount);
+      } catch {
+        // readiness reports a lost broker; a missing queue is recreated with the topology
+      }
+    }
+    return states;
+  }
+
+  private async lastTraffic(): Promise<Date | undefined> {
+    const row = await opsKysely(this.deps.store.db)
+      .selectFrom('messages')
+      .select('created_at')
+      .where('direction', '=', 'out')
+      .orderBy('created_at', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return row ? new Date(row.created_at) : undefined;
+  }
+
+  /** A changed condition: its new state and its alert commit together; only the replica whose update lands emits. */
+  private async apply(c: Condition, now: Date): Promise<void> {
+    const { config } = this.deps;
+    const emitted = await this.deps.store.inTransaction(async (tx): Promise<{ alert: Alert; item: Publishable } | undefined> => {
+      const trx = opsTrx(tx.trx);
+      const current = await trx.selectFrom('ops_alerts').selectAll().where('kind', '=', c.kind).where('subject', '=', c.subject).executeTakeFirst();
+      if (c.firing === (current?.state === 'firing') || (!c.firing && !current)) return undefined;
+      const alert = buildAlert({
+        kind: c.kind,
+        state: c.firing ? 'firing' : 'resolved',
+        severity: c.severity,
+        eventId: EVENT_IDS[c.kind],
+        firedAt: now,
+        text: c.text,
+        ...(c.firing ? {} : { firingId: current!.alert_id }),
+      });
+      const at = now.toISOString();
+      const claimed = current
+        ? (await trx.updateTable('ops_alerts').set({ state: alert.state, alert_id: c.firing ? alert.id : current.alert_id, changed_at: at }).where('kind', '=', c.kind).where('subject', '=', c.subject).where('state', '=', current.state).executeTakeFirst()).numUpdatedRows === 1n
+        : (await trx.insertInto('ops_alerts').values({ kind: c.kind, subject: c.subject, state: 'firing', alert_id: alert.id, changed_at: at }).onConflict((oc) => oc.columns(['kind', 'subject']).doNothing()).executeTakeFirst()).numInsertedOrUpdatedRows === 1n;
+      if (!claimed) return undefined;
+      const item = alertItem(config.broker, now, relayGraceMs(config), alert);
+      const id = await tx.addOutbox(null, item);
+      return { alert, item: { ...item, id, message_id: null, attempts: 0 } };
+    });
+    if (!emitted) return;
+    this.deps.log[c.firing ? 'warn' : 'info']({ event: EVENT_IDS[c.kind], kind: c.kind, subject: c.subject || undefined, state: emitted.alert.state, alertId: emitted.alert.id }, `alert ${c.kind} ${emitted.alert.state}`);
+    await this.deps.outbox.publishNow(emitted.item);
+  }
+}

@@ -1,0 +1,96 @@
+// The ops side of a running gateway, wired in one place: the DLQ recorder, the ops alert checks,
+// payload retention, metrics, and the HTTP API's operations. The gateway starts it before its
+// consumers (metrics must exist when the first delivery is handled) and stops it first.
+import type { MessagePropertyHeaders } from 'amqplib';
+import type { Broker } from '../broker/connection.js';
+import { type Consumer, consume } from '../broker/consumer.js';
+import type { Publisher } from '../broker/publisher.js';
+import { durationMs, type GatewayConfig } from '../config/config.js';
+import type { SigningMaterial } from '../flows/packageDelivery.js';
+import { EVENTS } from '../observability/events.js';
+import type { Logger } from '../observability/log.js';
+import { Metrics } from '../observability/metrics.js';
+import type { OutboxPublisher } from '../outbound/outboxRelay.js';
+import type { RoutingContext } from '../routing/route.js';
+import { workingCalendar } from '../tracking/deadlines.js';
+import type { Store } from '../tracking/store.js';
+import { apiHandler } from './api.js';
+import { DeadLetterRecorder } from './deadLetters/recorder.js';
+import { DeadLetterRepository } from './deadLetters/repository.js';
+import { DeadLetterService, REPLAY_OF, REPLAY_SKIP_DEDUPE } from './deadLetters/service.js';
+import type { HttpExtras } from './http.js';
+import { routeHeldMessage } from './manualRoute.js';
+import { OpsChecker } from './opsAlerts.js';
+import { logFailure, Periodic } from './periodic.js';
+import { PayloadRetention } from './retention.js';
+import { opsSnapshot } from './snapshot.js';
+
+export interface OpsRuntimeDeps {
+  config: GatewayConfig;
+  log: Logger;
+  store: Store;
+  broker: Broker;
+  publisher: Publisher;
+  outbox: OutboxPublisher;
+  routing: RoutingContext;
+  signing: SigningMaterial;
+}
+
+const headerText = (v: unknown) => (typeof v === 'string' ? v : Buffer.isBuffer(v) ? v.toString('utf8') : undefined);
+
+export class OpsRuntime {
+  readonly metrics: Metrics;
+  readonly http: HttpExtras;
+  private readonly deadLetters: DeadLetterRepository;
+  private readonly checks: Periodic;
+  private readonly retention: Periodic;
+  private dlqConsumer?: Consumer;
+
+  constructor(private readonly deps: OpsRuntimeDeps) {
+    const { config, log, store, broker, publisher, outbox } = deps;
+    this.deadLetters = new DeadLetterRepository(store.db);
+    this.metrics = new Metrics(() => opsSnapshot(store.db, new Date()));
+    const service = new DeadLetterService(this.deadLetters, log, (exchange, key, body, o) => publisher.publish(exchange, key, body, o));
+    this.http = {
+      metrics: () => this.metrics.text(),
+      api: apiHandler({
+        token: config.apiToken,
+        log,
+        deadLetters: service,
+        route: (msgId, bydel, by) => this.metrics.track('out', () => routeHeldMessage(msgId, bydel, by, { config, store, routing: deps.routing, signing: deps.signing, outbox, log })),
+      }),
+    };
+    const checker = new OpsChecker({ config, store, deadLetters: this.deadLetters, broker, outbox, calendar: workingCalendar(config), metrics: this.metrics, log });
+    this.checks = new Periodic(durationMs(config.ops.checkInterval), () => checker.checkOnce(), logFailure(log, EVENTS.opsCheckFailed, 'ops check'));
+    const retention = new PayloadRetention(store.db, config.retention.payloadDays, log);
+    this.retention = new Periodic(durationMs(config.retention.interval), async () => void (await retention.runOnce()), logFailure(log, EVENTS.opsCheckFailed, 'payload retention'));
+  }
+
+  async start(): Promise<void> {
+    const { config, broker, log } = this.deps;
+    if (config.ops.recordDeadLetters) {
+      const recorder = new DeadLetterRecorder({ repo: this.deadLetters, log, maxMessageBytes: config.limits.maxMessageBytes, retryDelayMs: durationMs(config.retry.initialDelay) });
+      this.dlqConsumer = await consume(broker, config.broker.queues.dlq, (d) => recorder.handle(d));
+    }
+    this.checks.start(0);
+    this.retention.start(0);
+  }
+
+  /**
+   * The dead letter a replay may bypass the flow's MsgId dedupe for: only one that ops granted
+   * (`dlq replay --skip-dedupe`); the header alone, which any sender could set, is not enough.
+   */
+  async skipDedupeFor(headers: MessagePropertyHeaders): Promise<number | undefined> {
+    if (headerText(headers[REPLAY_SKIP_DEDUPE]) !== 'true') return undefined;
+    const replayOf = Number(headerText(headers[REPLAY_OF]));
+    if (Number.isInteger(replayOf) && (await this.deadLetters.skipDedupeGranted(replayOf))) return replayOf;
+    this.deps.log.warn({ event: EVENTS.dedupeSkipRefused, replayOf: Number.isInteger(replayOf) ? replayOf : undefined }, 'x-replay-skip-dedupe without a granted replay: ignored');
+    return undefined;
+  }
+
+  /** Stops the periodic work and the DLQ consumer, letting what runs finish. */
+  async stop(): Promise<void> {
+    await Promise.all([this.checks.stop(), this.retention.stop()]);
+    await this.dlqConsumer?.close();
+  }
+}

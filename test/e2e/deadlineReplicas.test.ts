@@ -1,0 +1,119 @@
+// Two gateway processes on one PostgreSQL database, both ticking every second: each due row
+// yields exactly one firing alert on gateway.alerts (FOR UPDATE SKIP LOCKED + a guarded claim),
+// and both replicas take part.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import type { GatewayConfig } from '../../src/config/config.js';
+import type { Alert } from '../../src/tracking/alerts.js';
+import { openDatabase } from '../../src/tracking/db.js';
+import { Store } from '../../src/tracking/store.js';
+import { postgresBackend } from '../support/databases.js';
+import { Peer, testConfig } from '../support/harness.js';
+
+const DUE_NOTICES = 40;
+const REJECTED = 10;
+
+interface Replica {
+  proc: ChildProcess;
+  output: string[];
+  exited: Promise<number | null>;
+}
+
+function startReplica(configFile: string): Replica {
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start'], { env: { ...process.env, GATEWAY_CONFIG: configFile }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const output: string[] = [];
+  proc.stdout!.on('data', (b: Buffer) => output.push(...b.toString('utf8').split('\n').filter(Boolean)));
+  proc.stderr!.on('data', (b: Buffer) => output.push(b.toString('utf8')));
+  return { proc, output, exited: new Promise((r) => proc.on('exit', (code) => r(code))) };
+}
+
+async function waitFor(what: string, check: () => boolean | Promise<boolean>, ms = 60000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('deadline scheduler with two gateway processes on one PostgreSQL', function () {
+  this.timeout(120000);
+  const backend = postgresBackend();
+  let config: GatewayConfig;
+  let peer: Peer;
+  let replicas: Replica[] = [];
+  const tap = `t${randomUUID().slice(0, 8)}.replica-alerts`;
+
+  before(async () => {
+    const url = await backend.create();
+    config = testConfig((c) => {
+      c.database.url = url;
+      c.tracking.scheduler = { cron: '* * * * * *', batchSize: 5 };
+      c.logLevel = 'info';
+    });
+    const file = join(mkdtempSync(join(tmpdir(), 'gw-replicas-')), 'config.json');
+    writeFileSync(file, JSON.stringify(config));
+    replicas = [startReplica(file), startReplica(file)];
+    for (const r of replicas) await waitFor('a replica to start', () => r.output.some((l) => l.includes('"GW-2100"')));
+    peer = await Peer.connect();
+    await peer.ch.assertQueue(tap, { autoDelete: true });
+    await peer.ch.bindQueue(tap, config.broker.exchanges.alerts, '#');
+  });
+
+  after(async () => {
+    for (const r of replicas) r.proc.kill('SIGTERM');
+    await Promise.all(replicas.map((r) => r.exited));
+    await peer?.ch.deleteQueue(tap).catch(() => undefined);
+    await peer?.deleteRun(config, []);
+    await peer?.close();
+    await backend.removeAll();
+  });
+
+  it('each due row yields exactly one firing alert, and both replicas act', async () => {
+    const store = new Store(await openDatabase(config.database.url));
+    const past = new Date(Date.now() - 60_000);
+    for (let i = 0; i < DUE_NOTICES + REJECTED; i++) {
+      const rejected = i >= DUE_NOTICES;
+      await store.recordMessage({
+        message: {
+          msg_id: randomUUID(), direction: 'out', sender_her_id: '90998', msg_type: 'LOG_UTSKRIVNINGSKLAR', state: 'published', bydel: '030105',
+          receiver_l2_her_id: '9920005', ...(rejected ? { apprec_status: 'rejected', apprec_at: past.toISOString() } : {}),
+        },
+        payloads: [], events: [], outbox: [],
+        expectations: rejected ? [] : [{ kind: 'transport-ack', dueAt: past }, { kind: 'apprec', dueAt: past }],
+      });
+    }
+    const expected = DUE_NOTICES * 2 + REJECTED;
+
+    const alerts: Alert[] = [];
+    const take = async () => {
+      for (let m = await peer.ch.get(tap, { noAck: true }); m; m = await peer.ch.get(tap, { noAck: true })) alerts.push(JSON.parse(m.content.toString('utf8')));
+      return alerts.length >= expected;
+    };
+    await waitFor(`${expected} alerts`, take);
+    await new Promise((r) => setTimeout(r, 3000)); // later ticks of either replica must add nothing
+    await take();
+
+    expect(alerts).to.have.length(expected);
+    expect(alerts.every((a) => a.state === 'firing' && a.reminder === undefined)).to.equal(true);
+    const keys = new Set(alerts.map((a) => `${a.msgId}/${a.kind}`));
+    expect(keys.size).to.equal(expected);
+    expect(alerts.filter((a) => a.kind === 'apprec-rejected')).to.have.length(REJECTED);
+
+    const kysely = store.db.kysely;
+    const outbox = await kysely.selectFrom('outbox').select((eb) => eb.fn.countAll<number>().as('n')).where('purpose', '=', 'alert').executeTakeFirstOrThrow();
+    expect(Number(outbox.n)).to.equal(expected);
+    const events = await kysely.selectFrom('events').select('detail').where('stage', '=', 'deadline').execute();
+    const byReplica = new Map<string, number>();
+    for (const e of events) {
+      const replica = JSON.parse(e.detail ?? '{}').replica as string;
+      byReplica.set(replica, (byReplica.get(replica) ?? 0) + 1);
+    }
+    expect([...byReplica.values()].reduce((a, b) => a + b, 0)).to.equal(expected);
+    expect(byReplica.size, JSON.stringify([...byReplica])).to.equal(2);
+    await store.close();
+  });
+});

@@ -1,0 +1,199 @@
+// A simulated bydel on the far side of Norsk helsenett: a service with its own signing key
+// (trusted through a test copy of the address register snapshot), and what it sends back — the
+// ebXML Acknowledgment, its AppRec, the kommune's answer, an Innleggelsesrapport — built from
+// the official samples, readdressed, and signed the way its message handler would.
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DOMParser, XMLSerializer } from '@xmldom/xmldom';
+import { generate } from 'selfsigned';
+import { buildAppRec } from '../../src/mapping/apprec.js';
+import { NS, type MsgHeadModel } from '../../src/mapping/model.js';
+import { buildEbxmlMessage } from '../../src/outbound/ebxml.js';
+import { type SignatureAlgorithm, signEnveloped } from '../../src/outbound/xmldsig.js';
+import { ADDRESS_REGISTER } from './paths.js';
+import { MH, child, el } from './samples.js';
+
+const DAY = 86_400_000;
+
+export interface SigningKeyPair {
+  keyPem: string;
+  certPem: string;
+}
+
+/** A key and self-signed certificate; by default valid now, with nonRepudiation (HIS 1037). */
+export async function makeSigner(cn: string, o: { notBefore?: Date; notAfter?: Date; nonRepudiation?: boolean } = {}): Promise<SigningKeyPair> {
+  const keyPair = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  });
+  const pems = await generate([{ name: 'commonName', value: cn }], {
+    keyPair,
+    algorithm: 'sha256',
+    extensions: [{ name: 'keyUsage', digitalSignature: true, nonRepudiation: o.nonRepudiation ?? true, critical: true }],
+    notBeforeDate: o.notBefore ?? new Date(Date.now() - DAY),
+    notAfterDate: o.notAfter ?? new Date(Date.now() + 365 * DAY),
+  });
+  return { keyPem: pems.private, certPem: pems.cert };
+}
+
+/** The example snapshot with these parties' signing certificates added, as a file of its own. */
+export function registerWithCertificates(certificates: Record<string, string>): string {
+  const parties = JSON.parse(readFileSync(ADDRESS_REGISTER, 'utf8')) as { herId: number | string; signingCertificate?: string }[];
+  for (const p of parties) {
+    const cert = certificates[String(p.herId)];
+    if (cert) p.signingCertificate = cert;
+  }
+  const file = join(mkdtempSync(join(tmpdir(), 'gw-register-')), 'address-register.json');
+  writeFileSync(file, JSON.stringify(parties, null, 1));
+  return file;
+}
+
+export interface PartyName {
+  name: string;
+  herId: string;
+}
+
+/** What a bydel needs to know about the message it answers (read from what it received). */
+export interface Received {
+  model: MsgHeadModel;
+  /** the MsgHead as delivered: the reply copies its Patient */
+  xml: string;
+  ebxmlMessageId: string;
+  conversationId: string;
+  /** the hospital's ebXML From: where the reply goes */
+  fromHerId: string;
+}
+
+export interface Packaged {
+  body: Buffer;
+  contentType: string;
+  ebxmlMessageId: string;
+}
+
+export class SimulatedBydel {
+  constructor(
+    readonly organisation: PartyName,
+    readonly service: PartyName,
+    readonly key: SigningKeyPair,
+    private readonly algorithm: SignatureAlgorithm = 'rsa-sha1',
+  ) {}
+
+  /** The ebXML message its MSH sends: signed with its key, From = its service's HER-id. */
+  package(businessXml: string, o: { msgType: string; toHerId: string; conversationId: string; appRecFor?: string; fromHerId?: string }): Packaged {
+    const built = buildEbxmlMessage({
+      businessXml,
+      msgType: o.appRecFor ?? o.msgType,
+      ...(o.appRecFor ? { action: 'APPREC', roles: { from: `${o.appRecFor}receiver`, to: `${o.appRecFor}sender` } } : {}),
+      fromHerId: o.fromHerId ?? this.service.herId,
+      toHerId: o.toHerId,
+      conversationId: o.conversationId,
+      signing: { ...this.key, algorithm: this.algorithm },
+    });
+    return { body: built.body, contentType: built.contentType, ebxmlMessageId: built.ebxmlMessageId };
+  }
+
+  /** The signed transport acknowledgment (HIS 1037 / ebMS 2.0 §6.3.2), one SOAP part. */
+  acknowledgment(received: Received): Buffer {
+    return this.signal(received, 'Acknowledgment', `<eb:Acknowledgment SOAP:mustUnderstand="1" eb:version="2.0"><eb:Timestamp>${new Date().toISOString()}</eb:Timestamp><eb:RefToMessageId>${received.ebxmlMessageId}</eb:RefToMessageId></eb:Acknowledgment>`);
+  }
+
+  /** A transport error: the message was refused by the bydel's MSH. */
+  messageError(received: Received): Buffer {
+    return this.signal(received, 'MessageError', '<eb:ErrorList SOAP:mustUnderstand="1" eb:version="2.0" eb:highestSeverity="Error"><eb:Error eb:errorCode="SecurityFailure" eb:severity="Error"><eb:Description xml:lang="no">Signaturen kunne ikke verifiseres</eb:Description></eb:Error></eb:ErrorList>');
+  }
+
+  private signal(received: Received, action: 'Acknowledgment' | 'MessageError', block: string): Buffer {
+    const type = received.model.type;
+    const envelope = `<?xml version="1.0" encoding="UTF-8"?>
+<SOAP:Envelope xmlns:SOAP="${NS.soap}" xmlns:eb="${NS.ebxml}">
+<SOAP:Header>
+<eb:MessageHeader SOAP:mustUnderstand="1" eb:version="2.0">
+<eb:From><eb:PartyId eb:type="HER">${this.service.herId}</eb:PartyId><eb:Role>${type}receiver</eb:Role></eb:From>
+<eb:To><eb:PartyId eb:type="HER">${received.fromHerId}</eb:PartyId><eb:Role>${type}sender</eb:Role></eb:To>
+<eb:CPAId>${received.fromHerId}_${this.service.herId}</eb:CPAId>
+<eb:ConversationId>${received.conversationId}</eb:ConversationId>
+<eb:Service>urn:oasis:names:tc:ebxml-msg:service</eb:Service>
+<eb:Action>${action}</eb:Action>
+<eb:MessageData><eb:MessageId>${randomUUID()}</eb:MessageId><eb:Timestamp>${new Date().toISOString()}</eb:Timestamp><eb:RefToMessageId>${received.ebxmlMessageId}</eb:RefToMessageId></eb:MessageData>
+</eb:MessageHeader>
+${block}
+</SOAP:Header>
+<SOAP:Body/>
+</SOAP:Envelope>`;
+    return Buffer.from(signEnveloped(envelope, { ...this.key, algorithm: this.algorithm, location: 'soap-header' }), 'utf8');
+  }
+
+  /** Its AppRec for a received message (AppRec 1.1, addresses mirrored), packaged in that message's Service. */
+  appRec(received: Received, status: '1' | '2' | '3', errors: { code: string; details?: string }[] = []): { appRecId: string; packaged: Packaged } {
+    const appRecId = randomUUID();
+    const m = received.model;
+    const xml = buildAppRec({
+      id: appRecId,
+      version: '1.1',
+      status,
+      errors,
+      original: { msgType: m.type, issueDate: m.genDate, msgId: m.msgId },
+      sender: m.receiver,
+      receiver: m.sender,
+    });
+    const packaged = this.package(xml, { msgType: 'APPREC', appRecFor: m.type, toHerId: received.fromHerId, conversationId: received.conversationId });
+    return { appRecId, packaged };
+  }
+
+  /**
+   * A reply built from an official sample: from this bydel to the hospital service that sent
+   * `received`, about the same patient, linked by ConversationRef unless `linked` is false.
+   */
+  reply(sampleXml: string, received: Received, o: { linked?: boolean; temaKodet?: { V: string; S: string; DN: string }; msgId?: string } = {}): { xml: string; msgId: string } {
+    const doc = new DOMParser().parseFromString(sampleXml, 'text/xml');
+    const msgInfo = child(doc.documentElement, 'MsgInfo')!;
+    const msgId = o.msgId ?? randomUUID();
+    child(msgInfo, 'MsgId')!.textContent = msgId;
+
+    const old = child(msgInfo, 'ConversationRef');
+    if (old) msgInfo.removeChild(old);
+    if (o.linked !== false) {
+      const ref = el(doc, 'ConversationRef');
+      ref.appendChild(el(doc, 'RefToParent', received.model.msgId));
+      ref.appendChild(el(doc, 'RefToConversation', received.model.conversationRef?.refToConversation || received.model.msgId));
+      msgInfo.insertBefore(ref, child(msgInfo, 'Sender')!);
+    }
+    const hospital = received.model.sender;
+    setParty(doc, child(msgInfo, 'Sender')!, this.organisation, this.service);
+    setParty(doc, child(msgInfo, 'Receiver')!, { name: hospital.level1.name, herId: hospital.level1.herId! }, { name: hospital.level2!.name, herId: hospital.level2!.herId! });
+
+    const patient = new DOMParser().parseFromString(received.xml, 'text/xml').getElementsByTagNameNS(MH, 'Patient')[0];
+    msgInfo.replaceChild(doc.importNode(patient, true), child(msgInfo, 'Patient')!);
+
+    if (o.temaKodet) {
+      const tema = doc.getElementsByTagNameNS('*', 'TemaKodet')[0];
+      for (const [k, v] of Object.entries(o.temaKodet)) tema.setAttribute(k, v);
+    }
+    return { xml: new XMLSerializer().serializeToString(doc), msgId };
+  }
+}
+
+/** Replaces a Sender/Receiver's Organisation with level 1 + level 2 HER-ids. */
+function setParty(doc: Document, side: Element, level1: PartyName, level2: PartyName): void {
+  const organisation = (p: PartyName) => {
+    const org = el(doc, 'Organisation');
+    org.appendChild(el(doc, 'OrganisationName', p.name));
+    const ident = el(doc, 'Ident');
+    ident.appendChild(el(doc, 'Id', p.herId));
+    ident.appendChild(el(doc, 'TypeId', undefined, { V: 'HER', DN: 'HER-id', S: '2.16.578.1.12.4.1.1.9051' }));
+    org.appendChild(ident);
+    return org;
+  };
+  const top = organisation(level1);
+  top.appendChild(organisation(level2));
+  side.replaceChild(top, child(side, 'Organisation')!);
+}
+
+/** The answer forms of REFERENCE §4.2. */
+export const TEMA = {
+  notat: { V: '1', S: '2.16.578.1.12.4.1.1.9155', DN: 'Tilbakemelding på mottak av utskrivningsklar pasient' },
+  helsefaglig: { V: '7', S: '2.16.578.1.12.4.1.1.7322', DN: 'Tilbakemelding på mottak av utskrivningsklar pasient' },
+};
