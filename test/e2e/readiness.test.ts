@@ -34,6 +34,8 @@ describe('readiness follows the broker and the database', function () {
       c.broker.reconnectInitialDelay = 'PT0.2S';
       c.broker.reconnectMaxDelay = 'PT1S';
       c.logLevel = 'silent';
+      // no bydel queues: the fewer quorum queues in the vhost, the faster it is deleted afterwards
+      c.broker.receiverQueuePrefix = undefined;
     });
     gateway = new Gateway(config, createLogger(config.logLevel));
     await gateway.start();

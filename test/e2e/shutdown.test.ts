@@ -49,9 +49,9 @@ async function sigtermUnderLoad(grace: string): Promise<{ code: number | null; d
     c.shutdownGrace = grace;
   });
   const peer = await Peer.connect();
+  // the first start declares the queues, then the load arrives while it consumes
+  const first = startProcess(config);
   try {
-    // the first start declares the queues; the load waits in epj.outbound until the gateway is up
-    const first = startProcess(config);
     await untilConsuming(peer, config);
     const sent = await sendLoad(peer, config);
     const arrived = new Set<string>();
@@ -67,6 +67,7 @@ async function sigtermUnderLoad(grace: string): Promise<{ code: number | null; d
     await peer.deleteRun(config, serviceHerIds);
     return { code, deliveredBefore, lost: [...sent].filter((id) => !arrived.has(id)) };
   } finally {
+    if (first.proc.exitCode === null) first.proc.kill('SIGKILL');
     await peer.close();
   }
 }
@@ -78,6 +79,7 @@ async function untilConsuming(peer: Peer, config: GatewayConfig): Promise<void> 
     const ok = await peer.conn
       .createChannel()
       .then(async (ch) => {
+        ch.on('error', () => {}); // a queue not declared yet closes the channel: try again
         const q = await ch.checkQueue(config.broker.queues.epjOutbound);
         await ch.close();
         return q.consumerCount > 0;
