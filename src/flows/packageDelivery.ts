@@ -95,7 +95,7 @@ export function deliveryParts(model: MsgHeadModel, target: DeliveryTarget, packa
     ],
     outbox: [deliverItem(config.broker, now, relayGraceMs(config), headers, packaged.contentType, packaged.body)],
     payload: { kind: 'signed', content_type: packaged.contentType, body: packaged.body },
-    expectations: expectationsFor(model.type, now, config.tracking, workingCalendar(config)),
+    expectations: expectationsFor(model, now, config.tracking, workingCalendar(config)),
     routedTo,
   };
 }

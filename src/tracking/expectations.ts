@@ -10,7 +10,12 @@ import type { WorkingCalendar } from './workingTime.js';
 
 type Tracking = GatewayConfig['tracking'];
 
-export function expectationsFor(msgType: string, sentAt: Date, tracking: Tracking, calendar: WorkingCalendar): NewExpectation[] {
+/**
+ * A cancellation (Forsendelsesstatus C) withdraws a notice: it awaits its receipts, but no
+ * answer or report of its own.
+ */
+export function expectationsFor(message: Pick<MsgHeadModel, 'type' | 'forsendelsesstatus'>, sentAt: Date, tracking: Tracking, calendar: WorkingCalendar): NewExpectation[] {
+  const msgType = message.forsendelsesstatus === 'C' ? 'cancellation' : message.type;
   const after = (iso: string) => new Date(sentAt.getTime() + durationMs(iso));
   const d = tracking.deadlines;
   const list: NewExpectation[] = [

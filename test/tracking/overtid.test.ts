@@ -57,7 +57,7 @@ async function scriptWeek(url: string): Promise<void> {
         conversation_id: msgId, bydel: o.bydel, receiver_l1_her_id: o.receiverL1 ?? null, patient_key: o.patient, event_time: o.klar, gen_date: local,
       },
       payloads: [], events: [], outbox: [],
-      expectations: expectationsFor('LOG_UTSKRIVNINGSKLAR', now, config.tracking, calendar),
+      expectations: expectationsFor({ type: 'LOG_UTSKRIVNINGSKLAR' }, now, config.tracking, calendar),
     });
     return messageId;
   };
