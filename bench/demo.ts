@@ -68,9 +68,13 @@ while (outcome.size < sent.size && Date.now() < deadline) {
     if (q === tap) {
       const alert = JSON.parse(m.content.toString('utf8'));
       outcome.set(alert.msgId, `HELD for manual routing, alert "${alert.kind}" (${alert.eventId})`);
-    } else if (q === config.broker.queues.dlq) {
-      outcome.set(String(h['msg-id']), `REJECTED ${h['x-error-code']}: ${h['x-error-reason']} (DLQ + negative AppRec to the EPJ)`);
-    } else if (q !== config.broker.queues.epjInbound) {
+    } else if (q === config.broker.queues.epjInbound) {
+      // the gateway records dead letters itself (`plo-gateway dlq list`); the EPJ sees the negative AppRec
+      const appRec = m.content.toString('utf8');
+      const code = /<Error [^>]*V="([A-Z0-9]+)"/.exec(appRec)?.[1];
+      const reason = /<Error [^>]*OT="([^"]*)"/.exec(appRec)?.[1];
+      outcome.set(String(h['x-original-msg-id']), `REJECTED ${code}: ${reason} (negative AppRec to the EPJ; dead letter in the DLQ)`);
+    } else if (q !== config.broker.queues.dlq) {
       const herId = String(h['to-her-id']);
       outcome.set(String(h['msg-id']), `delivered to HER-id ${herId} (${services.get(herId)}), ${m.content.length} bytes signed ebXML`);
     }
