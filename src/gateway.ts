@@ -112,7 +112,7 @@ export class Gateway {
     const ops = (this.ops = new OpsRuntime({ config, log, store: this.store, broker: this.broker, publisher, outbox: this.outbox, routing, signing }));
     const flow = new HospitalToBydelFlow({ config, log, store: this.store, schemas: this.schemas, routing, signing, outbox: this.outbox });
     this.consumer = await consume(this.broker, config.broker.queues.epjOutbound, (d) =>
-      this.settle(d, () => ops.metrics.track('out', async () => flow.handle({ ...epjDelivery(d), skipDedupeFor: await ops.skipDedupeFor(d.headers) }))),
+      this.settle(d, () => ops.metrics.track('out', async () => flow.handle({ ...epjDelivery(d), skipDedupeFor: await ops.skipDedupeFor((name) => headerText(d, name)) }))),
     );
     const inbound = new BydelToHospitalFlow({ config, log, store: this.store, schemas: this.schemas, register: routing.register, signing, outbox: this.outbox });
     this.inboundConsumer = await consume(this.broker, config.broker.queues.nhnInbound, (d) => this.settle(d, () => ops.metrics.track('in', () => inbound.handle(nhnDelivery(d)))));

@@ -4,11 +4,10 @@
 // action is a POST and is audited by the operation it calls.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { BatchResult, DeadLetterService } from './deadLetters/service.js';
-import { deadLetterSummary } from './deadLetters/service.js';
+import type { Logger } from '../observability/log.js';
+import { type BatchResult, type DeadLetterService, deadLetterSummary } from './deadLetters/service.js';
 import type { Routed } from './manualRoute.js';
 import type { Actor, OpsResult } from './result.js';
-import type { Logger } from '../observability/log.js';
 
 export interface ApiDeps {
   token?: string;
@@ -65,7 +64,9 @@ export function apiHandler(deps: ApiDeps): ApiHandler {
     {
       method: 'GET',
       pattern: /^\/api\/dlq\/(\d+)$/,
-      run: async ([id], q) => fromResult(await deadLetters.show(Number(id), q.get('withPayload') === 'true', { actor: 'api', via: 'api' }), (v) => ({ ...deadLetterSummary(v.row, new Date()), headers: v.headers, ...(v.payload ? { payload: v.payload } : {}) })),
+      // a GET has no body: who reads a payload, and why, come as ?actor=&reason=
+      run: async ([id], q) =>
+        fromResult(await deadLetters.show(Number(id), q.get('withPayload') === 'true', actorOf(Object.fromEntries(q))), (v) => ({ ...deadLetterSummary(v.row, new Date()), headers: v.headers, ...(v.payload ? { payload: v.payload } : {}) })),
     },
     {
       method: 'POST',

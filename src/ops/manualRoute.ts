@@ -17,8 +17,8 @@ import type { Alert } from '../tracking/alerts.js';
 import type { ExpectationRow, MessageRow } from '../tracking/db.js';
 import { alertPolicy, conditionAlert } from '../tracking/deadlines.js';
 import type { Store, StoreTransaction } from '../tracking/store.js';
-import { auditRow } from './deadLetters/repository.js';
 import { type Actor, fail, type OpsResult } from './result.js';
+import { auditRow } from './schema.js';
 
 export interface ManualRouteDeps {
   config: GatewayConfig;
@@ -73,7 +73,7 @@ async function heldMessage(store: Store, msgId: string): Promise<OpsResult<Messa
   const outgoing = (await store.findByMsgId(msgId)).filter((m) => m.direction === 'out');
   const held = outgoing.filter((m) => m.state === 'held');
   if (held.length === 1) return { ok: true, value: held[0] };
-  if (held.length > 1) return fail('conflict', `${held.length} held messages share MsgId ${msgId}; route them with the API by store id`);
+  if (held.length > 1) return fail('conflict', `${held.length} held messages from different senders share MsgId ${msgId}: cannot tell which one to route`);
   if (outgoing.length > 0) return fail('conflict', `${msgId} is not held (state ${outgoing[outgoing.length - 1].state})`);
   return fail('not-found', `no outgoing message with MsgId ${msgId}`);
 }
@@ -117,7 +117,6 @@ async function commitRoute(tx: StoreTransaction, message: MessageRow, parts: Del
   if (updated.numUpdatedRows === 0n) return undefined;
 
   await tx.trx.insertInto('payloads').values({ message_id: message.id, kind: parts.payload.kind, content_type: parts.payload.content_type, body: Buffer.from(parts.payload.body), created_at: at }).execute();
-  await tx.addEvent(message.id, { stage: 'route', event: 'routed-manually', detail: { bydel: target.bydel, via: by.via } });
   for (const e of parts.events) await tx.addEvent(message.id, e);
   if (parts.expectations.length > 0) {
     await tx.trx

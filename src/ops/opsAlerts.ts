@@ -2,8 +2,10 @@
 // backing up, and no traffic during working hours. Each check is a typed condition; the store
 // keeps each condition's state, so an episode raises one `firing` and one `resolved` alert,
 // across restarts and replicas, never one per check.
+import type { Transaction } from 'kysely';
 import type { Broker } from '../broker/connection.js';
 import { durationMs, type GatewayConfig } from '../config/config.js';
+import { relayGraceMs } from '../flows/packageDelivery.js';
 import { EVENTS } from '../observability/events.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -13,8 +15,7 @@ import { type Alert, type AlertKind, buildAlert } from '../tracking/alerts.js';
 import type { Store } from '../tracking/store.js';
 import type { WorkingCalendar } from '../tracking/workingTime.js';
 import type { DeadLetterRepository } from './deadLetters/repository.js';
-import { relayGraceMs } from '../flows/packageDelivery.js';
-import { opsKysely, opsTrx } from './schema.js';
+import { type OpsAlertRow, type OpsSchema, opsKysely, opsTrx } from './schema.js';
 
 /** One evaluated condition: whether it holds now, and what its alert says either way. */
 export interface Condition {
@@ -106,8 +107,12 @@ export class OpsChecker {
 
   async checkOnce(): Promise<void> {
     const now = this.now();
-    const conditions = [dlqCondition(await this.deps.deadLetters.countOpen())];
-    for (const q of await this.queueStates()) conditions.push(queueCondition(q, this.waiting(q, now.getTime()), now.getTime(), this.deps.config.ops));
+    const { queues } = this.deps.config.broker;
+    const states = await this.queueStates();
+    // recorded and open, plus any still in the queue (the recorder is off, or cannot store)
+    const dlqDepth = states.find((q) => q.queue === queues.dlq)?.messages ?? 0;
+    const conditions = [dlqCondition((await this.deps.deadLetters.countOpen()) + dlqDepth)];
+    for (const q of states.filter((s) => s.queue !== queues.dlq)) conditions.push(queueCondition(q, this.waiting(q, now.getTime()), now.getTime(), this.deps.config.ops));
     conditions.push(trafficCondition((await this.lastTraffic()) ?? this.startedAt, now, this.deps.calendar, this.deps.config.ops));
     for (const c of conditions) await this.apply(c, now);
   }
@@ -121,11 +126,11 @@ export class OpsChecker {
     return this.waitingSince.get(q.queue);
   }
 
-  /** The queues between the gateway and its peers; one that cannot be checked (broker down) is skipped. */
+  /** The queues between the gateway and its peers, and the DLQ; one that cannot be checked (broker down) is skipped. */
   private async queueStates(): Promise<QueueState[]> {
     const { queues } = this.deps.config.broker;
     const states: QueueState[] = [];
-    for (const queue of [queues.epjOutbound, queues.nhnInbound, queues.epjInbound]) {
+    for (const queue of [queues.epjOutbound, queues.nhnInbound, queues.epjInbound, queues.dlq]) {
       try {
         const ok = await this.deps.broker.withChannel((ch) => ch.checkQueue(queue));
         states.push({ queue, messages: ok.messageCount, consumers: ok.consumerCount });
@@ -154,21 +159,10 @@ export class OpsChecker {
     const emitted = await this.deps.store.inTransaction(async (tx): Promise<{ alert: Alert; item: Publishable } | undefined> => {
       const trx = opsTrx(tx.trx);
       const current = await trx.selectFrom('ops_alerts').selectAll().where('kind', '=', c.kind).where('subject', '=', c.subject).executeTakeFirst();
-      if (c.firing === (current?.state === 'firing') || (!c.firing && !current)) return undefined;
-      const alert = buildAlert({
-        kind: c.kind,
-        state: c.firing ? 'firing' : 'resolved',
-        severity: c.severity,
-        eventId: EVENT_IDS[c.kind],
-        firedAt: now,
-        text: c.text,
-        ...(c.firing ? {} : { firingId: current!.alert_id }),
-      });
-      const at = now.toISOString();
-      const claimed = current
-        ? (await trx.updateTable('ops_alerts').set({ state: alert.state, alert_id: c.firing ? alert.id : current.alert_id, changed_at: at }).where('kind', '=', c.kind).where('subject', '=', c.subject).where('state', '=', current.state).executeTakeFirst()).numUpdatedRows === 1n
-        : (await trx.insertInto('ops_alerts').values({ kind: c.kind, subject: c.subject, state: 'firing', alert_id: alert.id, changed_at: at }).onConflict((oc) => oc.columns(['kind', 'subject']).doNothing()).executeTakeFirst()).numInsertedOrUpdatedRows === 1n;
-      if (!claimed) return undefined;
+      const wasFiring = current?.state === 'firing';
+      if (c.firing === wasFiring) return undefined;
+      const alert = buildAlert({ kind: c.kind, state: c.firing ? 'firing' : 'resolved', severity: c.severity, eventId: EVENT_IDS[c.kind], firedAt: now, text: c.text, ...(wasFiring ? { firingId: current.alert_id } : {}) });
+      if (!(await claim(trx, c, current, alert, now))) return undefined;
       const item = alertItem(config.broker, now, relayGraceMs(config), alert);
       const id = await tx.addOutbox(null, item);
       return { alert, item: { ...item, id, message_id: null, attempts: 0 } };
@@ -177,4 +171,24 @@ export class OpsChecker {
     this.deps.log[c.firing ? 'warn' : 'info']({ event: EVENT_IDS[c.kind], kind: c.kind, subject: c.subject || undefined, state: emitted.alert.state, alertId: emitted.alert.id }, `alert ${c.kind} ${emitted.alert.state}`);
     await this.deps.outbox.publishNow(emitted.item);
   }
+}
+
+/**
+ * Moves the stored state from what was read to the alert's, conditionally: of two replicas
+ * seeing the same change, one update (or insert) lands and only that one publishes.
+ */
+async function claim(trx: Transaction<OpsSchema>, c: Condition, current: OpsAlertRow | undefined, alert: Alert, now: Date): Promise<boolean> {
+  const at = now.toISOString();
+  if (!current) {
+    const inserted = await trx.insertInto('ops_alerts').values({ kind: c.kind, subject: c.subject, state: alert.state, alert_id: alert.id, changed_at: at }).onConflict((oc) => oc.columns(['kind', 'subject']).doNothing()).executeTakeFirst();
+    return inserted.numInsertedOrUpdatedRows === 1n;
+  }
+  const updated = await trx
+    .updateTable('ops_alerts')
+    .set({ state: alert.state, alert_id: alert.state === 'firing' ? alert.id : current.alert_id, changed_at: at })
+    .where('kind', '=', c.kind)
+    .where('subject', '=', c.subject)
+    .where('state', '=', current.state)
+    .executeTakeFirst();
+  return updated.numUpdatedRows === 1n;
 }

@@ -6,8 +6,7 @@ import { type ExpressionBuilder, type Kysely, sql } from 'kysely';
 import { EVENTS } from '../observability/events.js';
 import type { Logger } from '../observability/log.js';
 import type { Db } from '../tracking/db.js';
-import { auditRow } from './deadLetters/repository.js';
-import { type OpsSchema, opsKysely } from './schema.js';
+import { auditRow, type OpsSchema, opsKysely } from './schema.js';
 
 export interface RetentionResult {
   cutoff: string;
@@ -17,15 +16,15 @@ export interface RetentionResult {
   deadLetterBodies: number;
 }
 
-/** Message states that mean "not finished": stored but not yet sent, or waiting for ops. */
-const UNRESOLVED_STATES = ['held', 'received'];
+/** Waiting for ops. (Stored but not yet sent shows as a pending outbox item.) */
+const HELD = 'held';
 const BATCH = 500;
 const DAY_MS = 24 * 60 * 60 * 1000;
 
 /** The message is finished with: nothing about it is waiting for anyone. */
 function resolved(eb: ExpressionBuilder<OpsSchema, 'messages'>) {
   return eb.and([
-    eb('messages.state', 'not in', UNRESOLVED_STATES),
+    eb('messages.state', '<>', HELD),
     eb.not(eb.exists(eb.selectFrom('outbox as o').select('o.id').whereRef('o.message_id', '=', 'messages.id').where('o.state', '=', 'pending'))),
     eb.not(eb.exists(eb.selectFrom('expectations as x').select('x.id').whereRef('x.message_id', '=', 'messages.id').where('x.state', '=', 'open'))),
     eb.not(eb.exists(eb.selectFrom('dead_letters as d').select('d.id').whereRef('d.msg_id', '=', 'messages.msg_id').where('d.state', '=', 'open'))),

@@ -1,7 +1,6 @@
 // The ops side of a running gateway, wired in one place: the DLQ recorder, the ops alert checks,
 // payload retention, metrics, and the HTTP API's operations. The gateway starts it before its
 // consumers (metrics must exist when the first delivery is handled) and stops it first.
-import type { MessagePropertyHeaders } from 'amqplib';
 import type { Broker } from '../broker/connection.js';
 import { type Consumer, consume } from '../broker/consumer.js';
 import type { Publisher } from '../broker/publisher.js';
@@ -35,8 +34,6 @@ export interface OpsRuntimeDeps {
   routing: RoutingContext;
   signing: SigningMaterial;
 }
-
-const headerText = (v: unknown) => (typeof v === 'string' ? v : Buffer.isBuffer(v) ? v.toString('utf8') : undefined);
 
 export class OpsRuntime {
   readonly metrics: Metrics;
@@ -80,9 +77,9 @@ export class OpsRuntime {
    * The dead letter a replay may bypass the flow's MsgId dedupe for: only one that ops granted
    * (`dlq replay --skip-dedupe`); the header alone, which any sender could set, is not enough.
    */
-  async skipDedupeFor(headers: MessagePropertyHeaders): Promise<number | undefined> {
-    if (headerText(headers[REPLAY_SKIP_DEDUPE]) !== 'true') return undefined;
-    const replayOf = Number(headerText(headers[REPLAY_OF]));
+  async skipDedupeFor(header: (name: string) => string | undefined): Promise<number | undefined> {
+    if (header(REPLAY_SKIP_DEDUPE) !== 'true') return undefined;
+    const replayOf = Number(header(REPLAY_OF));
     if (Number.isInteger(replayOf) && (await this.deadLetters.skipDedupeGranted(replayOf))) return replayOf;
     this.deps.log.warn({ event: EVENTS.dedupeSkipRefused, replayOf: Number.isInteger(replayOf) ? replayOf : undefined }, 'x-replay-skip-dedupe without a granted replay: ignored');
     return undefined;

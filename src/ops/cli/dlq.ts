@@ -147,6 +147,7 @@ function reportBatch(r: BatchResult, json: boolean): void {
   if (r.failed) process.exitCode = 1;
   if (json) return printJson(r);
   console.log(`replayed ${r.replayed.length}${r.replayed.length ? ` (#${r.replayed.join(', #')})` : ''}`);
+  for (const s of r.skipped) console.error(`skipped #${s.id}: ${s.reason}`);
   if (r.paused) console.error(`paused: ${r.remaining} left; \`plo-gateway dlq resume\` and run the command again`);
   if (r.failed) console.error(`stopped at #${r.failed.id}: ${r.failed.reason}; ${r.remaining} left`);
 }

@@ -3,7 +3,7 @@
 import type { Kysely } from 'kysely';
 import type { Db } from '../../tracking/db.js';
 import type { NewAudit } from '../../tracking/store.js';
-import { type DeadLetterRow, type DeadLetterState, type OpsSchema, opsKysely } from '../schema.js';
+import { auditRow, type DeadLetterRow, type DeadLetterState, type OpsSchema, opsKysely } from '../schema.js';
 import type { DeadLetterFacts } from './classify.js';
 
 export type { DeadLetterRow };
@@ -18,6 +18,9 @@ export interface DeadLetterFilter {
 
 /** The flag a batch replay checks between items. */
 export const REPLAY_PAUSED = 'dlq-replay-paused';
+
+/** How long after its replay a skip-dedupe grant is honoured. */
+const SKIP_DEDUPE_WINDOW_MS = 60 * 60 * 1000;
 
 export class DeadLetterRepository {
   private readonly kysely: Kysely<OpsSchema>;
@@ -104,10 +107,20 @@ export class DeadLetterRepository {
       .executeTakeFirst();
   }
 
-  /** Was a skip-dedupe replay granted for this dead letter (by the CLI or API, before publishing)? */
+  /**
+   * Was a skip-dedupe replay granted for this dead letter (by the CLI or API, before publishing),
+   * and recently? The window covers redeliveries of the replay, not a header copied days later.
+   */
   async skipDedupeGranted(id: number): Promise<boolean> {
-    const row = await this.kysely.selectFrom('dead_letters').select('skip_dedupe').where('id', '=', id).executeTakeFirst();
-    return row?.skip_dedupe === 1;
+    const since = new Date(this.clock().getTime() - SKIP_DEDUPE_WINDOW_MS).toISOString();
+    const row = await this.kysely
+      .selectFrom('dead_letters')
+      .select('id')
+      .where('id', '=', id)
+      .where('skip_dedupe', '=', 1)
+      .where((eb) => eb.or([eb('state', '=', 'open'), eb('resolved_at', '>=', since)]))
+      .executeTakeFirst();
+    return row !== undefined;
   }
 
   /** open → replayed or discarded, with its audit row; false when it was no longer open. */
@@ -156,8 +169,4 @@ export class DeadLetterRepository {
     const row = await trx.selectFrom('messages').select('bydel').where('msg_id', '=', msgId).where('bydel', 'is not', null).executeTakeFirst();
     return row?.bydel ?? null;
   }
-}
-
-export function auditRow(a: NewAudit, at: string) {
-  return { at, actor: a.actor, action: a.action, target: a.target ?? null, reason: a.reason ?? null, detail: a.detail === undefined ? null : JSON.stringify(a.detail) };
 }

@@ -19,7 +19,9 @@ export interface DeadLetterView {
 
 export interface BatchResult {
   replayed: number[];
-  /** the first item that could not be replayed stops the batch */
+  /** entries that can never be replayed (no source queue, payload expired): left for `discard` */
+  skipped: { id: number; reason: string }[];
+  /** the broker did not take a replay: the batch stops there */
   failed?: { id: number; reason: string };
   /** the pause flag was set: the rest waits for `dlq resume` and the same command again */
   paused: boolean;
@@ -112,7 +114,7 @@ export class DeadLetterService {
   async replayBatch(filter: Pick<DeadLetterFilter, 'code' | 'sourceQueue' | 'limit'>, by: Actor, options: { skipDedupe?: boolean } = {}): Promise<BatchResult> {
     const batch = randomUUID();
     const ids = (await this.repo.list({ ...filter, state: 'open' })).map((r) => r.id);
-    const result: BatchResult = { replayed: [], paused: false, remaining: ids.length };
+    const result: BatchResult = { replayed: [], skipped: [], paused: false, remaining: ids.length };
     for (const id of ids) {
       if (await this.repo.flag(REPLAY_PAUSED)) {
         result.paused = true;
@@ -120,13 +122,14 @@ export class DeadLetterService {
         break;
       }
       const r = await this.replay(id, by, { ...options, batch });
-      // an entry someone else resolved meanwhile is simply skipped
-      if (!r.ok && r.status !== 'conflict') {
+      if (!r.ok && r.status === 'unavailable') {
         result.failed = { id, reason: r.reason };
         break;
       }
-      if (r.ok) result.replayed.push(id);
       result.remaining--;
+      if (r.ok) result.replayed.push(id);
+      // one someone else resolved meanwhile (conflict) is no longer this batch's business
+      else if (r.status === 'invalid') result.skipped.push({ id, reason: r.reason });
     }
     return result;
   }
