@@ -20,7 +20,7 @@ import { DeadLetterService, REPLAY_OF, REPLAY_SKIP_DEDUPE } from './deadLetters/
 import type { HttpExtras } from './http.js';
 import { routeHeldMessage } from './manualRoute.js';
 import { OpsChecker } from './opsAlerts.js';
-import { logFailure, Periodic } from './periodic.js';
+import { logFailure, Periodic } from '../shared/periodic.js';
 import { PayloadRetention } from './retention.js';
 import { opsSnapshot } from './snapshot.js';
 

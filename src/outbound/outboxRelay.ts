@@ -5,6 +5,7 @@ import { EVENTS } from '../observability/events.js';
 import type { Logger } from '../observability/log.js';
 import type { OutboxRow } from '../tracking/db.js';
 import type { NewOutboxItem, Store } from '../tracking/store.js';
+import { Periodic } from '../shared/periodic.js';
 
 export interface PublishOptions {
   headers: Record<string, unknown>;
@@ -46,8 +47,7 @@ export const justStored = (messageId: number, items: NewOutboxItem[], ids: numbe
 const PUBLISHED_STATE: Record<string, string> = { deliver: 'published', forward: 'forwarded' };
 
 export class OutboxPublisher {
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
+  private loop?: Periodic;
 
   constructor(
     private readonly store: Store,
@@ -96,20 +96,13 @@ export class OutboxPublisher {
   }
 
   start(): void {
-    const tick = () => {
-      this.running = this.relayOnce()
-        .catch((e) => this.log.error({ event: EVENTS.outboxDeferred, err: (e as Error).message }, 'outbox relay pass failed'))
-        .then(() => undefined)
-        .finally(() => {
-          if (this.timer) this.timer = setTimeout(tick, this.policy.intervalMs);
-        });
-    };
-    this.timer = setTimeout(tick, 0);
+    this.loop = new Periodic(this.policy.intervalMs, async () => void (await this.relayOnce()), (e) =>
+      this.log.error({ event: EVENTS.outboxDeferred, err: e.message }, 'outbox relay pass failed'),
+    );
+    this.loop.start(0);
   }
 
   async stop(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.running;
+    await this.loop?.stop();
   }
 }

@@ -2,6 +2,7 @@
 // A postcode decides only when one bydel holds at least `minShare` of its residents.
 // Verdicts never quote the postcode: with the rest of a message it is personal data.
 import { readFileSync } from 'node:fs';
+import { splitDelimited } from '../shared/csv.js';
 import { serviceBydel } from './bydeler.js';
 
 export interface PostcodeEntry {
@@ -11,23 +12,7 @@ export interface PostcodeEntry {
 
 export type PostcodeIndex = Map<string, PostcodeEntry>;
 
-function splitCsvLine(line: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let quoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const ch = line[i];
-    if (quoted) {
-      if (ch === '"' && line[i + 1] === '"') (cur += '"'), i++;
-      else if (ch === '"') quoted = false;
-      else cur += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === ',') out.push(cur), (cur = '');
-    else cur += ch;
-  }
-  out.push(cur);
-  return out;
-}
+const splitCsvLine = (line: string): string[] => splitDelimited(line, ',');
 
 export function parsePostcodeIndex(csv: string): PostcodeIndex {
   const lines = csv.split(/\r?\n/).filter((l) => l.trim() !== '');

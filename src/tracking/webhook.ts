@@ -7,6 +7,7 @@ import { EVENTS } from '../observability/events.js';
 import type { Logger } from '../observability/log.js';
 import type { WebhookDeliveryRow } from './db.js';
 import type { Store } from './store.js';
+import { Periodic } from '../shared/periodic.js';
 
 export interface WebhookPolicy {
   url: string;
@@ -24,8 +25,7 @@ export interface WebhookPolicy {
 const PICKUP_WINDOW_MS = 7 * 24 * 60 * 60 * 1000;
 
 export class WebhookRelay {
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
+  private loop?: Periodic;
   private readonly postgres: boolean;
 
   constructor(
@@ -46,21 +46,14 @@ export class WebhookRelay {
   }
 
   start(): void {
-    const tick = () => {
-      this.running = this.relayOnce()
-        .catch((e) => this.log.error({ event: EVENTS.webhookDeferred, err: (e as Error).message }, 'webhook relay pass failed'))
-        .then(() => undefined)
-        .finally(() => {
-          if (this.timer) this.timer = setTimeout(tick, this.policy.intervalMs);
-        });
-    };
-    this.timer = setTimeout(tick, 0);
+    this.loop = new Periodic(this.policy.intervalMs, async () => void (await this.relayOnce()), (e) =>
+      this.log.error({ event: EVENTS.webhookDeferred, err: e.message }, 'webhook relay pass failed'),
+    );
+    this.loop.start(0);
   }
 
   async stop(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.running;
+    await this.loop?.stop();
   }
 
   /** Copies alert outbox items not yet queued; `outbox_id` is unique, so replicas copy each once. */

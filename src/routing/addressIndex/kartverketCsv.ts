@@ -3,6 +3,8 @@
 // nummer;bokstav;…;EPSG-kode;Nord;Øst;postnummer;poststed;…`; older and hand-made extracts vary
 // the case and spelling, so columns are found by name, never by position.
 
+import { splitDelimited } from '../../shared/csv.js';
+
 export interface AddressRow {
   /** 1-based line number in the file, for bad-row reports (never the address itself) */
   line: number;
@@ -64,23 +66,7 @@ export function readHeader(line: string): ColumnMap {
 }
 
 /** Semicolon-separated cells; a cell may be double-quoted and then contain semicolons. */
-export function splitRow(line: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let quoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const ch = line[i];
-    if (quoted) {
-      if (ch === '"' && line[i + 1] === '"') (cur += '"'), i++;
-      else if (ch === '"') quoted = false;
-      else cur += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === ';') out.push(cur), (cur = '');
-    else cur += ch;
-  }
-  out.push(cur);
-  return out;
-}
+export const splitRow = (line: string): string[] => splitDelimited(line, ';');
 
 /** Norwegian exports may write decimals with a comma. */
 const decimal = (s: string | undefined): number => (s === undefined || s.trim() === '' ? Number.NaN : Number(s.trim().replace(',', '.')));
