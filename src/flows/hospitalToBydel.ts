@@ -122,9 +122,37 @@ export class HospitalToBydelFlow {
     } else if (existing) {
       const resumed = await this.resumeOrIgnore(existing, doc);
       if (resumed) return resumed;
+    } else if (delivery.skipDedupeFor === undefined) {
+      const twin = await this.contentTwin(parsed.value, doc);
+      if (twin) return this.recordContentDuplicate(delivery, parsed.value, doc, twin);
     }
 
     return this.finish(delivery, this.plan(parsed.value, doc, delivery.bydelHint), existing);
+  }
+
+  /**
+   * The same content already sent under another MsgId by the same sender (an EPJ resending after
+   * a timeout): not sent again. A twin that was rejected does not count (LESSONS §9.3).
+   */
+  private async contentTwin(parsed: ParsedMessage, model: MsgHeadModel): Promise<MessageRow | undefined> {
+    const sender = senderHerId(model);
+    const twins = await this.deps.store.findByContentHash('out', contentHash(parsed.businessXml));
+    return twins.find((m) => m.sender_her_id === sender && m.msg_id !== model.msgId && m.state !== 'rejected');
+  }
+
+  /** Kept for the record (and for ops to replay with --skip-dedupe), but never delivered. */
+  private async recordContentDuplicate(delivery: EpjDelivery, parsed: ParsedMessage, model: MsgHeadModel, twin: MessageRow): Promise<FlowOutcome> {
+    await this.deps.store.recordMessage({
+      message: { ...this.baseMessage(model, parsed, model.msgId), state: 'duplicate', receiver_l1_her_id: model.receiver.level1.herId ?? null },
+      payloads: [{ kind: 'original', content_type: delivery.contentType ?? 'application/octet-stream', body: delivery.body }],
+      events: [
+        { stage: 'receive', event: 'received', detail: { framing: parsed.framing, redelivered: delivery.redelivered } },
+        { stage: 'dedupe', event: 'duplicate-content', detail: { of: twin.msg_id } },
+      ],
+      outbox: [],
+    });
+    this.logOutcome(model, 'dedupe', `duplicate content of ${twin.msg_id}`, EVENTS.duplicate, { of: twin.msg_id });
+    return 'duplicate';
   }
 
   /** The CPU-only part: validate, route, sign and package. */

@@ -168,6 +168,19 @@ describe('hospital → bydel, end to end (RabbitMQ + SQLite)', function () {
     expect(got.map((m) => m.properties.headers?.['msg-id'])).to.deep.equal([msgId]);
   });
 
+  it('the same content resent by the EPJ under a new MsgId is recognised and not sent again', async () => {
+    const first = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Innlagt_pasient_v1-6_Ny.xml'));
+    const resentId = '0c6f2a3e-8d0b-4d55-9a55-3f0f8c1d2e4b';
+    await peer.send(config.broker.queues.epjOutbound, first.xml);
+    await peer.send(config.broker.queues.epjOutbound, first.xml.replace(first.msgId, resentId).replace(/<GenDate>[^<]+</, '<GenDate>2026-02-02T12:00:00<'));
+    const got = await peer.take(bydelQueue(FROGNER.KP02), 2, 1500);
+    expect(got.map((m) => m.properties.headers?.['msg-id'])).to.deep.equal([first.msgId]);
+    const shown = cli(['messages', 'show', resentId, '--json'], { DATABASE_URL: config.database.url });
+    const [resent] = JSON.parse(shown.stdout);
+    expect(resent.state).to.equal('duplicate');
+    expect(resent.events.find((e: { event: string }) => e.event === 'duplicate-content').detail).to.deep.equal({ of: first.msgId });
+  });
+
   it('a message rejected once and resent with the same MsgId, corrected, is delivered', async () => {
     const good = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Innlagt_pasient_v1-6_Ny.xml'));
     await peer.send(config.broker.queues.epjOutbound, good.xml.replace('<MIGversion>', '<Bad/><MIGversion>'));

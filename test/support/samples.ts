@@ -40,12 +40,26 @@ export function el(doc: Document, name: string, text?: string, attrs: Record<str
   return e;
 }
 
+let issued = 0;
+
+/**
+ * Each message an EPJ sends is a document of its own, issued at its own time: without this the
+ * copies a test sends would be the same content under new MsgIds, which the gateway (rightly)
+ * refuses to send twice.
+ */
+function stampIssueDate(doc: Document): void {
+  const when = new Date(Date.UTC(2026, 0, 1) + ++issued * 1000).toISOString().slice(0, 19);
+  const issueDates = doc.getElementsByTagNameNS(MH, 'IssueDate');
+  for (let i = 0; i < issueDates.length; i++) issueDates.item(i)!.setAttribute('V', when);
+}
+
 export function readdressToOslo(xml: string, opts: Readdress = {}): { xml: string; msgId: string } {
   const doc = new DOMParser().parseFromString(xml, 'text/xml');
   const msgInfo = child(doc.documentElement, 'MsgInfo')!;
   const msgId = opts.msgId ?? randomUUID();
   const idEl = child(msgInfo, 'MsgId')!;
   idEl.textContent = msgId;
+  stampIssueDate(doc);
 
   const receiver = child(msgInfo, 'Receiver')!;
   const org = el(doc, 'Organisation');
