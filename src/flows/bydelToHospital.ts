@@ -141,6 +141,8 @@ export class BydelToHospitalFlow {
     // Before validation: a repeat gets what its first copy got, whether that was valid or not.
     const existing = id.msgId ? await this.deps.store.findMessage('in', sender.herId, id.msgId) : undefined;
     if (existing) return this.answerAgain(existing, id);
+    const twin = await this.contentTwin(id, sender);
+    if (twin) return this.recordContentDuplicate(d, id, sender, twin);
 
     return this.finish(d, await this.plan(inbound, sender, id));
   }
@@ -230,6 +232,31 @@ export class BydelToHospitalFlow {
     for (const item of justStored(stored.messageId, record.outbox, stored.outboxIds)) await this.deps.outbox.publishNow(item);
     logStage(this.deps.log, { ...record.log, msgId: record.message.msg_id, type: record.message.msg_type ?? undefined, storeId: stored.messageId }, plan.kind === 'reject' ? 'warn' : 'info');
     return record.outcome;
+  }
+
+  /**
+   * The same business content this sender already sent under another MsgId: not forwarded to
+   * the EPJ again, and not answered (an AppRec is never sent for a duplicate). A twin that was
+   * rejected does not count.
+   */
+  private async contentTwin(id: Identity, sender: VerifiedSender): Promise<MessageRow | undefined> {
+    if (!id.parsed || !id.msgId) return undefined;
+    const twins = await this.deps.store.findByContentHash('in', contentHash(id.parsed.businessXml));
+    return twins.find((m) => m.sender_her_id === sender.herId && m.msg_id !== id.msgId && m.state !== 'rejected');
+  }
+
+  private async recordContentDuplicate(d: NhnDelivery, id: Identity, sender: VerifiedSender, twin: MessageRow): Promise<InboundOutcome> {
+    await this.deps.store.recordMessage({
+      message: { ...this.baseMessage(id, sender), state: 'duplicate' },
+      payloads: [{ kind: 'original', content_type: d.contentType ?? 'application/octet-stream', body: d.body }],
+      events: [
+        { stage: 'receive', event: 'received', detail: { framing: id.framing } },
+        { stage: 'dedupe', event: 'duplicate-content', detail: { of: twin.msg_id } },
+      ],
+      outbox: [],
+    });
+    this.logOutcome(id, 'dedupe', `duplicate content of ${twin.msg_id}`, EVENTS.inboundDuplicate, { herId: sender.herId });
+    return 'duplicate';
   }
 
   private baseMessage(id: Identity, sender: VerifiedSender | undefined): NewMessage {

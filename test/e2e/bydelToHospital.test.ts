@@ -363,6 +363,17 @@ for (const backend of testBackends()) {
       expect(await timelineEvents(rapport.msgId)).to.include('duplicate-answered-again');
     });
 
+    it('the same Innleggelsesrapport content sent again under a new MsgId is recognised: not forwarded, not answered', async () => {
+      const { to, rapport } = await rapportAcceptedByEpj();
+      const copy = replyTo(frognerKp, INNLEGGELSESRAPPORT, to);
+      expect(copy.msgId).not.to.equal(rapport.msgId);
+      await sendPackaged(frognerKp, copy.packaged);
+      expect(await epjInbox(1, 1000)).to.have.length(0);
+      expect(await peer.take(bydelQueue('9930005'), 1, 500)).to.have.length(0);
+      expect(await incoming(copy.msgId)).to.include({ state: 'duplicate' });
+      expect(await timelineEvents(copy.msgId)).to.include('duplicate-content');
+    });
+
     it('no fødselsnummer, name, address or free text reaches a log line or the stored metadata', async () => {
       const text = logs.text();
       expect(logs.lines.length).to.be.greaterThan(50);
