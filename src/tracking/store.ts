@@ -1,6 +1,5 @@
 import { type Insertable, type Kysely, sql, type Transaction, type Updateable } from 'kysely';
 import type {
-  AuditRow,
   Db,
   Direction,
   EventRow,

@@ -16,7 +16,6 @@ import { ADDRESS_REGISTER } from '../support/paths.js';
 import { readSample, readdressToOslo } from '../support/samples.js';
 
 const register = AddressRegister.load(ADDRESS_REGISTER);
-const serviceHerIds = register.parties.filter((p) => p.type === 'Service').map((p) => p.herId);
 const saksbehandling = (bydel: string) => register.bydelService(bydel, 'KD0501')!.service.herId;
 const SAMPLE = 'plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml';
 
@@ -56,7 +55,7 @@ describe('address-level routing, end to end (RabbitMQ + SQLite)', function () {
 
   after(async () => {
     await gateway?.stop();
-    await peer?.deleteRun(config, serviceHerIds);
+    await peer?.deleteRun(config);
     await peer?.close();
   });
 
@@ -95,7 +94,7 @@ describe('address-level routing, end to end (RabbitMQ + SQLite)', function () {
 
   it('an address the index does not know, in a split postcode, is still held for manual routing', async () => {
     const alertQueue = `${config.broker.queues.dlq}.address-alerts-tap`;
-    await peer.ch.assertQueue(alertQueue, { autoDelete: true });
+    await peer.ch.assertQueue(alertQueue, { exclusive: true });
     await peer.ch.bindQueue(alertQueue, config.broker.exchanges.alerts, 'unroutable');
     const { xml, msgId } = readdressToOslo(readSample(SAMPLE), { postalCode: '0484', street: 'Hemmeligveien 7' });
     await peer.send(config.broker.queues.epjOutbound, xml);

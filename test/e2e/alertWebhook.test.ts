@@ -55,7 +55,7 @@ describe('alert webhook down (RabbitMQ + SQLite)', function () {
     gateway = new Gateway(config, createLogger(config.logLevel, logs));
     await gateway.start({ http: false, deadlines: false });
     peer = await Peer.connect();
-    await peer.ch.assertQueue(tap, { autoDelete: true });
+    await peer.ch.assertQueue(tap, { exclusive: true });
     await peer.ch.bindQueue(tap, config.broker.exchanges.alerts, '#');
     db = await openDatabase(config.database.url);
   });
@@ -65,7 +65,7 @@ describe('alert webhook down (RabbitMQ + SQLite)', function () {
     await gateway?.stop();
     await new Promise((r) => (webhook ? webhook.close(r) : r(undefined)));
     await peer?.ch.deleteQueue(tap).catch(() => undefined);
-    await peer?.deleteRun(config, ['9920005']);
+    await peer?.deleteRun(config);
     await peer?.close();
   });
 

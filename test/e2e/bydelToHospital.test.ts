@@ -13,17 +13,14 @@ import type { AppRecModel, MsgHeadModel } from '../../src/mapping/model.js';
 import { parseInbound, parseMessage } from '../../src/mapping/parse.js';
 import { parseMultipart } from '../../src/mapping/multipart.js';
 import { verifyEbxmlMessage } from '../../src/outbound/ebxml.js';
-import { AddressRegister } from '../../src/routing/addressRegister.js';
 import { openDatabase } from '../../src/tracking/db.js';
 import type { MessageRow } from '../../src/tracking/db.js';
 import { Store } from '../../src/tracking/store.js';
 import { type Packaged, type Received, SimulatedBydel, TEMA, makeSigner, registerWithCertificates } from '../support/bydel.js';
 import { testBackends } from '../support/databases.js';
 import { type LogCapture, Peer, startGateway, testConfig, testSigningKeys } from '../support/harness.js';
-import { ADDRESS_REGISTER } from '../support/paths.js';
 import { child, el, readSample, readdressToOslo } from '../support/samples.js';
 
-const serviceHerIds = AddressRegister.load(ADDRESS_REGISTER).parties.filter((p) => p.type === 'Service').map((p) => p.herId);
 const UTSKRIVNINGSKLAR = 'plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml';
 const AVMELDING = 'plo-1.6/Pasientlogistikk_Avmelding_av_utskrivningsklar_pasient_v1-6_Ny.xml';
 const INNLAGT = 'plo-1.6/Pasientlogistikk_Innlagt_pasient_v1-6_Ny.xml';
@@ -122,7 +119,7 @@ for (const backend of testBackends()) {
     after(async () => {
       await gateway?.stop();
       await store?.close();
-      await peer?.deleteRun(config, serviceHerIds);
+      await peer?.deleteRun(config);
       await peer?.close();
       await backend.removeAll();
     });

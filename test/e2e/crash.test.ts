@@ -7,14 +7,11 @@ import { join } from 'node:path';
 import type { ConfirmChannel } from 'amqplib';
 import { expect } from 'chai';
 import type { GatewayConfig } from '../../src/config/config.js';
-import { AddressRegister } from '../../src/routing/addressRegister.js';
 import { testBackends } from '../support/databases.js';
 import { Peer, startGateway, testConfig } from '../support/harness.js';
-import { ADDRESS_REGISTER } from '../support/paths.js';
 import { startPrivatePostgres } from '../support/privatePostgres.js';
 import { readSample, readdressToOslo } from '../support/samples.js';
 
-const serviceHerIds = AddressRegister.load(ADDRESS_REGISTER).parties.filter((p) => p.type === 'Service').map((p) => p.herId);
 const FROGNER_KD0501 = '9920005';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -74,7 +71,7 @@ for (const backend of testBackends()) {
 
     after(async () => {
       for (const c of children) c.kill('SIGKILL');
-      await peer?.deleteRun(config, serviceHerIds);
+      await peer?.deleteRun(config);
       await peer?.close();
       await backend.removeAll();
     });
@@ -118,7 +115,7 @@ describe('PostgreSQL stopped for 30 s while messages flow', function () {
 
   after(async () => {
     await stopGateway?.();
-    await peer?.deleteRun(config, serviceHerIds);
+    await peer?.deleteRun(config);
     await peer?.close();
     db?.destroy();
   });

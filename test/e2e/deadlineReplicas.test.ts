@@ -59,7 +59,7 @@ describe('deadline scheduler with two gateway processes on one PostgreSQL', func
     replicas = [startReplica(file), startReplica(file)];
     for (const r of replicas) await waitFor('a replica to start', () => r.output.some((l) => l.includes('"GW-2100"')));
     peer = await Peer.connect();
-    await peer.ch.assertQueue(tap, { autoDelete: true });
+    await peer.ch.assertQueue(tap, { exclusive: true });
     await peer.ch.bindQueue(tap, config.broker.exchanges.alerts, '#');
   });
 
@@ -67,7 +67,7 @@ describe('deadline scheduler with two gateway processes on one PostgreSQL', func
     for (const r of replicas) r.proc.kill('SIGTERM');
     await Promise.all(replicas.map((r) => r.exited));
     await peer?.ch.deleteQueue(tap).catch(() => undefined);
-    await peer?.deleteRun(config, []);
+    await peer?.deleteRun(config);
     await peer?.close();
     await backend.removeAll();
   });

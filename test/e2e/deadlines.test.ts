@@ -10,14 +10,11 @@ import sinon from 'sinon';
 import type { GatewayConfig } from '../../src/config/config.js';
 import { Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/observability/log.js';
-import { AddressRegister } from '../../src/routing/addressRegister.js';
 import type { Alert } from '../../src/tracking/alerts.js';
 import { type Db, openDatabase } from '../../src/tracking/db.js';
 import { LogCapture, Peer, testConfig } from '../support/harness.js';
-import { ADDRESS_REGISTER } from '../support/paths.js';
 import { readSample, readdressToOslo } from '../support/samples.js';
 
-const serviceHerIds = AddressRegister.load(ADDRESS_REGISTER).parties.filter((p) => p.type === 'Service').map((p) => p.herId);
 const FROGNER_KD0501 = '9920005';
 const FROGNER_KP02 = '9930005';
 const UTSKRIVNINGSKLAR = 'plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml';
@@ -45,7 +42,7 @@ describe('deadlines and alerts, end to end (RabbitMQ + SQLite, controlled clock)
     // The test runs each tick itself, at the instants it chooses.
     await gateway.start({ http: false, deadlines: false });
     peer = await Peer.connect();
-    await peer.ch.assertQueue(tap, { autoDelete: true });
+    await peer.ch.assertQueue(tap, { exclusive: true });
     await peer.ch.bindQueue(tap, config.broker.exchanges.alerts, '#');
     db = await openDatabase(config.database.url);
   });
@@ -55,7 +52,7 @@ describe('deadlines and alerts, end to end (RabbitMQ + SQLite, controlled clock)
     await db?.kysely.destroy();
     await gateway?.stop();
     await peer?.ch.deleteQueue(tap).catch(() => undefined);
-    await peer?.deleteRun(config, serviceHerIds);
+    await peer?.deleteRun(config);
     await peer?.close();
   });
 

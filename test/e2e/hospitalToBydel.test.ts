@@ -7,14 +7,10 @@ import type { Gateway } from '../../src/gateway.js';
 import { parseMessage } from '../../src/mapping/parse.js';
 import type { MsgHeadModel } from '../../src/mapping/model.js';
 import { verifyEbxmlMessage } from '../../src/outbound/ebxml.js';
-import { AddressRegister } from '../../src/routing/addressRegister.js';
 import { type LogCapture, Peer, startGateway, testConfig, testSigningKeys } from '../support/harness.js';
 import { cli } from '../support/cli.js';
-import { ADDRESS_REGISTER } from '../support/paths.js';
 import { readSample, readdressToOslo, sampleFiles } from '../support/samples.js';
 
-const register = AddressRegister.load(ADDRESS_REGISTER);
-const serviceHerIds = register.parties.filter((p) => p.type === 'Service').map((p) => p.herId);
 const FROGNER = { KD0501: '9920005', KP02: '9930005' };
 const ST_HANSHAUGEN_KD0501 = '9920004';
 
@@ -40,7 +36,7 @@ describe('hospital → bydel, end to end (RabbitMQ + SQLite)', function () {
 
   after(async () => {
     await gateway?.stop();
-    await peer?.deleteRun(config, serviceHerIds);
+    await peer?.deleteRun(config);
     await peer?.close();
   });
 
@@ -111,7 +107,7 @@ describe('hospital → bydel, end to end (RabbitMQ + SQLite)', function () {
 
   it('a split postcode (0484) is held as unroutable with an alert, not rejected', async () => {
     const alertQueue = `${config.broker.queues.dlq}.alerts-tap`;
-    await peer.ch.assertQueue(alertQueue, { autoDelete: true });
+    await peer.ch.assertQueue(alertQueue, { exclusive: true });
     await peer.ch.bindQueue(alertQueue, config.broker.exchanges.alerts, 'unroutable');
     const { xml, msgId } = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml'), { postalCode: '0484', street: 'Hemmeligveien 7' });
     await peer.send(config.broker.queues.epjOutbound, xml);

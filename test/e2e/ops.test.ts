@@ -8,12 +8,10 @@ import type { GatewayConfig } from '../../src/config/config.js';
 import { Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/observability/log.js';
 import { DeadLetterRepository } from '../../src/ops/deadLetters/repository.js';
-import { AddressRegister } from '../../src/routing/addressRegister.js';
 import { openDatabase } from '../../src/tracking/db.js';
 import { Store } from '../../src/tracking/store.js';
 import { LogCapture, Peer, testConfig } from '../support/harness.js';
 import { eventually, opsCli, writeConfig } from '../support/ops.js';
-import { ADDRESS_REGISTER } from '../support/paths.js';
 import { readdressToOslo, readSample } from '../support/samples.js';
 
 const TOKEN = randomUUID();
@@ -21,7 +19,6 @@ const FROGNER_KD0501 = '9920005';
 const SAGENE_KD0501 = '9920003';
 const UTSKRIVNINGSKLAR = 'plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml';
 const PERSONAL = ['15076500565', 'Gundersen', 'Testveien', 'Hemmeligveien'];
-const serviceHerIds = AddressRegister.load(ADDRESS_REGISTER).parties.filter((p) => p.type === 'Service').map((p) => p.herId);
 
 describe('ops: dead letters, manual routing, metrics (RabbitMQ + SQLite + CLI + HTTP)', function () {
   this.timeout(90000);
@@ -66,7 +63,7 @@ describe('ops: dead letters, manual routing, metrics (RabbitMQ + SQLite + CLI + 
     peer = await Peer.connect();
     await peer.ch.assertQueue(scratchQueue(), { durable: false, autoDelete: true });
     const tap = `${config.broker.queues.dlq}.alerts-tap`;
-    await peer.ch.assertQueue(tap, { autoDelete: true });
+    await peer.ch.assertQueue(tap, { exclusive: true });
     await peer.ch.bindQueue(tap, config.broker.exchanges.alerts, '#');
     await peer.ch.consume(tap, (m: ConsumeMessage | null) => m && alerts.push(JSON.parse(m.content.toString('utf8'))), { noAck: true });
     store = new Store(await openDatabase(config.database.url));
@@ -77,7 +74,8 @@ describe('ops: dead letters, manual routing, metrics (RabbitMQ + SQLite + CLI + 
     sandbox.restore();
     await gateway?.stop();
     await store?.close();
-    await peer?.deleteRun(config, serviceHerIds);
+    await peer?.ch.deleteQueue(scratchQueue()).catch(() => undefined);
+    await peer?.deleteRun(config);
     await peer?.close();
   });
 

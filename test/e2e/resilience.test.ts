@@ -5,14 +5,11 @@ import { expect } from 'chai';
 import sinon from 'sinon';
 import type { GatewayConfig } from '../../src/config/config.js';
 import type { Gateway } from '../../src/gateway.js';
-import { AddressRegister } from '../../src/routing/addressRegister.js';
 import { Store } from '../../src/tracking/store.js';
 import { AMQP_URL, type LogCapture, Peer, startGateway, testConfig } from '../support/harness.js';
-import { ADDRESS_REGISTER } from '../support/paths.js';
 import { readSample, readdressToOslo } from '../support/samples.js';
 
 const FROGNER_KD0501 = '9920005';
-const serviceHerIds = AddressRegister.load(ADDRESS_REGISTER).parties.filter((p) => p.type === 'Service').map((p) => p.herId);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('the broker drops every connection while 1,000 messages flow', function () {
@@ -94,7 +91,7 @@ describe('the database fails for a moment', function () {
   after(async () => {
     sandbox.restore();
     await gateway?.stop();
-    await peer?.deleteRun(config, serviceHerIds);
+    await peer?.deleteRun(config);
     await peer?.close();
   });
 

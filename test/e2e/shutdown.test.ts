@@ -5,15 +5,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { expect } from 'chai';
 import type { GatewayConfig } from '../../src/config/config.js';
-import { AddressRegister } from '../../src/routing/addressRegister.js';
 import { Peer, startGateway, testConfig } from '../support/harness.js';
 import { writeConfig } from '../support/ops.js';
-import { ADDRESS_REGISTER, SCHEMA_DIR } from '../support/paths.js';
+import { SCHEMA_DIR } from '../support/paths.js';
 import { readdressToOslo, readSample } from '../support/samples.js';
 
 const FROGNER_KD0501 = '9920005';
 const N = 400;
-const serviceHerIds = AddressRegister.load(ADDRESS_REGISTER).parties.filter((p) => p.type === 'Service').map((p) => p.herId);
 
 function startProcess(config: GatewayConfig): { proc: ChildProcess; exited: Promise<number | null> } {
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start'], {
@@ -64,7 +62,7 @@ async function sigtermUnderLoad(grace: string): Promise<{ code: number | null; d
     const { gateway } = await startGateway(config);
     await collect(peer, config, arrived, sent.size, 90000);
     await gateway.stop();
-    await peer.deleteRun(config, serviceHerIds);
+    await peer.deleteRun(config);
     return { code, deliveredBefore, lost: [...sent].filter((id) => !arrived.has(id)) };
   } finally {
     if (first.proc.exitCode === null) first.proc.kill('SIGKILL');

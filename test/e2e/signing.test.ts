@@ -9,12 +9,9 @@ import type { GatewayConfig } from '../../src/config/config.js';
 import type { Gateway } from '../../src/gateway.js';
 import { parseMultipart } from '../../src/mapping/multipart.js';
 import { verifyEbxmlMessage } from '../../src/outbound/ebxml.js';
-import { AddressRegister } from '../../src/routing/addressRegister.js';
 import { Peer, startGateway, testConfig, testSigningKeys } from '../support/harness.js';
-import { ADDRESS_REGISTER } from '../support/paths.js';
 import { readSample, readdressToOslo } from '../support/samples.js';
 
-const serviceHerIds = AddressRegister.load(ADDRESS_REGISTER).parties.filter((p) => p.type === 'Service').map((p) => p.herId);
 const FROGNER_KD0501 = '9920005';
 const GRORUD_KD0501 = '9920010';
 
@@ -43,7 +40,7 @@ describe('signing as configured, end to end', function () {
 
   after(async () => {
     await gateway?.stop();
-    await peer?.deleteRun(config, serviceHerIds);
+    await peer?.deleteRun(config);
     await peer?.close();
   });
 

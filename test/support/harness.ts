@@ -10,6 +10,7 @@ import amqp, { type Channel, type ChannelModel, type GetMessage } from 'amqplib'
 import { type GatewayConfig, loadConfig } from '../../src/config/config.js';
 import { Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/observability/log.js';
+import { AddressRegister } from '../../src/routing/addressRegister.js';
 import { ADDRESS_REGISTER, POSTCODE_INDEX, SCHEMA_DIR } from './paths.js';
 
 export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -101,9 +102,12 @@ export class Peer {
     return got;
   }
 
-  async deleteRun(config: GatewayConfig, receiverHerIds: string[]): Promise<void> {
+  /** Removes every queue and exchange of a test run, receiver stand-ins included. */
+  async deleteRun(config: GatewayConfig): Promise<void> {
     const q = config.broker.queues;
-    for (const name of [q.epjOutbound, q.epjInbound, q.nhnInbound, q.dlq, ...receiverHerIds.map((h) => `${config.broker.receiverQueuePrefix}${h}`)]) {
+    const services = AddressRegister.load(config.routing.addressRegisterFile).parties.filter((p) => p.type === 'Service');
+    const receivers = config.broker.receiverQueuePrefix ? services.map((p) => `${config.broker.receiverQueuePrefix}${p.herId}`) : [];
+    for (const name of [q.epjOutbound, q.epjInbound, q.nhnInbound, q.dlq, ...receivers]) {
       await this.ch.deleteQueue(name).catch(() => undefined);
     }
     for (const ex of [config.broker.exchanges.nhnOutbound, config.broker.exchanges.alerts]) await this.ch.deleteExchange(ex).catch(() => undefined);

@@ -76,7 +76,7 @@ async function scriptWeek(url: string): Promise<void> {
   await notice('2026-03-08T12:00', { bydel: FROGNER, klar: '2026-03-08', patient: 'p0' });
   const n1 = await notice('2026-03-09T09:00', { bydel: FROGNER, klar: '2026-03-09', patient: 'p1' });
   const n2 = await notice('2026-03-09T14:00', { bydel: FROGNER, klar: '2026-03-10', patient: 'p2' });
-  const n5 = await notice('2026-03-09T08:30', { bydel: SAGENE, klar: '2026-03-09', patient: 'p5' });
+  await notice('2026-03-09T08:30', { bydel: SAGENE, klar: '2026-03-09', patient: 'p5' });
   await answered(n1, '2026-03-09T10:00');
   await notice('2026-03-09T11:00', { bydel: null, klar: '2026-03-09', patient: 'p8', state: 'held' });
   await notice('2026-03-09T11:30', { bydel: FROGNER, klar: '2026-03-09', patient: 'p9', state: 'rejected' });

@@ -7,7 +7,7 @@ import { sql } from 'kysely';
 import { type Db, openDatabase } from '../../src/tracking/db.js';
 import { DuplicateMessageError, type NewMessage, type NewOutboxItem, Store } from '../../src/tracking/store.js';
 import { migrations } from '../../src/tracking/migrations.js';
-import { type Backend, postgresBackend, sqliteBackend } from '../support/databases.js';
+import { postgresBackend, sqliteBackend } from '../support/databases.js';
 
 const ALL_MIGRATIONS = Object.keys(migrations('sqlite')).sort();
 
