@@ -24,18 +24,7 @@ export interface RelayPolicy {
 }
 
 /** A stored outbox item, from a row read back or straight from what was just written. */
-export interface Publishable {
-  id: number;
-  message_id: number | null;
-  purpose: string;
-  exchange: string;
-  routing_key: string;
-  headers: Record<string, unknown>;
-  content_type: string;
-  message_id_prop?: string | null;
-  body: Uint8Array;
-  attempts: number;
-}
+export type Publishable = Omit<NewOutboxItem, 'next_attempt_at'> & { id: number; message_id: number | null; attempts: number };
 
 const fromRow = (row: OutboxRow): Publishable => ({ ...row, headers: JSON.parse(row.headers) });
 

@@ -1,16 +1,15 @@
 import { spawnSync } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { XmlDocument, type XmlElement } from 'libxml2-wasm';
-import { generate } from 'selfsigned';
 import { NS } from '../../src/mapping/model.js';
 import { buildMultipart, contentTypeParams, parseMultipart } from '../../src/mapping/multipart.js';
 import { type SigningKey, buildEbxmlMessage, cpaIdFor, verifyEbxmlMessage } from '../../src/outbound/ebxml.js';
 import { type SignatureAlgorithm, signEnveloped } from '../../src/outbound/xmldsig.js';
 import { SHARED } from '../support/paths.js';
+import { makeSigner, xmlsec1 } from '../support/certificates.js';
 
 const STANDARDS = join(SHARED, 'standards');
 const PLO_SAMPLE = `${STANDARDS}/samples/plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml`;
@@ -19,26 +18,7 @@ const EB = { soap: NS.soap, eb: NS.ebxml, xlink: NS.xlink, ds: NS.dsig };
 const EBMS_XPATH =
   'not(ancestor-or-self::node()[@SOAP-ENV:actor="urn:oasis:names:tc:ebxml-msg:actor:nextMSH"]|ancestor-or-self::node()[@SOAP-ENV:actor="http://schemas.xmlsoap.org/soap/actor/next"])';
 
-async function makeCert(cn: string) {
-  const keyPair = generateKeyPairSync('rsa', {
-    modulusLength: 2048,
-    publicKeyEncoding: { type: 'spki', format: 'pem' },
-    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-  });
-  const pems = await generate([{ name: 'commonName', value: cn }], {
-    keyPair,
-    algorithm: 'sha256',
-    extensions: [{ name: 'keyUsage', digitalSignature: true, nonRepudiation: true, critical: true }],
-  });
-  return { keyPem: pems.private, certPem: pems.cert };
-}
 
-/** Runs the xmlsec1 CLI; a missing binary is a test failure, never a skip (CI installs it). */
-function xmlsec1(args: string[]): { status: number | null; output: string } {
-  const r = spawnSync('xmlsec1', args, { encoding: 'utf8' });
-  if (r.error) throw new Error(`xmlsec1 could not be run (${r.error.message}); install the Debian package xmlsec1`);
-  return { status: r.status, output: `${r.stdout}${r.stderr}` };
-}
 
 describe('outbound/ebxml', () => {
   let dir: string;
@@ -74,7 +54,7 @@ describe('outbound/ebxml', () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'ebxml-test-'));
-    [signer, other] = await Promise.all([makeCert('gateway-test'), makeCert('someone-else')]);
+    [signer, other] = await Promise.all([makeSigner('gateway-test'), makeSigner('someone-else')]);
     plo = readFileSync(PLO_SAMPLE, 'utf8');
   });
   after(() => rmSync(dir, { recursive: true, force: true }));

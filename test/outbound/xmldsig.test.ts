@@ -1,45 +1,20 @@
 import { spawnSync } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { ParseOption, XmlDocument } from 'libxml2-wasm';
-import { generate, type SelfsignedOptions } from 'selfsigned';
 import { NS } from '../../src/mapping/model.js';
 import { type SignatureAlgorithm, checkSigningCertificate, signEnveloped, verifyEnveloped } from '../../src/outbound/xmldsig.js';
 import { SHARED } from '../support/paths.js';
+import { DAY, makeSigner, xmlsec1 } from '../support/certificates.js';
 
 const STANDARDS = join(SHARED, 'standards');
 const PLO_SAMPLE = `${STANDARDS}/samples/plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml`;
-const DAY = 86_400_000;
 const ALGORITHMS: SignatureAlgorithm[] = ['rsa-sha256', 'rsa-sha1'];
 
-type Extensions = SelfsignedOptions['extensions'];
-const SIGNING_USAGE: Extensions = [{ name: 'keyUsage', digitalSignature: true, nonRepudiation: true, critical: true }];
 
-async function makeCert(cn: string, opts: { extensions?: Extensions; notBefore?: Date; notAfter?: Date } = {}) {
-  const keyPair = generateKeyPairSync('rsa', {
-    modulusLength: 2048,
-    publicKeyEncoding: { type: 'spki', format: 'pem' },
-    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-  });
-  const pems = await generate([{ name: 'commonName', value: cn }], {
-    keyPair,
-    algorithm: 'sha256',
-    extensions: opts.extensions ?? SIGNING_USAGE,
-    notBeforeDate: opts.notBefore ?? new Date(Date.now() - DAY),
-    notAfterDate: opts.notAfter ?? new Date(Date.now() + 365 * DAY),
-  });
-  return { keyPem: pems.private, certPem: pems.cert };
-}
 
-/** Runs the xmlsec1 CLI; a missing binary is a test failure, never a skip (CI installs it). */
-function xmlsec1(args: string[]): { status: number | null; output: string } {
-  const r = spawnSync('xmlsec1', args, { encoding: 'utf8' });
-  if (r.error) throw new Error(`xmlsec1 could not be run (${r.error.message}); install the Debian package xmlsec1`);
-  return { status: r.status, output: `${r.stdout}${r.stderr}` };
-}
 
 function withoutSignatureC14n(xml: string): string {
   const doc = XmlDocument.fromString(xml, { option: ParseOption.XML_PARSE_NONET });
@@ -64,7 +39,7 @@ describe('outbound/xmldsig', () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'xmldsig-test-'));
-    [signer, other] = await Promise.all([makeCert('gateway-test'), makeCert('someone-else')]);
+    [signer, other] = await Promise.all([makeSigner('gateway-test'), makeSigner('someone-else')]);
     plo = readFileSync(PLO_SAMPLE, 'utf8');
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
@@ -230,8 +205,8 @@ describe('outbound/xmldsig', () => {
     });
 
     it('reports an expired and a not yet valid certificate', async () => {
-      const expired = await makeCert('expired', { notBefore: new Date(Date.now() - 400 * DAY), notAfter: new Date(Date.now() - 30 * DAY) });
-      const future = await makeCert('future', { notBefore: new Date(Date.now() + 30 * DAY), notAfter: new Date(Date.now() + 400 * DAY) });
+      const expired = await makeSigner('expired', { notBefore: new Date(Date.now() - 400 * DAY), notAfter: new Date(Date.now() - 30 * DAY) });
+      const future = await makeSigner('future', { notBefore: new Date(Date.now() + 30 * DAY), notAfter: new Date(Date.now() + 400 * DAY) });
       const e = checkSigningCertificate(expired.certPem);
       expect(e.ok).to.equal(false);
       expect(e.problems).to.have.length(1);
@@ -244,12 +219,12 @@ describe('outbound/xmldsig', () => {
     });
 
     it('reports a certificate without nonRepudiation, or without any key usage', async () => {
-      const tlsOnly = await makeCert('tls', { extensions: [{ name: 'keyUsage', digitalSignature: true, keyEncipherment: true }] });
+      const tlsOnly = await makeSigner('tls', { extensions: [{ name: 'keyUsage', digitalSignature: true, keyEncipherment: true }] });
       expect(checkSigningCertificate(tlsOnly.certPem)).to.deep.equal({
         ok: false,
         problems: ['the certificate key usage does not include nonRepudiation'],
       });
-      const noUsage = await makeCert('none', { extensions: [{ name: 'basicConstraints', cA: false }] });
+      const noUsage = await makeSigner('none', { extensions: [{ name: 'basicConstraints', cA: false }] });
       expect(checkSigningCertificate(noUsage.certPem)).to.deep.equal({
         ok: false,
         problems: ['the certificate has no key usage extension, so nonRepudiation is missing'],

@@ -2,42 +2,22 @@
 // (trusted through a test copy of the address register snapshot), and what it sends back — the
 // ebXML Acknowledgment, its AppRec, the kommune's answer, an Innleggelsesrapport — built from
 // the official samples, readdressed, and signed the way its message handler would.
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DOMParser, XMLSerializer } from '@xmldom/xmldom';
-import { generate } from 'selfsigned';
 import { buildAppRec } from '../../src/mapping/apprec.js';
 import { NS, type MsgHeadModel } from '../../src/mapping/model.js';
 import { buildEbxmlMessage } from '../../src/outbound/ebxml.js';
 import { type SignatureAlgorithm, signEnveloped } from '../../src/outbound/xmldsig.js';
 import { ADDRESS_REGISTER } from './paths.js';
+import type { SigningKeyPair } from './certificates.js';
 import { MH, child, el } from './samples.js';
 
-const DAY = 86_400_000;
 
-export interface SigningKeyPair {
-  keyPem: string;
-  certPem: string;
-}
+export { makeSigner, type SigningKeyPair } from './certificates.js';
 
-/** A key and self-signed certificate; by default valid now, with nonRepudiation (HIS 1037). */
-export async function makeSigner(cn: string, o: { notBefore?: Date; notAfter?: Date; nonRepudiation?: boolean } = {}): Promise<SigningKeyPair> {
-  const keyPair = generateKeyPairSync('rsa', {
-    modulusLength: 2048,
-    publicKeyEncoding: { type: 'spki', format: 'pem' },
-    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-  });
-  const pems = await generate([{ name: 'commonName', value: cn }], {
-    keyPair,
-    algorithm: 'sha256',
-    extensions: [{ name: 'keyUsage', digitalSignature: true, nonRepudiation: o.nonRepudiation ?? true, critical: true }],
-    notBeforeDate: o.notBefore ?? new Date(Date.now() - DAY),
-    notAfterDate: o.notAfter ?? new Date(Date.now() + 365 * DAY),
-  });
-  return { keyPem: pems.private, certPem: pems.cert };
-}
 
 /** The example snapshot with these parties' signing certificates added, as a file of its own. */
 export function registerWithCertificates(certificates: Record<string, string>): string {
