@@ -24,10 +24,21 @@ function syntheticExport(): PlacedAddress[] {
   const perArea = Math.ceil((n - nMarka - nOutside) / areas.length);
   const inside = areas.flatMap((a) => interiorPoints(areas, a, perArea, rnd).map((p) => ({ p, expected: { code: a.code } }))).slice(0, n - nMarka - nOutside);
   const marka = markaPoints(areas, nMarka, 0, rnd).map(({ p, nearest }) => ({ p, expected: { code: nearest, marka: true } }));
-  const outside = Array.from({ length: nOutside }, () => ({ p: [10.4 + rnd() * 0.08, 59.85 + rnd() * 0.1] as [number, number], kommune: '3201', expected: 'outside-oslo' as const }));
+  const outside = Array.from({ length: nOutside }, () => ({
+    p: [10.4 + rnd() * 0.08, 59.85 + rnd() * 0.1] as [number, number],
+    kommune: '3201',
+    expected: 'outside-oslo' as const,
+  }));
   // Shuffle, so that streets and postcodes mix bydeler as real ones near borders do.
-  const points = [...inside, ...marka, ...outside].map((x) => ({ x, k: rnd() })).sort((a, b) => a.k - b.k).map(({ x }) => x);
-  return addressesAt(points.map((pt, i) => ({ ...pt, postcode: String(100 + Math.floor(i / 200)).padStart(4, '0') })), 0, 8);
+  const points = [...inside, ...marka, ...outside]
+    .map((x) => ({ x, k: rnd() }))
+    .sort((a, b) => a.k - b.k)
+    .map(({ x }) => x);
+  return addressesAt(
+    points.map((pt, i) => ({ ...pt, postcode: String(100 + Math.floor(i / 200)).padStart(4, '0') })),
+    0,
+    8,
+  );
 }
 
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];

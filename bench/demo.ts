@@ -10,7 +10,7 @@ import { loadConfig } from '../src/config/config.js';
 import { Gateway } from '../src/gateway.js';
 import { createLogger } from '../src/observability/log.js';
 import { bydelName } from '../src/routing/bydeler.js';
-import { readSample, readdressToOslo } from '../test/support/samples.js';
+import { readdressToOslo, readSample } from '../test/support/samples.js';
 
 const loaded = loadConfig();
 if (!loaded.ok) {
@@ -27,8 +27,18 @@ config.database.url = `sqlite:${join(mkdtempSync(join(tmpdir(), 'gw-demo-')), 'd
 const scenarios = [
   { what: 'utskrivningsklar, patient in Frogner (0350)', file: 'plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml', postalCode: '0350' },
   { what: 'innlagt, patient in Sentrum (0151)', file: 'plo-1.6/Pasientlogistikk_Innlagt_pasient_v1-6_Ny.xml', postalCode: '0151' },
-  { what: 'avmelding (PLO 1.5), temporary address in Grorud (0951)', file: 'plo-1.5/Pasientlogistikk_Avmelding_av_utskrivningsklar_pasient_v1-5_Ny.xml', postalCode: '0951', addressType: 'TMP' },
-  { what: 'utskrevet, split postcode 0484, EPJ hint x-bydel=030103', file: 'plo-1.6/Pasientlogistikk_Melding_om_utskrevet_pasient_v1-6_Ny.xml', postalCode: '0484', hint: '030103' },
+  {
+    what: 'avmelding (PLO 1.5), temporary address in Grorud (0951)',
+    file: 'plo-1.5/Pasientlogistikk_Avmelding_av_utskrivningsklar_pasient_v1-5_Ny.xml',
+    postalCode: '0951',
+    addressType: 'TMP',
+  },
+  {
+    what: 'utskrevet, split postcode 0484, EPJ hint x-bydel=030103',
+    file: 'plo-1.6/Pasientlogistikk_Melding_om_utskrevet_pasient_v1-6_Ny.xml',
+    postalCode: '0484',
+    hint: '030103',
+  },
   { what: 'utskrivningsklar, split postcode 0484, no hint', file: 'plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml', postalCode: '0484' },
   { what: 'innlagt to an unknown receiver', file: 'plo-1.6/Pasientlogistikk_Innlagt_pasient_v1-6_Ny.xml', postalCode: '0350', receiverHerId: '4242424' },
   { what: 'to Alvdal kommune (not Oslo): receiver kept', file: 'plo-1.6/Pasientlogistikk_Innlagt_pasient_v1-6_Ny.xml', keep: true },
@@ -50,10 +60,16 @@ await ch.purgeQueue(config.broker.queues.epjInbound);
 const sent = new Map<string, string>();
 for (const s of scenarios) {
   const raw = readSample(s.file);
-  const { xml, msgId } = s.keep ? { xml: raw.replace(/<MsgId>[^<]+<\/MsgId>/, `<MsgId>${randomUUID()}</MsgId>`), msgId: '' } : readdressToOslo(raw, { postalCode: s.postalCode, addressType: s.addressType, receiverHerId: s.receiverHerId });
+  const { xml, msgId } = s.keep
+    ? { xml: raw.replace(/<MsgId>[^<]+<\/MsgId>/, `<MsgId>${randomUUID()}</MsgId>`), msgId: '' }
+    : readdressToOslo(raw, { postalCode: s.postalCode, addressType: s.addressType, receiverHerId: s.receiverHerId });
   const id = msgId || /<MsgId>([^<]+)<\/MsgId>/.exec(xml)![1];
   sent.set(id, s.what);
-  ch.sendToQueue(config.broker.queues.epjOutbound, Buffer.from(xml), { persistent: true, messageId: randomUUID(), headers: s.hint ? { 'x-bydel': s.hint } : {} });
+  ch.sendToQueue(config.broker.queues.epjOutbound, Buffer.from(xml), {
+    persistent: true,
+    messageId: randomUUID(),
+    headers: s.hint ? { 'x-bydel': s.hint } : {},
+  });
 }
 await ch.waitForConfirms();
 

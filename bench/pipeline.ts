@@ -10,7 +10,7 @@ import amqp, { type ConfirmChannel } from 'amqplib';
 import { loadConfig } from '../src/config/config.js';
 import { Gateway, loadRouting } from '../src/gateway.js';
 import { createLogger } from '../src/observability/log.js';
-import { readSample, readdressToOslo } from '../test/support/samples.js';
+import { readdressToOslo, readSample } from '../test/support/samples.js';
 
 const n = Number(process.env.BENCH_N ?? process.argv[2] ?? 5000);
 const loaded = loadConfig();
@@ -104,7 +104,13 @@ async function relayRun() {
   const sentAt = new Map<string, number>();
   const started = performance.now();
   const done = collect(sub, to, n, (m) => String(m.properties.messageId), sentAt);
-  await sendAll(pub, from, ids.map(() => body), sentAt, ids);
+  await sendAll(
+    pub,
+    from,
+    ids.map(() => body),
+    sentAt,
+    ids,
+  );
   await done;
   const seconds = (performance.now() - started) / 1000;
   for (const q of [from, to]) await setup.deleteQueue(q);

@@ -10,10 +10,7 @@ import { registerReportCommands } from './ops/cli/report.js';
 import { registerRouteCommands } from './ops/cli/route.js';
 import { registerRoutingCommands } from './ops/cli/routing.js';
 
-const program = new Command()
-  .name('plo-gateway')
-  .description("PLO gateway between the hospital EPJ and Oslo's bydeler over Norsk helsenett")
-  .exitOverride();
+const program = new Command().name('plo-gateway').description("PLO gateway between the hospital EPJ and Oslo's bydeler over Norsk helsenett").exitOverride();
 
 registerGatewayCommands(program);
 registerDlqCommands(program);

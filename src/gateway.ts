@@ -1,10 +1,10 @@
 // Composition root: start-up reads as a list of steps, shutdown as their reverse.
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import { Broker } from './broker/connection.js';
-import { type Consumer, type Delivery, consume } from './broker/consumer.js';
+import { type Consumer, consume, type Delivery } from './broker/consumer.js';
 import { Publisher } from './broker/publisher.js';
 import { assertReceiverQueue } from './broker/topology.js';
 import { durationMs, type GatewayConfig } from './config/config.js';
@@ -16,8 +16,8 @@ import type { Logger } from './observability/log.js';
 import { startHttpServer } from './ops/http.js';
 import { OpsRuntime } from './ops/runtime.js';
 import { OutboxPublisher } from './outbound/outboxRelay.js';
-import { AddressRegister } from './routing/addressRegister.js';
 import { loadAddressIndexes } from './routing/addressIndex/indexFile.js';
+import { AddressRegister } from './routing/addressRegister.js';
 import { loadOverrides } from './routing/overrides.js';
 import { loadPostcodeIndex } from './routing/postcodeIndex.js';
 import type { RoutingContext } from './routing/route.js';
@@ -112,10 +112,22 @@ export class Gateway {
     const ops = (this.ops = new OpsRuntime({ config, log, store: this.store, broker: this.broker, publisher, outbox: this.outbox, routing, signing }));
     const flow = new HospitalToBydelFlow({ config, log, store: this.store, schemas: this.schemas, routing, signing, outbox: this.outbox });
     this.consumer = await consume(this.broker, config.broker.queues.epjOutbound, (d) =>
-      this.settle(d, () => ops.metrics.track('out', async () => flow.handle({ ...epjDelivery(d), skipDedupeFor: await ops.skipDedupeFor((name) => headerText(d, name)) }))),
+      this.settle(d, () =>
+        ops.metrics.track('out', async () => flow.handle({ ...epjDelivery(d), skipDedupeFor: await ops.skipDedupeFor((name) => headerText(d, name)) })),
+      ),
     );
-    const inbound = new BydelToHospitalFlow({ config, log, store: this.store, schemas: this.schemas, register: routing.register, signing, outbox: this.outbox });
-    this.inboundConsumer = await consume(this.broker, config.broker.queues.nhnInbound, (d) => this.settle(d, () => ops.metrics.track('in', () => inbound.handle(nhnDelivery(d)))));
+    const inbound = new BydelToHospitalFlow({
+      config,
+      log,
+      store: this.store,
+      schemas: this.schemas,
+      register: routing.register,
+      signing,
+      outbox: this.outbox,
+    });
+    this.inboundConsumer = await consume(this.broker, config.broker.queues.nhnInbound, (d) =>
+      this.settle(d, () => ops.metrics.track('in', () => inbound.handle(nhnDelivery(d)))),
+    );
     await ops.start();
 
     if (options.http !== false) {
@@ -150,15 +162,19 @@ export class Gateway {
     if (timer) this.scheduler.start();
     const { webhookUrl, webhookTimeout, webhookRetry } = config.alerts;
     if (!webhookUrl) return;
-    this.webhooks = new WebhookRelay(store, {
-      url: webhookUrl,
-      timeoutMs: durationMs(webhookTimeout),
-      initialDelayMs: durationMs(webhookRetry.initialDelay),
-      maxDelayMs: durationMs(webhookRetry.maxDelay),
-      maxAttempts: webhookRetry.maxAttempts,
-      intervalMs: 1000,
-      batchSize: config.tracking.scheduler.batchSize,
-    }, log);
+    this.webhooks = new WebhookRelay(
+      store,
+      {
+        url: webhookUrl,
+        timeoutMs: durationMs(webhookTimeout),
+        initialDelayMs: durationMs(webhookRetry.initialDelay),
+        maxDelayMs: durationMs(webhookRetry.maxDelay),
+        maxAttempts: webhookRetry.maxAttempts,
+        intervalMs: 1000,
+        batchSize: config.tracking.scheduler.batchSize,
+      },
+      log,
+    );
     this.webhooks.start();
   }
 

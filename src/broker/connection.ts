@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
-import amqp from 'amqplib';
 import type { Channel, ChannelModel, RecoveringChannelModel } from 'amqplib';
+import amqp from 'amqplib';
 import type { Logger } from 'pino';
 import { durationMs } from '../config/config.js';
-import { assertTopology, topologyFor, type BrokerConfig } from './topology.js';
+import { assertTopology, type BrokerConfig, topologyFor } from './topology.js';
 
 export interface BrokerEvents {
   connected: [];

@@ -96,9 +96,7 @@ export class Consumer {
   }
 
   private async subscribe(ch: Channel, generation: number): Promise<void> {
-    const { consumerTag } = await ch.consume(this.queue, (msg) =>
-      msg ? this.onMessage(ch, generation, msg) : this.onCancelled(ch, generation),
-    );
+    const { consumerTag } = await ch.consume(this.queue, (msg) => (msg ? this.onMessage(ch, generation, msg) : this.onCancelled(ch, generation)));
     if (this.paused) return void (await ch.cancel(consumerTag)); // paused while basic.consume was in flight
     this.consumerTag = consumerTag;
     this.logger.debug({ generation }, 'consuming');

@@ -1,5 +1,5 @@
-import amqp from 'amqplib';
 import type { ConfirmChannel, Message } from 'amqplib';
+import amqp from 'amqplib';
 import type { Logger } from 'pino';
 import { durationMs } from '../config/config.js';
 import type { Broker, ManagedChannel } from './connection.js';
@@ -96,10 +96,7 @@ export class Publisher {
         },
       };
       // covers the whole publish, including any wait for the write buffer to drain
-      const timer = setTimeout(
-        () => p.settle(new PublishError('timeout', `no confirm within ${this.confirmTimeoutMs} ms`)),
-        this.confirmTimeoutMs,
-      );
+      const timer = setTimeout(() => p.settle(new PublishError('timeout', `no confirm within ${this.confirmTimeoutMs} ms`)), this.confirmTimeoutMs);
       void this.send(exchange, routingKey, body, options, p);
     });
   }
@@ -178,4 +175,3 @@ export class Publisher {
     else this.pending.delete(p.messageId);
   }
 }
-

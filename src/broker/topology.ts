@@ -76,10 +76,7 @@ export async function assertTopology(ch: Channel, topology: Topology, logger: Lo
   await assertExchanges(ch, topology.exchanges);
   await assertQueues(ch, topology.queues);
   await applyBindings(ch, topology.bindings);
-  logger.debug(
-    { exchanges: topology.exchanges.length, queues: topology.queues.length, bindings: topology.bindings.length },
-    'topology asserted',
-  );
+  logger.debug({ exchanges: topology.exchanges.length, queues: topology.queues.length, bindings: topology.bindings.length }, 'topology asserted');
 }
 
 /**

@@ -1,12 +1,12 @@
 // `plo-gateway config check`: everything start-up would trip over, reported all at once.
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AddressRegister } from '../routing/addressRegister.js';
 import { loadAddressIndexes } from '../routing/addressIndex/indexFile.js';
+import { AddressRegister } from '../routing/addressRegister.js';
 import { loadOverrides } from '../routing/overrides.js';
-import { osloDay } from '../routing/validity.js';
 import { loadPostcodeIndex } from '../routing/postcodeIndex.js';
+import { osloDay } from '../routing/validity.js';
 import type { GatewayConfig } from './config.js';
 
 function attempt(problems: string[], label: string, fn: () => void) {

@@ -121,9 +121,7 @@ export const configSchema = z
         /** optional HTTP endpoint that receives every alert as JSON (POST) */
         webhookUrl: z.string().url().optional(),
         webhookTimeout: isoDuration,
-        webhookRetry: z
-          .object({ initialDelay: isoDuration, maxDelay: isoDuration, maxAttempts: z.number().int().min(1) })
-          .strict(),
+        webhookRetry: z.object({ initialDelay: isoDuration, maxDelay: isoDuration, maxAttempts: z.number().int().min(1) }).strict(),
       })
       .strict(),
     /** SIGTERM/SIGINT: how long to finish in-flight work before exiting anyway (then with exit code 1) */
@@ -176,9 +174,19 @@ function applyEnv(raw: Record<string, any>, env: NodeJS.ProcessEnv): Record<stri
   if (env.GATEWAY_ADDRESS_REGISTER) set(['routing', 'addressRegisterFile'], env.GATEWAY_ADDRESS_REGISTER);
   if (env.GATEWAY_POSTCODE_INDEX) set(['routing', 'postcodeIndexFile'], env.GATEWAY_POSTCODE_INDEX);
   if (env.GATEWAY_ADDRESS_INDEX)
-    set(['routing', 'addressIndexFiles'], env.GATEWAY_ADDRESS_INDEX.split(',').map((s) => s.trim()).filter(Boolean));
+    set(
+      ['routing', 'addressIndexFiles'],
+      env.GATEWAY_ADDRESS_INDEX.split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    );
   if (env.GATEWAY_ROUTE_BY_BYDEL)
-    set(['routing', 'routeByBydel'], env.GATEWAY_ROUTE_BY_BYDEL.split(',').map((s) => s.trim()).filter(Boolean));
+    set(
+      ['routing', 'routeByBydel'],
+      env.GATEWAY_ROUTE_BY_BYDEL.split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    );
   if (env.GATEWAY_OWN_HER_ID) set(['ownHerId'], env.GATEWAY_OWN_HER_ID);
   if (env.GATEWAY_LOG_LEVEL) set(['logLevel'], env.GATEWAY_LOG_LEVEL);
   if (env.GATEWAY_PATIENT_KEY_SECRET) set(['tracking', 'patientKeySecret'], env.GATEWAY_PATIENT_KEY_SECRET);

@@ -15,11 +15,11 @@ import { validateMessage } from '../inbound/validate.js';
 import { negativeAppRec } from '../mapping/apprec.js';
 import { contentHash } from '../mapping/contentHash.js';
 import type { EbxmlInfo, MsgHeadModel, ParsedMessage, StageError } from '../mapping/model.js';
-import { type InboundMessage, type SignalMessage, parseInbound } from '../mapping/parse.js';
+import { type InboundMessage, parseInbound, type SignalMessage } from '../mapping/parse.js';
 import { EVENTS } from '../observability/events.js';
 import { type Logger, logStage } from '../observability/log.js';
-import { type NewOutboxItem, type RoutingHeaders, dlqItem, forwardItem } from '../outbound/outboxItems.js';
-import { type OutboxPublisher, justStored } from '../outbound/outboxRelay.js';
+import { dlqItem, forwardItem, type NewOutboxItem, type RoutingHeaders } from '../outbound/outboxItems.js';
+import { justStored, type OutboxPublisher } from '../outbound/outboxRelay.js';
 import { type PartnerContext, receiptItem } from '../outbound/package.js';
 import type { AddressRegister } from '../routing/addressRegister.js';
 import type { MessageRow, OutboxRow } from '../tracking/db.js';
@@ -92,8 +92,7 @@ function identify(inbound: InboundMessage | undefined, fallbackId: string): Iden
 }
 
 /** The hospital party a message was sent to: its ebXML To, else the hospital itself. */
-const ourHerId = (ebxml: EbxmlInfo | undefined, ownHerId: string) =>
-  ebxml?.toPartyIds.find((p) => p.type === 'HER' && /^\d+$/.test(p.id))?.id ?? ownHerId;
+const ourHerId = (ebxml: EbxmlInfo | undefined, ownHerId: string) => ebxml?.toPartyIds.find((p) => p.type === 'HER' && /^\d+$/.test(p.id))?.id ?? ownHerId;
 
 /** One short, metadata-only description of a correlation, for the log and the timeline. */
 function describe(c: Correlation): { event: string; decision: string; detail: Record<string, unknown> } {
@@ -106,7 +105,11 @@ function describe(c: Correlation): { event: string; decision: string; detail: Re
     case 'innleggelsesrapport':
       return { event: 'correlated', decision: `${c.kind} for ${c.target.msgId} by ${c.rule}`, detail: { kind: c.kind, msgId: c.target.msgId, rule: c.rule } };
     case 'close':
-      return { event: 'correlated', decision: `closes the answer wait of ${c.targets.map((t) => t.msgId).join(', ')}`, detail: { kind: c.kind, msgIds: c.targets.map((t) => t.msgId), by: c.by } };
+      return {
+        event: 'correlated',
+        decision: `closes the answer wait of ${c.targets.map((t) => t.msgId).join(', ')}`,
+        detail: { kind: c.kind, msgIds: c.targets.map((t) => t.msgId), by: c.by },
+      };
     case 'none':
       return { event: 'uncorrelated', decision: `uncorrelated: ${c.why}`, detail: { why: c.why } };
   }
@@ -204,7 +207,8 @@ export class BydelToHospitalFlow {
   /** Stores the outcome with its outbox items and correlation in one transaction, then publishes. */
   private async finish(d: NhnDelivery, plan: Plan): Promise<InboundOutcome> {
     const now = this.now();
-    const record = plan.kind === 'reject' ? this.rejectionRecord(d, plan, now) : plan.kind === 'signal' ? this.signalRecord(plan) : this.acceptRecord(plan, now);
+    const record =
+      plan.kind === 'reject' ? this.rejectionRecord(d, plan, now) : plan.kind === 'signal' ? this.signalRecord(plan) : this.acceptRecord(plan, now);
     const { ebxml } = record.identity;
     const received: NewEvent = {
       stage: 'receive',
@@ -230,7 +234,11 @@ export class BydelToHospitalFlow {
       return existing ? this.answerAgain(existing, record.identity) : 'duplicate';
     }
     for (const item of justStored(stored.messageId, record.outbox, stored.outboxIds)) await this.deps.outbox.publishNow(item);
-    logStage(this.deps.log, { ...record.log, msgId: record.message.msg_id, type: record.message.msg_type ?? undefined, storeId: stored.messageId }, plan.kind === 'reject' ? 'warn' : 'info');
+    logStage(
+      this.deps.log,
+      { ...record.log, msgId: record.message.msg_id, type: record.message.msg_type ?? undefined, storeId: stored.messageId },
+      plan.kind === 'reject' ? 'warn' : 'info',
+    );
     return record.outcome;
   }
 
@@ -308,7 +316,14 @@ export class BydelToHospitalFlow {
       fromHerId: sender.herId,
       toHerId: ourHerId(parsed.ebxml, this.deps.config.ownHerId),
     };
-    const forward = forwardItem(this.deps.config.broker, now, this.graceMs, headers, parsed.businessXml, doc.kind === 'apprec' ? doc.originalMsgId.id : undefined);
+    const forward = forwardItem(
+      this.deps.config.broker,
+      now,
+      this.graceMs,
+      headers,
+      parsed.businessXml,
+      doc.kind === 'apprec' ? doc.originalMsgId.id : undefined,
+    );
     const events: NewEvent[] = [this.verifiedEvent(sender), { stage: 'validate', event: 'validated' }];
     if (correlation) {
       const { event, detail } = describe(correlation);
@@ -328,7 +343,13 @@ export class BydelToHospitalFlow {
   private rejectionRecord(d: NhnDelivery, plan: Extract<Plan, { kind: 'reject' }>, now: Date): FlowRecord {
     const id = identify(plan.inbound, d.amqpMessageId ?? `unparsed-${randomUUID()}`);
     const error = { code: plan.error.code, reason: plan.error.reason };
-    const original: RoutingHeaders = { msgId: id.msgId, msgType: id.msgType, conversationId: id.ebxml?.conversationId, fromHerId: d.fromHerId, toHerId: ourHerId(id.ebxml, this.deps.config.ownHerId) };
+    const original: RoutingHeaders = {
+      msgId: id.msgId,
+      msgType: id.msgType,
+      conversationId: id.ebxml?.conversationId,
+      fromHerId: d.fromHerId,
+      toHerId: ourHerId(id.ebxml, this.deps.config.ownHerId),
+    };
     const dlqError = { ...error, stage: plan.stage, sourceQueue: this.deps.config.broker.queues.nhnInbound, firstFailedAt: now.toISOString(), attempts: 1 };
     const outbox = [dlqItem(this.deps.config.broker, now, this.graceMs, original, dlqError, { body: d.body, contentType: d.contentType })];
     // A verified sender of an invalid business message is told why; never a forger, never about an AppRec.
@@ -347,7 +368,13 @@ export class BydelToHospitalFlow {
       events: [{ stage: plan.stage, event: 'rejected', detail: { ...error, appRecSent: !!receipt } }],
       outbox,
       outcome: 'rejected',
-      log: { event: plan.stage === 'verify' ? EVENTS.inboundForged : EVENTS.inboundRejected, stage: plan.stage, decision: `rejected ${error.code}`, ...error, claimedHerId: d.fromHerId },
+      log: {
+        event: plan.stage === 'verify' ? EVENTS.inboundForged : EVENTS.inboundRejected,
+        stage: plan.stage,
+        decision: `rejected ${error.code}`,
+        ...error,
+        claimedHerId: d.fromHerId,
+      },
     };
   }
 

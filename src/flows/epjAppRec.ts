@@ -6,12 +6,12 @@
 import type { GatewayConfig } from '../config/config.js';
 import type { SchemaSet } from '../inbound/schemas.js';
 import { validateMessage } from '../inbound/validate.js';
-import { type AppRecModel, type ParsedMessage, type StageError, permanent } from '../mapping/model.js';
+import { type AppRecModel, type ParsedMessage, permanent, type StageError } from '../mapping/model.js';
 import { EVENTS } from '../observability/events.js';
 import { type Logger, logStage } from '../observability/log.js';
-import { type OutboxPublisher, justStored } from '../outbound/outboxRelay.js';
+import { justStored, type OutboxPublisher } from '../outbound/outboxRelay.js';
 import { type PartnerContext, receiptItem } from '../outbound/package.js';
-import { Receipts, appRecStatusOf } from '../tracking/receipts.js';
+import { appRecStatusOf, Receipts } from '../tracking/receipts.js';
 import type { Store } from '../tracking/store.js';
 import { relayGraceMs } from './packageDelivery.js';
 
@@ -26,9 +26,7 @@ export interface EpjAppRecDeps {
 }
 
 /** Returned to the bydel (or found returned before); else why not, for the EPJ flow's rejection path. */
-export type AppRecReturn =
-  | { ok: true; outcome: 'delivered' | 'duplicate' | 'resumed' }
-  | { ok: false; stage: 'validate' | 'route'; error: StageError };
+export type AppRecReturn = { ok: true; outcome: 'delivered' | 'duplicate' | 'resumed' } | { ok: false; stage: 'validate' | 'route'; error: StageError };
 
 const refused = (stage: 'validate' | 'route', result: { error: StageError }): AppRecReturn => ({ ok: false, stage, error: result.error });
 
@@ -51,7 +49,13 @@ export class EpjAppRecReturn {
     const incoming = await this.receipts.incomingFor(appRec);
     const bydelHerId = incoming?.row.sender_her_id;
     if (!incoming || !bydelHerId) {
-      return refused('route', permanent('E21', `The AppRec answers MsgId ${original}, which the gateway has not received from HER-id ${appRec.receiverHerIds.join('/') || '(none)'}.`));
+      return refused(
+        'route',
+        permanent(
+          'E21',
+          `The AppRec answers MsgId ${original}, which the gateway has not received from HER-id ${appRec.receiverHerIds.join('/') || '(none)'}.`,
+        ),
+      );
     }
     const { row } = incoming;
     const now = this.deps.now();
@@ -79,7 +83,13 @@ export class EpjAppRecReturn {
         return { ok: true, outcome: resumed ? 'resumed' : 'duplicate' };
       }
       case 'final':
-        return refused('route', permanent('X99', `An AppRec for MsgId ${original} was already returned to HER-id ${bydelHerId}; an AppRec is final, so report later problems with DIALOG_AVVIK.`));
+        return refused(
+          'route',
+          permanent(
+            'X99',
+            `An AppRec for MsgId ${original} was already returned to HER-id ${bydelHerId}; an AppRec is final, so report later problems with DIALOG_AVVIK.`,
+          ),
+        );
     }
   }
 }

@@ -12,23 +12,25 @@ import type { MsgHeadModel, ParsedMessage, StageError } from '../mapping/model.j
 import { parseMessage } from '../mapping/parse.js';
 import { EVENTS } from '../observability/events.js';
 import { type Logger, logStage } from '../observability/log.js';
-import {
-  type NewOutboxItem,
-  type RoutingHeaders,
-  alertItem,
-  appRecItem,
-  dlqItem,
-} from '../outbound/outboxItems.js';
-import { type OutboxPublisher, justStored } from '../outbound/outboxRelay.js';
+import { alertItem, appRecItem, dlqItem, type NewOutboxItem, type RoutingHeaders } from '../outbound/outboxItems.js';
+import { justStored, type OutboxPublisher } from '../outbound/outboxRelay.js';
 import { isBydelCode } from '../routing/bydeler.js';
 import { type RouteDecision, type RoutingContext, routeMessage } from '../routing/route.js';
 import { buildAlert } from '../tracking/alerts.js';
 import type { MessageRow } from '../tracking/db.js';
-import { Receipts, closesAnswerWait } from '../tracking/receipts.js';
 import { alertPolicy } from '../tracking/deadlines.js';
 import { heldExpectation } from '../tracking/expectations.js';
 import { ownEventTime } from '../tracking/overtid.js';
-import { DuplicateMessageError, type NewEvent, type NewExpectation, type NewMessage, type NewPayload, type Store, type StoreTransaction } from '../tracking/store.js';
+import { closesAnswerWait, Receipts } from '../tracking/receipts.js';
+import {
+  DuplicateMessageError,
+  type NewEvent,
+  type NewExpectation,
+  type NewMessage,
+  type NewPayload,
+  type Store,
+  type StoreTransaction,
+} from '../tracking/store.js';
 import { EpjAppRecReturn } from './epjAppRec.js';
 import { conversationIdOf, deliveryParts, type Packaged, packageDelivery, type SigningMaterial, senderHerId } from './packageDelivery.js';
 
@@ -165,7 +167,13 @@ export class HospitalToBydelFlow {
     if (!routed.ok) return { kind: 'reject', stage: 'route', parsed, error: routed.error };
     const route = routed.value;
     if (route.action === 'hold') return { kind: 'hold', parsed, model, verdicts: route.verdicts };
-    this.logOutcome(model, 'route', route.rerouted ? `routed to bydel ${route.bydel} by ${route.rule}` : 'receiver kept', EVENTS.stagePassed, route.rerouted ? { bydel: route.bydel, rule: route.rule, herId: route.toHerId } : { herId: route.toHerId });
+    this.logOutcome(
+      model,
+      'route',
+      route.rerouted ? `routed to bydel ${route.bydel} by ${route.rule}` : 'receiver kept',
+      EVENTS.stagePassed,
+      route.rerouted ? { bydel: route.bydel, rule: route.rule, herId: route.toHerId } : { herId: route.toHerId },
+    );
 
     const packaged = packageDelivery(parsed, model, route, { config: this.deps.config, register: this.deps.routing.register, signing: this.deps.signing });
     this.logOutcome(model, 'sign', `signed ${packaged.algorithm}`, EVENTS.stagePassed, { herId: route.toHerId });
@@ -192,7 +200,8 @@ export class HospitalToBydelFlow {
   /** Stores the outcome with its outbox items in one transaction, then publishes them. */
   private async finish(delivery: EpjDelivery, plan: Plan, rejectedBefore?: MessageRow): Promise<FlowOutcome> {
     const now = this.now();
-    const record = plan.kind === 'deliver' ? this.deliveryRecord(plan, now) : plan.kind === 'hold' ? this.heldRecord(plan, now) : this.rejectionRecord(delivery, plan, now);
+    const record =
+      plan.kind === 'deliver' ? this.deliveryRecord(plan, now) : plan.kind === 'hold' ? this.heldRecord(plan, now) : this.rejectionRecord(delivery, plan, now);
     const framing = plan.parsed?.framing ?? 'unknown';
     const events: NewEvent[] = [{ stage: 'receive', event: 'received', detail: { framing, redelivered: delivery.redelivered } }, ...record.events];
     const payloads: NewPayload[] = [{ kind: 'original', content_type: delivery.contentType ?? 'application/octet-stream', body: delivery.body }];
@@ -213,14 +222,27 @@ export class HospitalToBydelFlow {
       throw e;
     }
     for (const item of justStored(stored.messageId, record.outbox, stored.outboxIds)) await this.deps.outbox.publishNow(item);
-    logStage(this.deps.log, { ...record.log, msgId: record.message.msg_id, type: record.message.msg_type ?? undefined, storeId: stored.messageId }, plan.kind === 'reject' ? 'warn' : 'info');
+    logStage(
+      this.deps.log,
+      { ...record.log, msgId: record.message.msg_id, type: record.message.msg_type ?? undefined, storeId: stored.messageId },
+      plan.kind === 'reject' ? 'warn' : 'info',
+    );
     return record.outcome;
   }
 
   /** The same MsgId again after a rejection: the existing row takes the new outcome. */
   private async recordResend(previous: MessageRow, record: FlowRecord, events: NewEvent[], within?: TransactionHook) {
     const { msg_id, direction, sender_her_id, ...patch } = record.message;
-    const outboxIds = await this.deps.store.updateMessage(previous.id, patch, { stage: 'dedupe', event: previous.state === 'rejected' ? 'resent-after-rejection' : 'replayed-skipping-dedupe', detail: { previousCode: previous.error_code, previousState: previous.state } }, record.outbox);
+    const outboxIds = await this.deps.store.updateMessage(
+      previous.id,
+      patch,
+      {
+        stage: 'dedupe',
+        event: previous.state === 'rejected' ? 'resent-after-rejection' : 'replayed-skipping-dedupe',
+        detail: { previousCode: previous.error_code, previousState: previous.state },
+      },
+      record.outbox,
+    );
     for (const e of events) await this.deps.store.addEvent(previous.id, e);
     if (within) await this.deps.store.inTransaction((tx) => within(tx, previous.id));
     return { messageId: previous.id, outboxIds };
@@ -262,7 +284,11 @@ export class HospitalToBydelFlow {
   }
 
   private heldRecord(plan: Extract<Plan, { kind: 'hold' }>, now: Date): FlowRecord {
-    const message = { ...this.baseMessage(plan.model, plan.parsed, plan.model.msgId), state: 'held', receiver_l1_her_id: plan.model.receiver.level1.herId ?? null };
+    const message = {
+      ...this.baseMessage(plan.model, plan.parsed, plan.model.msgId),
+      state: 'held',
+      receiver_l1_her_id: plan.model.receiver.level1.herId ?? null,
+    };
     const decisive = plan.verdicts.filter((v) => !v.includes('none given') && !v.includes('no entry'));
     const alert = buildAlert({
       kind: 'unroutable',
@@ -312,7 +338,13 @@ export class HospitalToBydelFlow {
   }
 
   /** A negative AppRec to the EPJ (not for an AppRec) and the original, unchanged, to the DLQ (DESIGN §4.3). */
-  private rejectionItems(delivery: EpjDelivery, plan: Extract<Plan, { kind: 'reject' }>, model: MsgHeadModel | undefined, conversationId: string | undefined, now: Date): NewOutboxItem[] {
+  private rejectionItems(
+    delivery: EpjDelivery,
+    plan: Extract<Plan, { kind: 'reject' }>,
+    model: MsgHeadModel | undefined,
+    conversationId: string | undefined,
+    now: Date,
+  ): NewOutboxItem[] {
     const { config } = this.deps;
     const gateway = { level1: { name: 'plo-gateway', herId: config.ownHerId } };
     const appRecId = randomUUID();
@@ -332,7 +364,14 @@ export class HospitalToBydelFlow {
       fromHerId: original.toHerId ?? config.ownHerId,
       toHerId: original.fromHerId ?? config.ownHerId,
     };
-    const error = { code: plan.error.code, reason: plan.error.reason, stage: plan.stage, sourceQueue: config.broker.queues.epjOutbound, firstFailedAt: now.toISOString(), attempts: 1 };
+    const error = {
+      code: plan.error.code,
+      reason: plan.error.reason,
+      stage: plan.stage,
+      sourceQueue: config.broker.queues.epjOutbound,
+      firstFailedAt: now.toISOString(),
+      attempts: 1,
+    };
     const dead = dlqItem(config.broker, now, this.graceMs, original, error, { body: delivery.body, contentType: delivery.contentType });
     // the EPJ's bydel hint travels with the dead letter, so that a replay is routed as the original would have been
     if (delivery.bydelHint && isBydelCode(delivery.bydelHint)) dead.headers['x-bydel'] = delivery.bydelHint;
@@ -341,7 +380,13 @@ export class HospitalToBydelFlow {
     return [appRecItem(config.broker, now, this.graceMs, receipt, model?.msgId, appRec), dead];
   }
 
-  private logOutcome(m: { msg_id: string; msg_type?: string | null } | MsgHeadModel, stage: Stage, decision: string, event: string, extra: Record<string, unknown>) {
+  private logOutcome(
+    m: { msg_id: string; msg_type?: string | null } | MsgHeadModel,
+    stage: Stage,
+    decision: string,
+    event: string,
+    extra: Record<string, unknown>,
+  ) {
     const [msgId, type] = 'kind' in m ? [m.msgId, m.type] : [m.msg_id, m.msg_type ?? undefined];
     logStage(this.deps.log, { event, msgId, type, stage, decision, ...extra });
   }

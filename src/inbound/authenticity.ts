@@ -6,10 +6,11 @@
 //      document's sender name the same party (Helsenorge `abuse:spoofing-attack`, LESSONS §9.7);
 //   3. the business document is addressed to this hospital.
 // Reasons name HER-ids only: they go to the DLQ headers and the logs.
+
+import { type EbxmlInfo, ok, permanent, type StageResult } from '../mapping/model.js';
 import type { InboundMessage } from '../mapping/parse.js';
-import { type EbxmlInfo, type StageResult, ok, permanent } from '../mapping/model.js';
 import { verifyEbxmlMessage } from '../outbound/ebxml.js';
-import { type SignatureAlgorithm, checkSigningCertificate } from '../outbound/xmldsig.js';
+import { checkSigningCertificate, type SignatureAlgorithm } from '../outbound/xmldsig.js';
 import type { AddressRegister } from '../routing/addressRegister.js';
 
 export interface ReceivedBytes {

@@ -1,8 +1,9 @@
 // Business rules the XSD cannot express (REFERENCE §8.2). Each failure carries a code from
 // code list 8221 and one sentence that names fields, never their values: reasons end up in
 // AppRecs, logs and alerts, and must hold no personal data.
-import { ok, permanent } from '../mapping/model.js';
+
 import type { MsgHeadModel, StageResult, StandardFamily } from '../mapping/model.js';
+import { ok, permanent } from '../mapping/model.js';
 
 interface ExpectedContent {
   family: StandardFamily;
@@ -84,8 +85,7 @@ function typeMatchesContent(doc: MsgHeadModel) {
   const expected = CONTENT_BY_TYPE[doc.type];
   const content = doc.content;
   if (!content) return permanent('T02', `The message type ${doc.type} has no XML content in its first Document.`);
-  const matches =
-    content.family === expected.family && content.rootLocalName === expected.root && content.messageLocalName === expected.message;
+  const matches = content.family === expected.family && content.rootLocalName === expected.root && content.messageLocalName === expected.message;
   if (!matches) {
     const actual = content.messageLocalName ?? content.rootLocalName;
     return permanent('T02', `The message type ${doc.type} does not match its content ${actual}.`);

@@ -1,11 +1,11 @@
 // One compiled XSD set for every business document the gateway accepts. MsgHead declares
 // RefDoc/Content as <any processContents="strict">, so the content schemas (PLO, dialogmelding,
 // base64container) must sit in the same compiled set as MsgHead itself.
-import { readFile, readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { XmlBufferInputProvider, XmlDocument, XmlValidateError, XsdValidator, xmlRegisterInputProvider } from 'libxml2-wasm';
-import { ok, permanent } from '../mapping/model.js';
 import type { StageResult } from '../mapping/model.js';
+import { ok, permanent } from '../mapping/model.js';
 import { parseXmlSafely, withoutQuotedValues } from '../mapping/xml.js';
 
 /** The schemas the bundle imports, one per target namespace; their own imports come along. */

@@ -2,7 +2,7 @@
 // for an outgoing one, to the sending bydel for an incoming one. Version follows the message's
 // standard (HITS 1168 §8.3): PLO 1.6 / Dialog 1.1 → 1.1, else 1.0.
 import { randomUUID } from 'node:crypto';
-import { NS, type ContentInfo, type MsgHeadModel, type Party } from './model.js';
+import { type ContentInfo, type MsgHeadModel, NS, type Party } from './model.js';
 
 export const ERROR_TEXTS: Record<string, string> = {
   T01: "Ikke XML / ikke 'well formed' / uleselig",
@@ -55,9 +55,7 @@ const STATUS_DN: Record<string, string> = { '1': 'OK', '2': 'Avvist', '3': 'OK, 
 function hcp(party: Party): string {
   const herTypeId = '<TypeId V="HER" DN="HER-id"/>';
   const id = (herId?: string) => (herId ? `<Id>${escapeXml(herId)}</Id>${herTypeId}` : '');
-  const dept = party.level2
-    ? `<Dept><Name>${escapeXml(party.level2.name)}</Name>${id(party.level2.herId)}</Dept>`
-    : '';
+  const dept = party.level2 ? `<Dept><Name>${escapeXml(party.level2.name)}</Name>${id(party.level2.herId)}</Dept>` : '';
   return `<HCP><Inst><Name>${escapeXml(party.level1.name)}</Name>${id(party.level1.herId)}${dept}</Inst></HCP>`;
 }
 

@@ -112,9 +112,7 @@ export interface BuildPart {
 export function buildMultipart(parts: BuildPart[]): { contentType: string; body: Buffer } {
   const boundary = `----=_Part_${randomUUID()}`;
   const contentType = `multipart/related; type="text/xml"; boundary="${boundary}"; start="<${parts[0].contentId}>"`;
-  const chunks: Buffer[] = [
-    Buffer.from(`MIME-Version: 1.0${CRLF}Content-Type: ${contentType}${CRLF}${CRLF}`, 'latin1'),
-  ];
+  const chunks: Buffer[] = [Buffer.from(`MIME-Version: 1.0${CRLF}Content-Type: ${contentType}${CRLF}${CRLF}`, 'latin1')];
   for (const p of parts) {
     chunks.push(
       Buffer.from(

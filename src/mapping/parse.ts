@@ -1,9 +1,9 @@
 // From received bytes to the typed model. Accepts a bare MsgHead or AppRec, a SOAP envelope
 // carrying one inline, or an ebMS 2.0 multipart/related message whose manifest points at the
 // payload part. Each XML document is parsed once and read with XPath; nothing here logs.
-import { XmlC14NMode } from 'libxml2-wasm';
+
 import type { XmlDocument, XmlElement, XmlNode } from 'libxml2-wasm';
-import { NS, ok, permanent } from './model.js';
+import { XmlC14NMode } from 'libxml2-wasm';
 import type {
   AppRecModel,
   ContentInfo,
@@ -17,9 +17,10 @@ import type {
   StageResult,
   StandardFamily,
 } from './model.js';
-import { contentTypeParams, looksLikeMultipart, parseMultipart, rootPart } from './multipart.js';
+import { NS, ok, permanent } from './model.js';
 import type { MimePart } from './multipart.js';
-import { XPATH_NS, documentText, findAll, findFirst, parseXmlSafely, textOf, textsOf } from './xml.js';
+import { contentTypeParams, looksLikeMultipart, parseMultipart, rootPart } from './multipart.js';
+import { documentText, findAll, findFirst, parseXmlSafely, textOf, textsOf, XPATH_NS } from './xml.js';
 
 export interface ParseOptions {
   /** AMQP content type; names the multipart boundary when the body has no MIME headers */
@@ -166,11 +167,7 @@ function decodeCid(encoded: string): string {
   }
 }
 
-function fromPayload(
-  part: MimePart,
-  envelope: { envelopeXml: string; ebxml?: EbxmlInfo },
-  opts: ParseOptions,
-): StageResult<InboundMessage> {
+function fromPayload(part: MimePart, envelope: { envelopeXml: string; ebxml?: EbxmlInfo }, opts: ParseOptions): StageResult<InboundMessage> {
   const parsed = parseXmlSafely(part.body, opts.maxBytes, { encoding: charsetOf(part), what: 'The payload part' });
   return withDocument(parsed, (doc) => {
     if (!isBusinessRoot(doc.root)) {
@@ -315,9 +312,7 @@ function readHendelsestidspunkt(content: XmlElement): Record<string, string> {
 
 function readTemaKodet(content: XmlElement): string[] {
   if (content.name !== 'Dialogmelding') return [];
-  return findAll(content, "*[local-name()='Notat']/*[local-name()='TemaKodet']").map(
-    (tema) => `${textOf(tema, '@S') ?? ''}/${textOf(tema, '@V') ?? ''}`,
-  );
+  return findAll(content, "*[local-name()='Notat']/*[local-name()='TemaKodet']").map((tema) => `${textOf(tema, '@S') ?? ''}/${textOf(tema, '@V') ?? ''}`);
 }
 
 // ---------------------------------------------------------------- AppRec
@@ -325,8 +320,7 @@ function readTemaKodet(content: XmlElement): string[] {
 function readAppRec(root: XmlElement, version: '1.0' | '1.1'): AppRecModel {
   const ns = version === '1.0' ? XPATH_NS.appRec10 : XPATH_NS.appRec11;
   // HER-ids sit on Inst, Dept, HCPerson or HCProf (Id + TypeId), or in AdditionalId (Id + Type).
-  const herIds = (side: string) =>
-    textsOf(root, `${side}/a:HCP//*[a:TypeId/@V='HER']/a:Id | ${side}/a:HCP//a:AdditionalId[a:Type/@V='HER']/a:Id`, ns);
+  const herIds = (side: string) => textsOf(root, `${side}/a:HCP//*[a:TypeId/@V='HER']/a:Id | ${side}/a:HCP//a:AdditionalId[a:Type/@V='HER']/a:Id`, ns);
   return {
     kind: 'apprec',
     version,
@@ -366,8 +360,7 @@ function readEbxml(envelope: XmlElement): EbxmlInfo | undefined {
     action,
     messageId: textOf(header, 'eb:MessageData/eb:MessageId', SOAP_NS),
     // An Acknowledgment may carry the reference only in eb:Acknowledgment (as NHN's samples do).
-    refToMessageId:
-      textOf(header, 'eb:MessageData/eb:RefToMessageId', SOAP_NS) ?? textOf(header, '../eb:Acknowledgment/eb:RefToMessageId', SOAP_NS),
+    refToMessageId: textOf(header, 'eb:MessageData/eb:RefToMessageId', SOAP_NS) ?? textOf(header, '../eb:Acknowledgment/eb:RefToMessageId', SOAP_NS),
     timestamp: textOf(header, 'eb:MessageData/eb:Timestamp', SOAP_NS),
     signal: service === SIGNAL_SERVICE && (action === 'Acknowledgment' || action === 'MessageError') ? action : undefined,
   };

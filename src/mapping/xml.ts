@@ -1,10 +1,11 @@
 // The one safe way into XML for the gateway: size limit, no DTDs, no external or network
 // loading, and readable T01 sentences. Documents come from libxml2-wasm, whose memory is not
 // garbage-collected: whoever receives an XmlDocument from here must dispose() it.
-import { ParseOption, XmlDocument, XmlLibError, XmlXPath } from 'libxml2-wasm';
+
 import type { NamespaceMap, XmlNode } from 'libxml2-wasm';
-import { NS, ok, permanent } from './model.js';
+import { ParseOption, XmlDocument, XmlLibError, XmlXPath } from 'libxml2-wasm';
 import type { StageResult } from './model.js';
+import { NS, ok, permanent } from './model.js';
 
 /** Prefixes used by the gateway's XPath expressions. */
 export const XPATH_NS = {
@@ -44,9 +45,7 @@ const SCHEMA_WORDS = /^(xs:\w+|pattern|enumeration|(min|max)?[Ll]ength|(min|max)
  */
 export function withoutQuotedValues(message: string): string {
   return message
-    .replace(/'([^']*)'|"([^"]*)"/g, (quoted, single?: string, double?: string) =>
-      SCHEMA_WORDS.test(single ?? double ?? '') ? quoted : '…',
-    )
+    .replace(/'([^']*)'|"([^"]*)"/g, (quoted, single?: string, double?: string) => (SCHEMA_WORDS.test(single ?? double ?? '') ? quoted : '…'))
     .replace(/\{[a-z][\w+.-]*:[^}\s]*\}/gi, '')
     .replace(/\s+/g, ' ')
     .trim()

@@ -92,11 +92,25 @@ export class Metrics {
       buckets: STAGE_BUCKETS,
       registers,
     });
-    this.queueMessages = new Gauge({ name: 'plo_gateway_queue_messages', help: 'Messages ready in a queue at the last ops check', labelNames: ['queue'], registers });
-    this.queueConsumers = new Gauge({ name: 'plo_gateway_queue_consumers', help: 'Consumers of a queue at the last ops check', labelNames: ['queue'], registers });
+    this.queueMessages = new Gauge({
+      name: 'plo_gateway_queue_messages',
+      help: 'Messages ready in a queue at the last ops check',
+      labelNames: ['queue'],
+      registers,
+    });
+    this.queueConsumers = new Gauge({
+      name: 'plo_gateway_queue_consumers',
+      help: 'Consumers of a queue at the last ops check',
+      labelNames: ['queue'],
+      registers,
+    });
     this.storeGauge('plo_gateway_dlq_open', 'Dead letters recorded and not yet replayed or discarded', [], (s, g) => g.set(s.deadLettersOpen));
-    this.storeGauge('plo_gateway_expectations_open', 'Open expectations (receipts, answers, reports, routing) by kind', ['kind'], (s, g) => setAll(g, 'kind', s.expectationsOpen));
-    this.storeGauge('plo_gateway_oldest_pending_seconds', 'Age of the oldest unfinished item: outbox, held, expectation, dead-letter', ['what'], (s, g) => setAll(g, 'what', s.oldestPendingSeconds));
+    this.storeGauge('plo_gateway_expectations_open', 'Open expectations (receipts, answers, reports, routing) by kind', ['kind'], (s, g) =>
+      setAll(g, 'kind', s.expectationsOpen),
+    );
+    this.storeGauge('plo_gateway_oldest_pending_seconds', 'Age of the oldest unfinished item: outbox, held, expectation, dead-letter', ['what'], (s, g) =>
+      setAll(g, 'what', s.oldestPendingSeconds),
+    );
     this.storeGauge('plo_gateway_alerts_firing', 'Alert conditions currently firing, by alert kind', ['kind'], (s, g) => setAll(g, 'kind', s.alertsFiring));
   }
 
@@ -114,7 +128,13 @@ export class Metrics {
   stageDone(c: StageContext, entry: StageLog): void {
     const now = performance.now();
     const stage = stageLabel(entry.stage);
-    this.messages.inc({ direction: c.direction, stage, outcome: OUTCOMES[entry.event] ?? entry.event, type: typeLabel(entry.type), bydel: bydelLabel(entry.bydel) });
+    this.messages.inc({
+      direction: c.direction,
+      stage,
+      outcome: OUTCOMES[entry.event] ?? entry.event,
+      type: typeLabel(entry.type),
+      bydel: bydelLabel(entry.bydel),
+    });
     this.stageSeconds.observe({ direction: c.direction, stage }, (now - c.last) / 1000);
     c.last = now;
   }

@@ -66,12 +66,21 @@ export function apiHandler(deps: ApiDeps): ApiHandler {
       pattern: /^\/api\/dlq\/(\d+)$/,
       // a GET has no body: who reads a payload, and why, come as ?actor=&reason=
       run: async ([id], q) =>
-        fromResult(await deadLetters.show(Number(id), q.get('withPayload') === 'true', actorOf(Object.fromEntries(q))), (v) => ({ ...deadLetterSummary(v.row, new Date()), headers: v.headers, ...(v.payload ? { payload: v.payload } : {}) })),
+        fromResult(await deadLetters.show(Number(id), q.get('withPayload') === 'true', actorOf(Object.fromEntries(q))), (v) => ({
+          ...deadLetterSummary(v.row, new Date()),
+          headers: v.headers,
+          ...(v.payload ? { payload: v.payload } : {}),
+        })),
     },
     {
       method: 'POST',
       pattern: /^\/api\/dlq\/(\d+)\/replay$/,
-      run: async ([id], _q, body) => fromResult(await deadLetters.replay(Number(id), actorOf(body), { skipDedupe: body.skipDedupe === true }), (r) => ({ id: r.id, state: r.state, sourceQueue: r.source_queue })),
+      run: async ([id], _q, body) =>
+        fromResult(await deadLetters.replay(Number(id), actorOf(body), { skipDedupe: body.skipDedupe === true }), (r) => ({
+          id: r.id,
+          state: r.state,
+          sourceQueue: r.source_queue,
+        })),
     },
     {
       method: 'POST',
@@ -87,7 +96,11 @@ export function apiHandler(deps: ApiDeps): ApiHandler {
       pattern: /^\/api\/dlq\/replay$/,
       run: async (_m, _q, body) => {
         if (typeof body.code !== 'string' || !body.code) return bad('a batch replay needs a code (e.g. {"code":"T02"})');
-        const result: BatchResult = await deadLetters.replayBatch({ code: body.code, limit: typeof body.limit === 'number' ? body.limit : undefined }, actorOf(body), { skipDedupe: body.skipDedupe === true });
+        const result: BatchResult = await deadLetters.replayBatch(
+          { code: body.code, limit: typeof body.limit === 'number' ? body.limit : undefined },
+          actorOf(body),
+          { skipDedupe: body.skipDedupe === true },
+        );
         return { status: result.failed ? 503 : 200, body: result };
       },
     },

@@ -42,7 +42,12 @@ export function startHttpServer(port: number, checks: ReadinessCheck[], extras: 
       for (const c of checks) {
         let timer: NodeJS.Timeout | undefined;
         const timeout = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), CHECK_TIMEOUT_MS)));
-        const ok = await Promise.race([Promise.resolve().then(c.check).catch(() => false), timeout]);
+        const ok = await Promise.race([
+          Promise.resolve()
+            .then(c.check)
+            .catch(() => false),
+          timeout,
+        ]);
         clearTimeout(timer);
         if (!ok) {
           failing.push(c.name);

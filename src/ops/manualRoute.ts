@@ -65,7 +65,15 @@ export async function routeHeldMessage(msgId: string, bydel: string, by: Actor, 
 
   let published = true;
   for (const item of stored) published = (deps.outbox ? await deps.outbox.publishNow(item) : false) && published;
-  logStage(deps.log, { event: EVENTS.routedManually, msgId, type: model.type, stage: 'route', decision: `routed manually to bydel ${target.value.bydel}`, ...parts.routedTo, storeId: message.id });
+  logStage(deps.log, {
+    event: EVENTS.routedManually,
+    msgId,
+    type: model.type,
+    stage: 'route',
+    decision: `routed manually to bydel ${target.value.bydel}`,
+    ...parts.routedTo,
+    storeId: message.id,
+  });
   return { ok: true, value: { messageId: message.id, msgId, bydel: target.value.bydel, toHerId: target.value.toHerId, published } };
 }
 
@@ -116,7 +124,16 @@ async function commitRoute(tx: StoreTransaction, message: MessageRow, parts: Del
     .executeTakeFirst();
   if (updated.numUpdatedRows === 0n) return undefined;
 
-  await tx.trx.insertInto('payloads').values({ message_id: message.id, kind: parts.payload.kind, content_type: parts.payload.content_type, body: Buffer.from(parts.payload.body), created_at: at }).execute();
+  await tx.trx
+    .insertInto('payloads')
+    .values({
+      message_id: message.id,
+      kind: parts.payload.kind,
+      content_type: parts.payload.content_type,
+      body: Buffer.from(parts.payload.body),
+      created_at: at,
+    })
+    .execute();
   for (const e of parts.events) await tx.addEvent(message.id, e);
   if (parts.expectations.length > 0) {
     await tx.trx
@@ -132,7 +149,18 @@ async function commitRoute(tx: StoreTransaction, message: MessageRow, parts: Del
   for (const item of items) ids.push(await tx.addOutbox(message.id, item));
   await tx.trx
     .insertInto('audit')
-    .values(auditRow({ actor: by.actor, action: 'message.route', target: `message:${message.msg_id}`, reason: by.reason, detail: { via: by.via, bydel: target.bydel, toHerId: target.toHerId, storeId: message.id } }, at))
+    .values(
+      auditRow(
+        {
+          actor: by.actor,
+          action: 'message.route',
+          target: `message:${message.msg_id}`,
+          reason: by.reason,
+          detail: { via: by.via, bydel: target.bydel, toHerId: target.toHerId, storeId: message.id },
+        },
+        at,
+      ),
+    )
     .execute();
   return justStored(message.id, items, ids);
 }
@@ -144,7 +172,12 @@ async function commitRoute(tx: StoreTransaction, message: MessageRow, parts: Del
  */
 async function closeHold(tx: StoreTransaction, message: MessageRow, target: ManualTarget, config: GatewayConfig, now: Date): Promise<Alert | undefined> {
   const at = now.toISOString();
-  const hold: ExpectationRow | undefined = await tx.trx.selectFrom('expectations').selectAll().where('message_id', '=', message.id).where('kind', '=', 'routing').executeTakeFirst();
+  const hold: ExpectationRow | undefined = await tx.trx
+    .selectFrom('expectations')
+    .selectAll()
+    .where('message_id', '=', message.id)
+    .where('kind', '=', 'routing')
+    .executeTakeFirst();
   const firing = !hold || hold.alert_state === 'firing';
   if (hold && hold.state === 'open') {
     await tx.trx

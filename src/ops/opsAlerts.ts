@@ -112,7 +112,8 @@ export class OpsChecker {
     // recorded and open, plus any still in the queue (the recorder is off, or cannot store)
     const dlqDepth = states.find((q) => q.queue === queues.dlq)?.messages ?? 0;
     const conditions = [dlqCondition((await this.deps.deadLetters.countOpen()) + dlqDepth)];
-    for (const q of states.filter((s) => s.queue !== queues.dlq)) conditions.push(queueCondition(q, this.waiting(q, now.getTime()), now.getTime(), this.deps.config.ops));
+    for (const q of states.filter((s) => s.queue !== queues.dlq))
+      conditions.push(queueCondition(q, this.waiting(q, now.getTime()), now.getTime(), this.deps.config.ops));
     conditions.push(trafficCondition((await this.lastTraffic()) ?? this.startedAt, now, this.deps.calendar, this.deps.config.ops));
     for (const c of conditions) await this.apply(c, now);
   }
@@ -161,14 +162,25 @@ export class OpsChecker {
       const current = await trx.selectFrom('ops_alerts').selectAll().where('kind', '=', c.kind).where('subject', '=', c.subject).executeTakeFirst();
       const wasFiring = current?.state === 'firing';
       if (c.firing === wasFiring) return undefined;
-      const alert = buildAlert({ kind: c.kind, state: c.firing ? 'firing' : 'resolved', severity: c.severity, eventId: EVENT_IDS[c.kind], firedAt: now, text: c.text, ...(wasFiring ? { firingId: current.alert_id } : {}) });
+      const alert = buildAlert({
+        kind: c.kind,
+        state: c.firing ? 'firing' : 'resolved',
+        severity: c.severity,
+        eventId: EVENT_IDS[c.kind],
+        firedAt: now,
+        text: c.text,
+        ...(wasFiring ? { firingId: current.alert_id } : {}),
+      });
       if (!(await claim(trx, c, current, alert, now))) return undefined;
       const item = alertItem(config.broker, now, relayGraceMs(config), alert);
       const id = await tx.addOutbox(null, item);
       return { alert, item: { ...item, id, message_id: null, attempts: 0 } };
     });
     if (!emitted) return;
-    this.deps.log[c.firing ? 'warn' : 'info']({ event: EVENT_IDS[c.kind], kind: c.kind, subject: c.subject || undefined, state: emitted.alert.state, alertId: emitted.alert.id }, `alert ${c.kind} ${emitted.alert.state}`);
+    this.deps.log[c.firing ? 'warn' : 'info'](
+      { event: EVENT_IDS[c.kind], kind: c.kind, subject: c.subject || undefined, state: emitted.alert.state, alertId: emitted.alert.id },
+      `alert ${c.kind} ${emitted.alert.state}`,
+    );
     await this.deps.outbox.publishNow(emitted.item);
   }
 }
@@ -180,7 +192,11 @@ export class OpsChecker {
 async function claim(trx: Transaction<OpsSchema>, c: Condition, current: OpsAlertRow | undefined, alert: Alert, now: Date): Promise<boolean> {
   const at = now.toISOString();
   if (!current) {
-    const inserted = await trx.insertInto('ops_alerts').values({ kind: c.kind, subject: c.subject, state: alert.state, alert_id: alert.id, changed_at: at }).onConflict((oc) => oc.columns(['kind', 'subject']).doNothing()).executeTakeFirst();
+    const inserted = await trx
+      .insertInto('ops_alerts')
+      .values({ kind: c.kind, subject: c.subject, state: alert.state, alert_id: alert.id, changed_at: at })
+      .onConflict((oc) => oc.columns(['kind', 'subject']).doNothing())
+      .executeTakeFirst();
     return inserted.numInsertedOrUpdatedRows === 1n;
   }
   const updated = await trx

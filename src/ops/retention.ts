@@ -55,7 +55,10 @@ export class PayloadRetention {
     }
     result.deadLetterBodies = await this.expireDeadLetterBodies(cutoff);
     if (result.messages + result.outboxBodies + result.deadLetterBodies > 0) {
-      await this.kysely.insertInto('audit').values(auditRow({ actor: 'retention', action: 'retention.expire-payloads', detail: { ...result, payloadDays: this.payloadDays } }, now.toISOString())).execute();
+      await this.kysely
+        .insertInto('audit')
+        .values(auditRow({ actor: 'retention', action: 'retention.expire-payloads', detail: { ...result, payloadDays: this.payloadDays } }, now.toISOString()))
+        .execute();
       this.log.info({ event: EVENTS.payloadsExpired, ...result }, 'payload retention: expired bodies');
     }
     return result;
@@ -72,7 +75,15 @@ export class PayloadRetention {
           .where((eb) =>
             eb.or([
               eb.exists(eb.selectFrom('payloads as p').select('p.id').whereRef('p.message_id', '=', 'messages.id').where('p.created_at', '<', cutoff)),
-              eb.exists(eb.selectFrom('outbox as o').select('o.id').whereRef('o.message_id', '=', 'messages.id').where('o.state', '=', 'published').where('o.created_at', '<', cutoff).where(sql<number>`length(o.body)`, '>', 0)),
+              eb.exists(
+                eb
+                  .selectFrom('outbox as o')
+                  .select('o.id')
+                  .whereRef('o.message_id', '=', 'messages.id')
+                  .where('o.state', '=', 'published')
+                  .where('o.created_at', '<', cutoff)
+                  .where(sql<number>`length(o.body)`, '>', 0),
+              ),
             ]),
           )
           .orderBy('messages.id')

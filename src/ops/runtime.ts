@@ -11,6 +11,7 @@ import type { Logger } from '../observability/log.js';
 import { Metrics } from '../observability/metrics.js';
 import type { OutboxPublisher } from '../outbound/outboxRelay.js';
 import type { RoutingContext } from '../routing/route.js';
+import { logFailure, Periodic } from '../shared/periodic.js';
 import { workingCalendar } from '../tracking/deadlines.js';
 import type { Store } from '../tracking/store.js';
 import { apiHandler } from './api.js';
@@ -20,7 +21,6 @@ import { DeadLetterService, REPLAY_OF, REPLAY_SKIP_DEDUPE } from './deadLetters/
 import type { HttpExtras } from './http.js';
 import { routeHeldMessage } from './manualRoute.js';
 import { OpsChecker } from './opsAlerts.js';
-import { logFailure, Periodic } from '../shared/periodic.js';
 import { PayloadRetention } from './retention.js';
 import { opsSnapshot } from './snapshot.js';
 
@@ -54,19 +54,38 @@ export class OpsRuntime {
         token: config.apiToken,
         log,
         deadLetters: service,
-        route: (msgId, bydel, by) => this.metrics.track('out', () => routeHeldMessage(msgId, bydel, by, { config, store, routing: deps.routing, signing: deps.signing, outbox, log })),
+        route: (msgId, bydel, by) =>
+          this.metrics.track('out', () => routeHeldMessage(msgId, bydel, by, { config, store, routing: deps.routing, signing: deps.signing, outbox, log })),
       }),
     };
-    const checker = new OpsChecker({ config, store, deadLetters: this.deadLetters, broker, outbox, calendar: workingCalendar(config), metrics: this.metrics, log });
+    const checker = new OpsChecker({
+      config,
+      store,
+      deadLetters: this.deadLetters,
+      broker,
+      outbox,
+      calendar: workingCalendar(config),
+      metrics: this.metrics,
+      log,
+    });
     this.checks = new Periodic(durationMs(config.ops.checkInterval), () => checker.checkOnce(), logFailure(log, EVENTS.opsCheckFailed, 'ops check'));
     const retention = new PayloadRetention(store.db, config.retention.payloadDays, log);
-    this.retention = new Periodic(durationMs(config.retention.interval), async () => void (await retention.runOnce()), logFailure(log, EVENTS.opsCheckFailed, 'payload retention'));
+    this.retention = new Periodic(
+      durationMs(config.retention.interval),
+      async () => void (await retention.runOnce()),
+      logFailure(log, EVENTS.opsCheckFailed, 'payload retention'),
+    );
   }
 
   async start(): Promise<void> {
     const { config, broker, log } = this.deps;
     if (config.ops.recordDeadLetters) {
-      const recorder = new DeadLetterRecorder({ repo: this.deadLetters, log, maxMessageBytes: config.limits.maxMessageBytes, retryDelayMs: durationMs(config.retry.initialDelay) });
+      const recorder = new DeadLetterRecorder({
+        repo: this.deadLetters,
+        log,
+        maxMessageBytes: config.limits.maxMessageBytes,
+        retryDelayMs: durationMs(config.retry.initialDelay),
+      });
       this.dlqConsumer = await consume(broker, config.broker.queues.dlq, (d) => recorder.handle(d));
     }
     this.checks.start(0);
@@ -81,7 +100,10 @@ export class OpsRuntime {
     if (header(REPLAY_SKIP_DEDUPE) !== 'true') return undefined;
     const replayOf = Number(header(REPLAY_OF));
     if (Number.isInteger(replayOf) && (await this.deadLetters.skipDedupeGranted(replayOf))) return replayOf;
-    this.deps.log.warn({ event: EVENTS.dedupeSkipRefused, replayOf: Number.isInteger(replayOf) ? replayOf : undefined }, 'x-replay-skip-dedupe without a granted replay: ignored');
+    this.deps.log.warn(
+      { event: EVENTS.dedupeSkipRefused, replayOf: Number.isInteger(replayOf) ? replayOf : undefined },
+      'x-replay-skip-dedupe without a granted replay: ignored',
+    );
     return undefined;
   }
 

@@ -84,5 +84,12 @@ export const opsTrx = (trx: Transaction<Schema>): Transaction<OpsSchema> => trx.
 
 /** An audit row to insert inside a transaction (`Store.audit` writes one on its own). */
 export function auditRow(a: NewAudit, at: string) {
-  return { at, actor: a.actor, action: a.action, target: a.target ?? null, reason: a.reason ?? null, detail: a.detail === undefined ? null : JSON.stringify(a.detail) };
+  return {
+    at,
+    actor: a.actor,
+    action: a.action,
+    target: a.target ?? null,
+    reason: a.reason ?? null,
+    detail: a.detail === undefined ? null : JSON.stringify(a.detail),
+  };
 }

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { ParseOption, XmlDocument } from 'libxml2-wasm';
 import { NS } from '../mapping/model.js';
-import { type MimePart, buildMultipart, looksLikeMultipart, parseMultipart, rootPart } from '../mapping/multipart.js';
+import { buildMultipart, looksLikeMultipart, type MimePart, parseMultipart, rootPart } from '../mapping/multipart.js';
 import { type SignatureAlgorithm, signEnveloped, verifyEnveloped } from './xmldsig.js';
 
 export interface SigningKey {
@@ -45,7 +45,7 @@ export interface EbxmlMessage {
 }
 
 export type EbxmlVerifyResult =
-  | { ok: true; algorithm: SignatureAlgorithm; envelope: Buffer; /** signed payload parts, manifest order */ payloads: MimePart[] }
+  | { ok: true; algorithm: SignatureAlgorithm; envelope: Buffer /** signed payload parts, manifest order */; payloads: MimePart[] }
   | { ok: false; reason: string };
 
 /** HIS 1037 CPAId when the parties have no CPA: `<lowest HER-id>_<highest HER-id>`, numerically. */

@@ -38,7 +38,15 @@ const relayAfter = (now: Date, graceMs: number) => new Date(now.getTime() + grac
  * A signed ebXML message to a partner on nhn.outbound. Purpose 'receipt' for an AppRec the
  * hospital returns for an incoming message: it must not mark that message 'published'.
  */
-export function deliverItem(b: Broker, now: Date, graceMs: number, h: RoutingHeaders & { toHerId: string }, contentType: string, body: Buffer, purpose: 'deliver' | 'receipt' = 'deliver'): NewOutboxItem {
+export function deliverItem(
+  b: Broker,
+  now: Date,
+  graceMs: number,
+  h: RoutingHeaders & { toHerId: string },
+  contentType: string,
+  body: Buffer,
+  purpose: 'deliver' | 'receipt' = 'deliver',
+): NewOutboxItem {
   return {
     purpose,
     exchange: b.exchanges.nhnOutbound,
@@ -61,7 +69,15 @@ export function forwardItem(b: Broker, now: Date, graceMs: number, h: RoutingHea
   return epjInboundItem('forward', b, now, graceMs, h, businessXml, originalMsgId);
 }
 
-function epjInboundItem(purpose: string, b: Broker, now: Date, graceMs: number, h: RoutingHeaders, xml: string, originalMsgId: string | undefined): NewOutboxItem {
+function epjInboundItem(
+  purpose: string,
+  b: Broker,
+  now: Date,
+  graceMs: number,
+  h: RoutingHeaders,
+  xml: string,
+  originalMsgId: string | undefined,
+): NewOutboxItem {
   const headers = { ...contractHeaders(h), ...(originalMsgId ? { 'x-original-msg-id': originalMsgId } : {}) };
   return {
     purpose,
@@ -84,7 +100,14 @@ export interface DlqError {
   attempts: number;
 }
 
-export function dlqItem(b: Broker, now: Date, graceMs: number, h: RoutingHeaders, err: DlqError, original: { body: Buffer; contentType?: string }): NewOutboxItem {
+export function dlqItem(
+  b: Broker,
+  now: Date,
+  graceMs: number,
+  h: RoutingHeaders,
+  err: DlqError,
+  original: { body: Buffer; contentType?: string },
+): NewOutboxItem {
   const headers = {
     ...contractHeaders(h),
     'x-error-code': err.code,

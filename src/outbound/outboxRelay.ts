@@ -3,9 +3,9 @@
 // unroutable return) with exponential backoff, so nothing stored is ever left unsent.
 import { EVENTS } from '../observability/events.js';
 import type { Logger } from '../observability/log.js';
+import { Periodic } from '../shared/periodic.js';
 import type { OutboxRow } from '../tracking/db.js';
 import type { NewOutboxItem, Store } from '../tracking/store.js';
-import { Periodic } from '../shared/periodic.js';
 
 export interface PublishOptions {
   headers: Record<string, unknown>;
@@ -58,7 +58,10 @@ export class OutboxPublisher {
       const delay = Math.min(this.policy.maxDelayMs, this.policy.initialDelayMs * 2 ** item.attempts);
       const reason = `publish to ${item.exchange || '(default)'}/${item.routing_key} failed: ${(e as Error).message}`;
       await this.store.deferOutbox(item.id, new Date(this.now().getTime() + delay), reason);
-      this.log.warn({ event: EVENTS.outboxDeferred, outboxId: item.id, purpose: item.purpose, attempts: item.attempts + 1, retryInMs: delay, reason }, 'outbox: publish deferred');
+      this.log.warn(
+        { event: EVENTS.outboxDeferred, outboxId: item.id, purpose: item.purpose, attempts: item.attempts + 1, retryInMs: delay, reason },
+        'outbox: publish deferred',
+      );
       return false;
     }
     const state = PUBLISHED_STATE[item.purpose];
@@ -85,8 +88,10 @@ export class OutboxPublisher {
   }
 
   start(): void {
-    this.loop = new Periodic(this.policy.intervalMs, async () => void (await this.relayOnce()), (e) =>
-      this.log.error({ event: EVENTS.outboxDeferred, err: e.message }, 'outbox relay pass failed'),
+    this.loop = new Periodic(
+      this.policy.intervalMs,
+      async () => void (await this.relayOnce()),
+      (e) => this.log.error({ event: EVENTS.outboxDeferred, err: e.message }, 'outbox relay pass failed'),
     );
     this.loop.start(0);
   }

@@ -3,8 +3,8 @@
 // deliveries to a bydel and for the AppRecs the hospital returns to one.
 import type { GatewayConfig } from '../config/config.js';
 import type { AddressRegister } from '../routing/addressRegister.js';
-import { type EbxmlInput, type EbxmlMessage, buildEbxmlMessage, cpaIdFor } from './ebxml.js';
-import { type NewOutboxItem, deliverItem } from './outboxItems.js';
+import { buildEbxmlMessage, cpaIdFor, type EbxmlInput, type EbxmlMessage } from './ebxml.js';
+import { deliverItem, type NewOutboxItem } from './outboxItems.js';
 import type { SignatureAlgorithm } from './xmldsig.js';
 
 export interface PartnerContext {
@@ -52,6 +52,12 @@ export function receiptItem(
     toHerId: receipt.toHerId,
     conversationId: answers.conversationId,
   });
-  const headers = { msgId: receipt.appRecId, msgType: 'APPREC', conversationId: answers.conversationId, fromHerId: receipt.fromHerId, toHerId: receipt.toHerId };
+  const headers = {
+    msgId: receipt.appRecId,
+    msgType: 'APPREC',
+    conversationId: answers.conversationId,
+    fromHerId: receipt.fromHerId,
+    toHerId: receipt.toHerId,
+  };
   return deliverItem(ctx.config.broker, at.now, at.graceMs, headers, packaged.contentType, packaged.body, 'receipt');
 }

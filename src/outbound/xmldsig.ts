@@ -10,7 +10,7 @@
 // node:crypto.
 //
 // Canonicalization is inclusive C14N 1.0 throughout (REFERENCE.md §7).
-import { type KeyObject, X509Certificate, createHash, createPrivateKey, sign, verify } from 'node:crypto';
+import { createHash, createPrivateKey, type KeyObject, sign, verify, X509Certificate } from 'node:crypto';
 import { ParseOption, XmlDocument, type XmlElement } from 'libxml2-wasm';
 import { NS } from '../mapping/model.js';
 
@@ -39,8 +39,7 @@ const XPATH_FILTER = 'http://www.w3.org/TR/1999/REC-xpath-19991116';
 const EBMS_ACTOR_FILTER =
   'not(ancestor-or-self::node()[@SOAP-ENV:actor="urn:oasis:names:tc:ebxml-msg:actor:nextMSH"]' +
   '|ancestor-or-self::node()[@SOAP-ENV:actor="http://schemas.xmlsoap.org/soap/actor/next"])';
-const NEXT_MSH =
-  '@soap:actor="urn:oasis:names:tc:ebxml-msg:actor:nextMSH" or @soap:actor="http://schemas.xmlsoap.org/soap/actor/next"';
+const NEXT_MSH = '@soap:actor="urn:oasis:names:tc:ebxml-msg:actor:nextMSH" or @soap:actor="http://schemas.xmlsoap.org/soap/actor/next"';
 
 const DS = { ds: NS.dsig };
 // No network, no external entities; a DOCTYPE is rejected separately (see parseXml).
@@ -75,7 +74,7 @@ export interface VerifyOptions {
 }
 
 export type VerifyResult =
-  | { ok: true; algorithm: SignatureAlgorithm; /** URIs of all verified references */ references: string[] }
+  | { ok: true; algorithm: SignatureAlgorithm /** URIs of all verified references */; references: string[] }
   | { ok: false; reason: string };
 
 /** A verification failure whose message is a readable sentence without message content. */
@@ -148,9 +147,7 @@ function verifyDocument(doc: XmlDocument, opts: VerifyOptions): VerifyResult {
   const signatures = doc.find('//ds:Signature', DS) as XmlElement[];
   if (signatures.length !== 1) {
     throw new Rejected(
-      signatures.length === 0
-        ? 'the document has no XML signature'
-        : `the document has ${signatures.length} XML signatures; exactly one is accepted`,
+      signatures.length === 0 ? 'the document has no XML signature' : `the document has ${signatures.length} XML signatures; exactly one is accepted`,
     );
   }
   const signature = signatures[0];

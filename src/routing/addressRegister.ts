@@ -8,7 +8,10 @@ const partySchema = z.object({
   herId: z.union([z.number().int(), z.string().regex(/^\d+$/)]).transform(String),
   name: z.string().min(1),
   type: z.enum(['Organization', 'Service']),
-  parentHerId: z.union([z.number().int(), z.string().regex(/^\d+$/)]).transform(String).optional(),
+  parentHerId: z
+    .union([z.number().int(), z.string().regex(/^\d+$/)])
+    .transform(String)
+    .optional(),
   municipality: z.string().optional(),
   bydel: z.string().optional(),
   serviceCode: z.string().optional(),
@@ -49,17 +52,13 @@ export class AddressRegister {
 
   /** Default "route by bydel" set: Oslo kommune's organisation(s), i.e. municipality 0301 without a bydel. */
   osloKommuneHerIds(): string[] {
-    return this.parties
-      .filter((p) => p.type === 'Organization' && p.municipality === '0301' && !p.bydel && p.active)
-      .map((p) => p.herId);
+    return this.parties.filter((p) => p.type === 'Organization' && p.municipality === '0301' && !p.bydel && p.active).map((p) => p.herId);
   }
 
   /** The active service of a bydel with a given service code (8663), with its parent organisation; with a day, only entries valid that day. */
   bydelService(bydel: string, serviceCode: string, day?: string): { service: CommunicationParty; organisation: CommunicationParty } | undefined {
     const current = (p: CommunicationParty) => p.active && (day === undefined || isValidOn(p, day));
-    const service = this.parties.find(
-      (p) => p.type === 'Service' && p.bydel === bydel && p.serviceCode === serviceCode && current(p),
-    );
+    const service = this.parties.find((p) => p.type === 'Service' && p.bydel === bydel && p.serviceCode === serviceCode && current(p));
     const organisation = service?.parentHerId ? this.get(service.parentHerId) : undefined;
     return service && organisation && current(organisation) ? { service, organisation } : undefined;
   }

@@ -16,8 +16,7 @@ const overrideSchema = z.array(
 export type OverrideTable = Map<string, string>;
 
 /** Case, spacing and punctuation differences must not defeat a manual override. */
-export const normaliseStreet = (street: string): string =>
-  street.toLocaleLowerCase('nb').replace(/[.,]/g, ' ').replace(/\s+/g, ' ').trim();
+export const normaliseStreet = (street: string): string => street.toLocaleLowerCase('nb').replace(/[.,]/g, ' ').replace(/\s+/g, ' ').trim();
 
 const key = (street: string, postalCode: string) => `${normaliseStreet(street)}|${postalCode.trim()}`;
 
@@ -26,8 +25,7 @@ export function parseOverrides(json: string): OverrideTable {
   return new Map(rows.map((r) => [key(r.street, r.postalCode), r.bydel]));
 }
 
-export const loadOverrides = (file: string | undefined): OverrideTable =>
-  file ? parseOverrides(readFileSync(file, 'utf8')) : new Map();
+export const loadOverrides = (file: string | undefined): OverrideTable => (file ? parseOverrides(readFileSync(file, 'utf8')) : new Map());
 
 export function lookupOverride(table: OverrideTable, street: string | undefined, postalCode: string | undefined): string | undefined {
   if (!street || !postalCode) return undefined;

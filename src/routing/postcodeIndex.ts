@@ -37,9 +37,7 @@ export function parsePostcodeIndex(csv: string): PostcodeIndex {
 
 export const loadPostcodeIndex = (file: string): PostcodeIndex => parsePostcodeIndex(readFileSync(file, 'utf8'));
 
-export type PostcodeVerdict =
-  | { decided: true; bydel: string; share: number; geographic: string[] }
-  | { decided: false; reason: string };
+export type PostcodeVerdict = { decided: true; bydel: string; share: number; geographic: string[] } | { decided: false; reason: string };
 
 /**
  * Shares are summed per *serving* bydel first: a postcode split between St. Hanshaugen and

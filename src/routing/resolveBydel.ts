@@ -118,7 +118,11 @@ function postcodeRule({ address, addressKind, data }: RuleInput): RuleVerdict {
   const geo = p.geographic.map((b) => `${bydelName(b)} (${b})`).join(' and ');
   const via = p.geographic.length === 1 && p.geographic[0] === p.bydel ? '' : `, served by ${bydelName(p.bydel)} (${p.bydel})`;
   const explanation = `the postcode of the patient's ${addressKind} gives ${geo} (${Math.round(p.share * 100)} %)${via}`;
-  return { rule: 'postcode', decision: { decided: true, bydel: p.bydel, geographicBydel: p.geographic[0], rule: 'postcode', explanation }, verdict: `postcode: ${explanation}` };
+  return {
+    rule: 'postcode',
+    decision: { decided: true, bydel: p.bydel, geographicBydel: p.geographic[0], rule: 'postcode', explanation },
+    verdict: `postcode: ${explanation}`,
+  };
 }
 
 /** The resolution order: ops override → EPJ hint → exact address → postcode → held. */

@@ -1,6 +1,6 @@
 // Route stage: keep the receiver, or reroute a message addressed to Oslo kommune to the
 // responsible bydel's service; hold it when the bydel cannot be decided without guessing.
-import { type MsgHeadModel, type StageResult, ok, permanent } from '../mapping/model.js';
+import { type MsgHeadModel, ok, permanent, type StageResult } from '../mapping/model.js';
 import type { NewReceiver } from '../mapping/readdress.js';
 import type { AddressRegister } from './addressRegister.js';
 import { bydelName } from './bydeler.js';
@@ -50,10 +50,7 @@ export function routeMessage(msg: MsgHeadModel, bydelHint: string | undefined, c
 
   const target = ctx.register.bydelService(decision.bydel, serviceCode, day);
   if (!target) {
-    return permanent(
-      'E21',
-      `Bydel ${bydelName(decision.bydel)} (${decision.bydel}) has no active ${serviceCode} service in the address register.`,
-    );
+    return permanent('E21', `Bydel ${bydelName(decision.bydel)} (${decision.bydel}) has no active ${serviceCode} service in the address register.`);
   }
   return ok({
     action: 'deliver',

@@ -10,8 +10,8 @@ import type { GatewayConfig } from '../config/config.js';
 import { alertItem } from '../outbound/outboxItems.js';
 import type { Publishable } from '../outbound/outboxRelay.js';
 import type { Alert } from './alerts.js';
-import { type AlertPolicy, type ConditionContext, type ConditionKind, conditionAlert, nextReminderAt, type Transition } from './deadlines.js';
 import type { Schema } from './db.js';
+import { type AlertPolicy, type ConditionContext, type ConditionKind, conditionAlert, nextReminderAt, type Transition } from './deadlines.js';
 import type { Store, StoreTransaction } from './store.js';
 
 /** An alert whose state change is committed, with its stored outbox item to publish now. */
@@ -102,7 +102,17 @@ export class DeadlineRepository {
           .insertInto('expectations')
           // Nothing more to wait for: the row is closed at once and only records that the
           // rejection was raised ('raised': a single alert that no later event resolves).
-          .values({ message_id: m.id, kind: 'apprec-rejected', due_at: m.apprec_at ?? at, state: 'closed', created_at: at, resolved_at: at, resolved_by: 'apprec:rejected', alert_state: 'raised', last_alert_at: at })
+          .values({
+            message_id: m.id,
+            kind: 'apprec-rejected',
+            due_at: m.apprec_at ?? at,
+            state: 'closed',
+            created_at: at,
+            resolved_at: at,
+            resolved_by: 'apprec:rejected',
+            alert_state: 'raised',
+            last_alert_at: at,
+          })
           .onConflict((oc) => oc.columns(['message_id', 'kind']).doNothing())
           .returning('id')
           .executeTakeFirst();
@@ -136,9 +146,22 @@ export class DeadlineRepository {
       .selectFrom('expectations as e')
       .innerJoin('messages as m', 'm.id', 'e.message_id')
       .select([
-        'e.id as expectationId', 'e.kind', 'e.due_at as dueAt', 'e.alert_id as alertId', 'e.reminders', 'e.resolved_by as resolvedBy',
-        'm.id as messageId', 'm.msg_id as msgId', 'm.msg_type as msgType', 'm.conversation_id as conversationId', 'm.bydel',
-        'm.receiver_l1_her_id', 'm.receiver_l2_her_id', 'm.gen_date as genDate', 'm.created_at as createdAt', 'm.apprec_errors as appRecErrors',
+        'e.id as expectationId',
+        'e.kind',
+        'e.due_at as dueAt',
+        'e.alert_id as alertId',
+        'e.reminders',
+        'e.resolved_by as resolvedBy',
+        'm.id as messageId',
+        'm.msg_id as msgId',
+        'm.msg_type as msgType',
+        'm.conversation_id as conversationId',
+        'm.bydel',
+        'm.receiver_l1_her_id',
+        'm.receiver_l2_her_id',
+        'm.gen_date as genDate',
+        'm.created_at as createdAt',
+        'm.apprec_errors as appRecErrors',
       ])
       .where('e.id', 'in', ids)
       .orderBy('e.id')

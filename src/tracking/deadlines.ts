@@ -94,7 +94,9 @@ export const RULES: Record<ConditionKind, Rule> = {
 /** Only the 8221 codes: an AppRec's error texts are free text from another system. */
 function errorCodes(c: ConditionContext): string {
   try {
-    const codes = (JSON.parse(c.appRecErrors ?? '[]') as { code?: unknown }[]).map((e) => e.code).filter((x): x is string => typeof x === 'string' && /^[A-Z]\d{2}$/.test(x));
+    const codes = (JSON.parse(c.appRecErrors ?? '[]') as { code?: unknown }[])
+      .map((e) => e.code)
+      .filter((x): x is string => typeof x === 'string' && /^[A-Z]\d{2}$/.test(x));
     return codes.length > 0 ? ` (${codes.join(', ')})` : '';
   } catch {
     return '';
@@ -165,8 +167,7 @@ function severityAt(c: ConditionContext, now: Date, policy: AlertPolicy): Alert[
   return c.kind === 'apprec' && now >= appRecNegativeAt(c, policy) ? 'critical' : RULES[c.kind].severity;
 }
 
-const localTime = (iso: string, policy: AlertPolicy) =>
-  DateTime.fromISO(iso, { zone: policy.calendar.timeZone }).toFormat("yyyy-MM-dd HH:mm ZZZZ");
+const localTime = (iso: string, policy: AlertPolicy) => DateTime.fromISO(iso, { zone: policy.calendar.timeZone }).toFormat('yyyy-MM-dd HH:mm ZZZZ');
 
 function text(transition: Transition, c: ConditionContext, now: Date, policy: AlertPolicy): string {
   const reason = RULES[c.kind].reason(c, localTime(c.dueAt, policy));
@@ -174,7 +175,10 @@ function text(transition: Transition, c: ConditionContext, now: Date, policy: Al
     const by = c.resolvedBy && SAFE_CODE.test(c.resolvedBy) ? ` by ${c.resolvedBy}` : '';
     return `Resolved${by}. It had fired because: ${reason}`;
   }
-  const negative = c.kind === 'apprec' && severityAt(c, now, policy) === 'critical' ? ' No AppRec within 96 hours of GenDate: treat it as negative (AppRec 1.1 §3.3.6) and follow up manually.' : '';
+  const negative =
+    c.kind === 'apprec' && severityAt(c, now, policy) === 'critical'
+      ? ' No AppRec within 96 hours of GenDate: treat it as negative (AppRec 1.1 §3.3.6) and follow up manually.'
+      : '';
   return transition === 'reminder' ? `Still open (reminder ${c.reminders + 1}). ${reason}${negative}` : `${reason}${negative}`;
 }
 

@@ -14,7 +14,12 @@ type Tracking = GatewayConfig['tracking'];
  * A cancellation (Forsendelsesstatus C) withdraws a notice: it awaits its receipts, but no
  * answer or report of its own.
  */
-export function expectationsFor(message: Pick<MsgHeadModel, 'type' | 'forsendelsesstatus'>, sentAt: Date, tracking: Tracking, calendar: WorkingCalendar): NewExpectation[] {
+export function expectationsFor(
+  message: Pick<MsgHeadModel, 'type' | 'forsendelsesstatus'>,
+  sentAt: Date,
+  tracking: Tracking,
+  calendar: WorkingCalendar,
+): NewExpectation[] {
   const msgType = message.forsendelsesstatus === 'C' ? 'cancellation' : message.type;
   const after = (iso: string) => new Date(sentAt.getTime() + durationMs(iso));
   const d = tracking.deadlines;

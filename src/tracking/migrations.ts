@@ -111,10 +111,18 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
         // and the keys to correlate it: the ebXML MessageId (for RefToMessageId) and a keyed hash
         // of the patient's id (the fallback match for an answer without ConversationRef).
         const columns = [
-          'ebxml_message_id', 'patient_key',
-          'transport_state', 'transport_at',
-          'apprec_status', 'apprec_at', 'apprec_errors',
-          'answer_state', 'answered_at', 'answer_msg_id', 'answer_rule', 'closed_by',
+          'ebxml_message_id',
+          'patient_key',
+          'transport_state',
+          'transport_at',
+          'apprec_status',
+          'apprec_at',
+          'apprec_errors',
+          'answer_state',
+          'answered_at',
+          'answer_msg_id',
+          'answer_rule',
+          'closed_by',
         ];
         for (const c of columns) await db.schema.alterTable('messages').addColumn(c, 'text').execute();
         await db.schema.createIndex('messages_ebxml_message_id').on('messages').columns(['ebxml_message_id']).execute();

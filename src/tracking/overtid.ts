@@ -77,7 +77,10 @@ const earliest = (dates: (string | null)[]) => dates.filter((d): d is string => 
 /** Follow-ups that belong to this notice: same patient or conversation, before the patient's next notice. */
 function episode(notice: NoticeRow, followUps: FollowUpRow[]): FollowUpRow[] {
   const related = followUps
-    .filter((f) => (notice.patientKey !== null && f.patientKey === notice.patientKey) || (notice.conversationId !== null && f.conversationId === notice.conversationId))
+    .filter(
+      (f) =>
+        (notice.patientKey !== null && f.patientKey === notice.patientKey) || (notice.conversationId !== null && f.conversationId === notice.conversationId),
+    )
     .filter((f) => f.createdAt > notice.createdAt)
     .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   const next = related.findIndex((f) => f.msgType === 'LOG_UTSKRIVNINGSKLAR');
@@ -179,7 +182,18 @@ export async function loadLedger(store: Store, calendar: WorkingCalendar, q: Led
   const notices = await kysely
     .selectFrom('messages as m')
     .leftJoin('expectations as e', (j) => j.onRef('e.message_id', '=', 'm.id').on('e.kind', '=', 'answer'))
-    .select(['m.msg_id', 'm.bydel', 'm.receiver_l1_her_id', 'm.created_at', 'm.event_time', 'm.answer_state', 'm.answered_at', 'm.patient_key', 'm.conversation_id', 'e.due_at'])
+    .select([
+      'm.msg_id',
+      'm.bydel',
+      'm.receiver_l1_her_id',
+      'm.created_at',
+      'm.event_time',
+      'm.answer_state',
+      'm.answered_at',
+      'm.patient_key',
+      'm.conversation_id',
+      'e.due_at',
+    ])
     .where('m.direction', '=', 'out')
     .where('m.msg_type', '=', 'LOG_UTSKRIVNINGSKLAR')
     .where('m.state', 'not in', ['rejected', 'held'])
@@ -202,8 +216,16 @@ export async function loadLedger(store: Store, calendar: WorkingCalendar, q: Led
     .execute();
 
   const today = calendar.localDate(q.now);
-  const countUntil = DateTime.fromISO(q.to < today ? q.to : today).plus({ days: 1 }).toISODate()!;
-  const follow: FollowUpRow[] = followUps.map((f) => ({ msgType: f.msg_type ?? '', createdAt: f.created_at, eventTime: f.event_time, patientKey: f.patient_key, conversationId: f.conversation_id }));
+  const countUntil = DateTime.fromISO(q.to < today ? q.to : today)
+    .plus({ days: 1 })
+    .toISODate()!;
+  const follow: FollowUpRow[] = followUps.map((f) => ({
+    msgType: f.msg_type ?? '',
+    createdAt: f.created_at,
+    eventTime: f.event_time,
+    patientKey: f.patient_key,
+    conversationId: f.conversation_id,
+  }));
   return notices.map((n) =>
     ledgerEntry(
       {

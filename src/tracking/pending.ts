@@ -26,7 +26,18 @@ export async function openExpectations(db: Db, filter: PendingFilter): Promise<P
   let query = db.kysely
     .selectFrom('expectations as e')
     .innerJoin('messages as m', 'm.id', 'e.message_id')
-    .select(['m.msg_id', 'm.msg_type', 'm.bydel', 'm.receiver_l1_her_id', 'm.receiver_l2_her_id', 'm.created_at', 'e.kind', 'e.due_at', 'e.alert_state', 'e.reminders'])
+    .select([
+      'm.msg_id',
+      'm.msg_type',
+      'm.bydel',
+      'm.receiver_l1_her_id',
+      'm.receiver_l2_her_id',
+      'm.created_at',
+      'e.kind',
+      'e.due_at',
+      'e.alert_state',
+      'e.reminders',
+    ])
     .where('e.state', '=', 'open')
     .orderBy('e.due_at')
     .orderBy('e.id')

@@ -133,7 +133,11 @@ export class Receipts {
    * A business message from a bydel: the kommune's answer, an Innleggelsesrapport, or something
    * that closes the answer wait. Undefined when it replies to nothing we track.
    */
-  async forMessage(m: MsgHeadModel, from: { herIds: string[]; patientKey: string | null; conversationId: string | null }, now: Date): Promise<Correlation | undefined> {
+  async forMessage(
+    m: MsgHeadModel,
+    from: { herIds: string[]; patientKey: string | null; conversationId: string | null },
+    now: Date,
+  ): Promise<Correlation | undefined> {
     const closedBy = closesAnswerWait(m);
     if (closedBy) return this.forClose(m, closedBy, from.conversationId);
     if (isAnswer(m)) return this.forReply(m, NOTICE, 'answer', from, now);
@@ -182,7 +186,9 @@ export class Receipts {
       .where('created_at', '>=', since)
       .where((eb) => eb.or([eb('receiver_l1_her_id', 'in', from.herIds), eb('receiver_l2_her_id', 'in', from.herIds)]))
       .where(({ exists, selectFrom }) =>
-        exists(selectFrom('expectations as e').select('e.id').whereRef('e.message_id', '=', 'messages.id').where('e.kind', '=', kind).where('e.state', '=', 'open')),
+        exists(
+          selectFrom('expectations as e').select('e.id').whereRef('e.message_id', '=', 'messages.id').where('e.kind', '=', kind).where('e.state', '=', 'open'),
+        ),
       )
       .orderBy('created_at', 'desc')
       .orderBy('id', 'desc')
@@ -223,14 +229,24 @@ export class Receipts {
       case 'transport': {
         const first = await this.setOnce(tx, c.target.id, 'transport_state', { transport_state: c.state, transport_at: at }, at);
         await this.resolve(tx, c.target.id, 'transport-ack', 'met', `transport:${c.state}`, at);
-        return tx.addEvent(c.target.id, event('transport', first ? `transport-${c.state}` : 'transport-signal-repeated', { signalMessageId: by.msgId, state: c.state, errorCodes: c.errorCodes }));
+        return tx.addEvent(
+          c.target.id,
+          event('transport', first ? `transport-${c.state}` : 'transport-signal-repeated', {
+            signalMessageId: by.msgId,
+            state: c.state,
+            errorCodes: c.errorCodes,
+          }),
+        );
       }
       case 'apprec': {
         const errors = c.errors.length > 0 ? JSON.stringify(c.errors) : null;
         const first = await this.setOnce(tx, c.target.id, 'apprec_status', { apprec_status: c.status, apprec_at: at, apprec_errors: errors }, at);
         await this.resolve(tx, c.target.id, 'apprec', 'met', `apprec:${c.status}`, at);
         // An AppRec is final (AppRec 1.1 §3.2): a second one is kept on the timeline only.
-        return tx.addEvent(c.target.id, event('apprec', first ? `apprec-${c.status}` : 'apprec-repeated', { appRecId: by.msgId, status: c.status, errors: c.errors }));
+        return tx.addEvent(
+          c.target.id,
+          event('apprec', first ? `apprec-${c.status}` : 'apprec-repeated', { appRecId: by.msgId, status: c.status, errors: c.errors }),
+        );
       }
       case 'answer': {
         const fields = { answer_state: 'answered', answered_at: at, answer_msg_id: by.msgId, answer_rule: c.rule };
@@ -258,10 +274,18 @@ export class Receipts {
    * An AppRec is final (AppRec 1.1 §3.2): if one was already returned, nothing is written and the
    * answer says whether it was this same one (a repeat) or another.
    */
-  async returnAppRec(tx: StoreTransaction, incomingId: number, receipt: { appRecId: string; status: AppRecStatus; item: NewOutboxItem }, now: Date): Promise<ReturnedAppRec> {
+  async returnAppRec(
+    tx: StoreTransaction,
+    incomingId: number,
+    receipt: { appRecId: string; status: AppRecStatus; item: NewOutboxItem },
+    now: Date,
+  ): Promise<ReturnedAppRec> {
     const at = now.toISOString();
     if (await this.setOnce(tx, incomingId, 'apprec_status', { apprec_status: receipt.status, apprec_at: at }, at)) {
-      await tx.addEvent(incomingId, event('receipt', 'apprec-returned', { appRecId: receipt.appRecId, status: receipt.status, herId: receipt.item.routing_key }));
+      await tx.addEvent(
+        incomingId,
+        event('receipt', 'apprec-returned', { appRecId: receipt.appRecId, status: receipt.status, herId: receipt.item.routing_key }),
+      );
       return { kind: 'recorded', outboxId: await tx.addOutbox(incomingId, receipt.item) };
     }
     const sent = await tx.trx.selectFrom('outbox').selectAll().where('message_id', '=', incomingId).where('purpose', '=', 'receipt').execute();
@@ -279,7 +303,14 @@ export class Receipts {
     // Read in the caller's transaction: SQLite has one connection, and it is holding it.
     const closing = await this.forClose(m, by, conversationId, tx.trx);
     if (closing.kind === 'close') await this.apply(tx, closing, { msgId: m.msgId, msgType: m.type }, now);
-    await tx.addEvent(messageId, event('correlate', closing.kind === 'close' ? 'closed-answer-wait' : 'nothing-to-close', closing.kind === 'close' ? { msgIds: closing.targets.map((t) => t.msgId) } : {}));
+    await tx.addEvent(
+      messageId,
+      event(
+        'correlate',
+        closing.kind === 'close' ? 'closed-answer-wait' : 'nothing-to-close',
+        closing.kind === 'close' ? { msgIds: closing.targets.map((t) => t.msgId) } : {},
+      ),
+    );
   }
 
   // ------------------------------------------------------------ helpers
@@ -290,7 +321,13 @@ export class Receipts {
   }
 
   /** Sets `fields` unless `guard` is already set; true if this call set them. */
-  private async setOnce(tx: StoreTransaction, id: number, guard: 'transport_state' | 'apprec_status' | 'answer_state', fields: MessagePatch, at: string): Promise<boolean> {
+  private async setOnce(
+    tx: StoreTransaction,
+    id: number,
+    guard: 'transport_state' | 'apprec_status' | 'answer_state',
+    fields: MessagePatch,
+    at: string,
+  ): Promise<boolean> {
     const result = await tx.trx
       .updateTable('messages')
       .set({ ...fields, updated_at: at })

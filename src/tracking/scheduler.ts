@@ -68,7 +68,18 @@ export class DeadlineScheduler {
     for (const { alert, item } of emissions) {
       const level = step === 'resolved' ? 'info' : alert.severity === 'critical' ? 'error' : 'warn';
       this.log[level](
-        { event: alert.eventId, alertId: alert.id, alertKind: alert.kind, alertState: alert.state, transition: step, severity: alert.severity, msgId: alert.msgId, type: alert.msgType, bydel: alert.bydel, dueAt: alert.dueAt },
+        {
+          event: alert.eventId,
+          alertId: alert.id,
+          alertKind: alert.kind,
+          alertState: alert.state,
+          transition: step,
+          severity: alert.severity,
+          msgId: alert.msgId,
+          type: alert.msgType,
+          bydel: alert.bydel,
+          dueAt: alert.dueAt,
+        },
         `alert ${alert.kind} ${step}`,
       );
       await this.outbox.publishNow(item);

@@ -1,14 +1,5 @@
 import { type Insertable, type Kysely, sql, type Transaction, type Updateable } from 'kysely';
-import type {
-  Db,
-  Direction,
-  EventRow,
-  MessageRow,
-  MessagesTable,
-  OutboxRow,
-  PayloadRow,
-  Schema,
-} from './db.js';
+import type { Db, Direction, EventRow, MessageRow, MessagesTable, OutboxRow, PayloadRow, Schema } from './db.js';
 
 export type {
   AuditRow,
@@ -163,12 +154,24 @@ export class Store {
           .execute();
       }
       if (input.events.length > 0) {
-        await trx.insertInto('events').values(input.events.map((e) => this.eventRow(messageId, e, now))).execute();
+        await trx
+          .insertInto('events')
+          .values(input.events.map((e) => this.eventRow(messageId, e, now)))
+          .execute();
       }
       if (input.expectations?.length) {
         await trx
           .insertInto('expectations')
-          .values(input.expectations.map((x) => ({ message_id: messageId, kind: x.kind, due_at: x.dueAt.toISOString(), state: 'open', created_at: now, ...firingColumns(x, now) })))
+          .values(
+            input.expectations.map((x) => ({
+              message_id: messageId,
+              kind: x.kind,
+              due_at: x.dueAt.toISOString(),
+              state: 'open',
+              created_at: now,
+              ...firingColumns(x, now),
+            })),
+          )
           .execute();
       }
       // One by one: the order of RETURNING rows from a multi-row insert is not guaranteed.
@@ -193,13 +196,7 @@ export class Store {
 
   /** Messages with this content hash, oldest first (a sender may resend under a new MsgId). */
   async findByContentHash(direction: Direction, hash: string): Promise<MessageRow[]> {
-    return this.kysely
-      .selectFrom('messages')
-      .selectAll()
-      .where('direction', '=', direction)
-      .where('content_hash', '=', hash)
-      .orderBy('id')
-      .execute();
+    return this.kysely.selectFrom('messages').selectAll().where('direction', '=', direction).where('content_hash', '=', hash).orderBy('id').execute();
   }
 
   async getMessage(id: number): Promise<MessageRow | undefined> {
@@ -225,7 +222,11 @@ export class Store {
         .where('id', '=', id)
         .executeTakeFirst();
       if (result.numUpdatedRows === 0n) throw new Error(`message #${id} does not exist`);
-      if (event) await trx.insertInto('events').values(this.eventRow(id, event, now)).execute();
+      if (event)
+        await trx
+          .insertInto('events')
+          .values(this.eventRow(id, event, now))
+          .execute();
       const outboxIds: number[] = [];
       for (const item of outbox) outboxIds.push(await this.insertOutbox(trx, id, item, now));
       return outboxIds;
@@ -233,7 +234,10 @@ export class Store {
   }
 
   async addEvent(messageId: number, e: NewEvent): Promise<void> {
-    await this.kysely.insertInto('events').values(this.eventRow(messageId, e, this.now())).execute();
+    await this.kysely
+      .insertInto('events')
+      .values(this.eventRow(messageId, e, this.now()))
+      .execute();
   }
 
   /**
@@ -251,7 +255,10 @@ export class Store {
       trx,
       addOutbox: (messageId, item) => this.insertOutbox(trx, messageId, item, now),
       addEvent: async (messageId, e) => {
-        await trx.insertInto('events').values(this.eventRow(messageId, e, now)).execute();
+        await trx
+          .insertInto('events')
+          .values(this.eventRow(messageId, e, now))
+          .execute();
       },
     };
   }
@@ -296,8 +303,17 @@ export class Store {
         .executeTakeFirst();
       if (!row) throw new Error(`outbox item #${id} does not exist`);
       if (row.message_id === null) return;
-      if (event) await trx.insertInto('events').values(this.eventRow(row.message_id, event, now)).execute();
-      if (messagePatch) await trx.updateTable('messages').set({ ...messagePatch, updated_at: now }).where('id', '=', row.message_id).execute();
+      if (event)
+        await trx
+          .insertInto('events')
+          .values(this.eventRow(row.message_id, event, now))
+          .execute();
+      if (messagePatch)
+        await trx
+          .updateTable('messages')
+          .set({ ...messagePatch, updated_at: now })
+          .where('id', '=', row.message_id)
+          .execute();
     });
   }
 

@@ -5,9 +5,9 @@
 // same alerts still reach `gateway.alerts`.
 import { EVENTS } from '../observability/events.js';
 import type { Logger } from '../observability/log.js';
+import { Periodic } from '../shared/periodic.js';
 import type { WebhookDeliveryRow } from './db.js';
 import type { Store } from './store.js';
-import { Periodic } from '../shared/periodic.js';
 
 export interface WebhookPolicy {
   url: string;
@@ -46,8 +46,10 @@ export class WebhookRelay {
   }
 
   start(): void {
-    this.loop = new Periodic(this.policy.intervalMs, async () => void (await this.relayOnce()), (e) =>
-      this.log.error({ event: EVENTS.webhookDeferred, err: e.message }, 'webhook relay pass failed'),
+    this.loop = new Periodic(
+      this.policy.intervalMs,
+      async () => void (await this.relayOnce()),
+      (e) => this.log.error({ event: EVENTS.webhookDeferred, err: e.message }, 'webhook relay pass failed'),
     );
     this.loop.start(0);
   }
@@ -74,7 +76,17 @@ export class WebhookRelay {
     const at = now.toISOString();
     await kysely
       .insertInto('webhook_deliveries')
-      .values(fresh.map((o) => ({ outbox_id: o.id, alert_id: o.message_id_prop ?? '', body: Buffer.from(o.body).toString('utf8'), state: 'pending' as const, attempts: 0, next_attempt_at: at, created_at: at })))
+      .values(
+        fresh.map((o) => ({
+          outbox_id: o.id,
+          alert_id: o.message_id_prop ?? '',
+          body: Buffer.from(o.body).toString('utf8'),
+          state: 'pending' as const,
+          attempts: 0,
+          next_attempt_at: at,
+          created_at: at,
+        })),
+      )
       .onConflict((oc) => oc.column('outbox_id').doNothing())
       .execute();
   }
@@ -97,7 +109,15 @@ export class WebhookRelay {
       if (this.postgres) due = due.forUpdate().skipLocked();
       const rows = await due.execute();
       if (rows.length > 0) {
-        await trx.updateTable('webhook_deliveries').set({ next_attempt_at: lease }).where('id', 'in', rows.map((r) => r.id)).execute();
+        await trx
+          .updateTable('webhook_deliveries')
+          .set({ next_attempt_at: lease })
+          .where(
+            'id',
+            'in',
+            rows.map((r) => r.id),
+          )
+          .execute();
       }
       return rows;
     });
@@ -107,7 +127,11 @@ export class WebhookRelay {
     const failure = await this.post(row.body);
     const kysely = this.store.db.kysely;
     if (failure === undefined) {
-      await kysely.updateTable('webhook_deliveries').set({ state: 'delivered', delivered_at: this.now().toISOString(), attempts: row.attempts + 1 }).where('id', '=', row.id).execute();
+      await kysely
+        .updateTable('webhook_deliveries')
+        .set({ state: 'delivered', delivered_at: this.now().toISOString(), attempts: row.attempts + 1 })
+        .where('id', '=', row.id)
+        .execute();
       this.log.info({ event: EVENTS.webhookDelivered, alertId: row.alert_id, attempts: row.attempts + 1 }, 'alert delivered to the webhook');
       return true;
     }

@@ -122,7 +122,12 @@ export class WorkingCalendar {
     let set = this.holidaysByYear.get(year);
     if (!set) {
       // date-holidays gives each holiday's local date as "YYYY-MM-DD 00:00:00".
-      set = new Set(this.holidays.getHolidays(year).filter((h) => h.type === 'public').map((h) => h.date.slice(0, 10)));
+      set = new Set(
+        this.holidays
+          .getHolidays(year)
+          .filter((h) => h.type === 'public')
+          .map((h) => h.date.slice(0, 10)),
+      );
       this.holidaysByYear.set(year, set);
     }
     return set;

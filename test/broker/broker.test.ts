@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { Broker } from '../../src/broker/connection.js';
 import { consume, type Delivery } from '../../src/broker/consumer.js';
 import { PublishError, Publisher } from '../../src/broker/publisher.js';
-import { assertReceiverQueue, assertTopology, topologyFor, type BrokerConfig } from '../../src/broker/topology.js';
+import { assertReceiverQueue, assertTopology, type BrokerConfig, topologyFor } from '../../src/broker/topology.js';
 
 // Runs against the real RabbitMQ, in a vhost of its own that is deleted afterwards, so forced
 // disconnects (`rabbitmqctl close_all_connections`) hit only this file's connections.
@@ -112,7 +112,10 @@ describe('broker adapter (real RabbitMQ)', function () {
     // … while a drifted argument is refused rather than silently ignored
     const changed = await broker
       .withChannel((ch) => assertTopology(ch, topologyFor({ ...cfg, deliveryLimit: 99 }), logger))
-      .then(() => null, (err: { code?: number }) => err);
+      .then(
+        () => null,
+        (err: { code?: number }) => err,
+      );
     expect(changed?.code).to.equal(406); // PRECONDITION_FAILED
   });
 
@@ -162,15 +165,13 @@ describe('broker adapter (real RabbitMQ)', function () {
     await publisher.start();
     const { epjInbound } = broker.config.queues;
 
-    const burst = Array.from({ length: 3000 }, (_, i) =>
-      publisher.publish('', epjInbound, Buffer.alloc(1024), { messageId: `burst-${i}` }),
-    );
+    const burst = Array.from({ length: 3000 }, (_, i) => publisher.publish('', epjInbound, Buffer.alloc(1024), { messageId: `burst-${i}` }));
     await Promise.all(burst);
 
     expect((await broker.withChannel((ch) => ch.checkQueue(epjInbound))).messageCount).to.equal(3000);
   });
 
-  it('publishing to a missing exchange fails with the broker\'s reason, and the publisher gets a new channel', async () => {
+  it("publishing to a missing exchange fails with the broker's reason, and the publisher gets a new channel", async () => {
     const broker = await connect(brokerConfig());
     const publisher = new Publisher(broker);
     await publisher.start();
@@ -186,7 +187,10 @@ describe('broker adapter (real RabbitMQ)', function () {
     expect(broker.isConnected()).to.equal(true);
     const { epjInbound } = broker.config.queues;
     await until('the publisher channel is back', () =>
-      publisher.publish('', epjInbound, Buffer.from('x'), { messageId: 'ok' }).then(() => true, () => false),
+      publisher.publish('', epjInbound, Buffer.from('x'), { messageId: 'ok' }).then(
+        () => true,
+        () => false,
+      ),
     );
   });
 
@@ -249,7 +253,8 @@ describe('broker adapter (real RabbitMQ)', function () {
     const held = new Promise<void>((r) => (release = r));
     await consume(broker, nhnInbound, async (d) => {
       deliveries.push(d);
-      if (deliveries.length === 1) await held; // still processing when the connection dies
+      if (deliveries.length === 1)
+        await held; // still processing when the connection dies
       else d.ack();
     });
 

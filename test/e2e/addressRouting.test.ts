@@ -7,13 +7,13 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import type { GatewayConfig } from '../../src/config/config.js';
 import type { Gateway } from '../../src/gateway.js';
-import { AddressRegister } from '../../src/routing/addressRegister.js';
 import { buildAddressIndexFromFiles, writeAddressIndex } from '../../src/routing/addressIndex/files.js';
+import { AddressRegister } from '../../src/routing/addressRegister.js';
 import { cli } from '../support/cli.js';
 import { type LogCapture, Peer, startGateway, testConfig } from '../support/harness.js';
 import { addressesAt, BYDEL_POLYGONS, bydelAreas, type PlacedAddress, pointsInPostcode, random, toCsv } from '../support/kartverket.js';
 import { ADDRESS_REGISTER } from '../support/paths.js';
-import { readSample, readdressToOslo } from '../support/samples.js';
+import { readdressToOslo, readSample } from '../support/samples.js';
 
 const register = AddressRegister.load(ADDRESS_REGISTER);
 const saksbehandling = (bydel: string) => register.bydelService(bydel, 'KD0501')!.service.herId;
@@ -40,7 +40,11 @@ describe('address-level routing, end to end (RabbitMQ + SQLite)', function () {
     const areas = bydelAreas();
     const rnd = random(484);
     addresses = ['0484', '0555', '0950'].flatMap((postcode, i) =>
-      addressesAt(pointsInPostcode(areas, postcode, 2, rnd).map(({ p, code }) => ({ p, postcode, expected: { code } })), i * 10, 1),
+      addressesAt(
+        pointsInPostcode(areas, postcode, 2, rnd).map(({ p, code }) => ({ p, postcode, expected: { code } })),
+        i * 10,
+        1,
+      ),
     );
     const dir = mkdtempSync(join(tmpdir(), 'gw-address-index-'));
     writeFileSync(join(dir, 'adresser.csv'), toCsv(addresses));
@@ -73,7 +77,10 @@ describe('address-level routing, end to end (RabbitMQ + SQLite)', function () {
     for (const herId of sent.values()) perQueue.set(herId, (perQueue.get(herId) ?? 0) + 1);
     for (const [herId, n] of perQueue) {
       const got = await peer.take(bydelQueue(herId), n);
-      expect(got.map((m) => sent.get(String(m.properties.headers?.['msg-id']))), herId).to.deep.equal(Array(n).fill(herId));
+      expect(
+        got.map((m) => sent.get(String(m.properties.headers?.['msg-id']))),
+        herId,
+      ).to.deep.equal(Array(n).fill(herId));
     }
     const routedBy = logs.lines.map((l) => JSON.parse(l)).filter((l) => sent.has(l.msgId) && l.stage === 'route');
     expect(routedBy.map((l) => l.rule)).to.deep.equal(Array(sent.size).fill('address'));

@@ -10,7 +10,7 @@ import { createLogger } from '../../src/observability/log.js';
 import type { Alert } from '../../src/tracking/alerts.js';
 import { type Db, openDatabase } from '../../src/tracking/db.js';
 import { LogCapture, Peer, testConfig } from '../support/harness.js';
-import { readSample, readdressToOslo } from '../support/samples.js';
+import { readdressToOslo, readSample } from '../support/samples.js';
 
 const UTSKRIVNINGSKLAR = 'plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml';
 
@@ -90,8 +90,15 @@ describe('alert webhook down (RabbitMQ + SQLite)', function () {
     expect(await peer.take(`${config.broker.receiverQueuePrefix}9920005`, 1)).to.have.length(1);
 
     // The transport ack is overdue now: the next tick fires it.
-    const row = await waitFor('the delivered message', async () => db.kysely.selectFrom('messages').select('id').where('msg_id', '=', delivered.msgId).executeTakeFirst());
-    await db.kysely.updateTable('expectations').set({ due_at: new Date(Date.now() - 1000).toISOString() }).where('message_id', '=', row.id).where('kind', '=', 'transport-ack').execute();
+    const row = await waitFor('the delivered message', async () =>
+      db.kysely.selectFrom('messages').select('id').where('msg_id', '=', delivered.msgId).executeTakeFirst(),
+    );
+    await db.kysely
+      .updateTable('expectations')
+      .set({ due_at: new Date(Date.now() - 1000).toISOString() })
+      .where('message_id', '=', row.id)
+      .where('kind', '=', 'transport-ack')
+      .execute();
     await gateway.deadlines!.tick();
 
     published = await tapped(2);

@@ -10,16 +10,16 @@ import type { GatewayConfig } from '../../src/config/config.js';
 import type { Gateway } from '../../src/gateway.js';
 import { buildAppRec } from '../../src/mapping/apprec.js';
 import type { AppRecModel, MsgHeadModel } from '../../src/mapping/model.js';
-import { parseInbound, parseMessage } from '../../src/mapping/parse.js';
 import { parseMultipart } from '../../src/mapping/multipart.js';
+import { parseInbound, parseMessage } from '../../src/mapping/parse.js';
 import { verifyEbxmlMessage } from '../../src/outbound/ebxml.js';
-import { openDatabase } from '../../src/tracking/db.js';
 import type { MessageRow } from '../../src/tracking/db.js';
+import { openDatabase } from '../../src/tracking/db.js';
 import { Store } from '../../src/tracking/store.js';
-import { type Packaged, type Received, SimulatedBydel, TEMA, makeSigner, registerWithCertificates } from '../support/bydel.js';
+import { makeSigner, type Packaged, type Received, registerWithCertificates, SimulatedBydel, TEMA } from '../support/bydel.js';
 import { testBackends } from '../support/databases.js';
 import { type LogCapture, Peer, startGateway, testConfig, testSigningKeys } from '../support/harness.js';
-import { child, el, readSample, readdressToOslo } from '../support/samples.js';
+import { child, el, readdressToOslo, readSample } from '../support/samples.js';
 
 const UTSKRIVNINGSKLAR = 'plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml';
 const AVMELDING = 'plo-1.6/Pasientlogistikk_Avmelding_av_utskrivningsklar_pasient_v1-6_Ny.xml';
@@ -154,7 +154,10 @@ for (const backend of testBackends()) {
     const incoming = async (msgId: string): Promise<MessageRow | undefined> => (await store.findByMsgId(msgId)).find((r) => r.direction === 'in');
     const expectations = async (messageId: number) =>
       Object.fromEntries(
-        (await store.db.kysely.selectFrom('expectations').select(['kind', 'state', 'resolved_by']).where('message_id', '=', messageId).execute()).map((x) => [x.kind, `${x.state} ${x.resolved_by ?? ''}`.trim()]),
+        (await store.db.kysely.selectFrom('expectations').select(['kind', 'state', 'resolved_by']).where('message_id', '=', messageId).execute()).map((x) => [
+          x.kind,
+          `${x.state} ${x.resolved_by ?? ''}`.trim(),
+        ]),
       );
     const timelineEvents = async (msgId: string) => (await store.timeline(msgId)).flatMap((t) => t.events.map((e) => e.event));
 
@@ -169,18 +172,47 @@ for (const backend of testBackends()) {
       const toEpj = await epjInbox(2);
       const byType = Object.fromEntries(toEpj.map((m) => [String(m.properties.headers?.['msg-type']), m]));
       expect(Object.keys(byType).sort()).to.deep.equal(['APPREC', 'DIALOG_NOTAT']);
-      expect(byType.APPREC.properties.headers).to.include({ 'msg-id': appRecId, 'x-original-msg-id': sent.model.msgId, 'from-her-id': '9920005', 'to-her-id': '90998' });
+      expect(byType.APPREC.properties.headers).to.include({
+        'msg-id': appRecId,
+        'x-original-msg-id': sent.model.msgId,
+        'from-her-id': '9920005',
+        'to-her-id': '90998',
+      });
       expect(byType.APPREC.content.toString('utf8')).to.match(/^<\?xml[^>]*\?>\s*<AppRec /);
-      expect(byType.DIALOG_NOTAT.properties.headers).to.include({ 'msg-id': answer.msgId, 'conversation-id': sent.conversationId, 'from-her-id': '9920005', 'to-her-id': '90998' });
+      expect(byType.DIALOG_NOTAT.properties.headers).to.include({
+        'msg-id': answer.msgId,
+        'conversation-id': sent.conversationId,
+        'from-her-id': '9920005',
+        'to-her-id': '90998',
+      });
       expect(byType.DIALOG_NOTAT.content.toString('utf8')).to.contain(`<MsgId>${answer.msgId}</MsgId>`).and.not.contain('Envelope');
 
-      const row = await eventually(() => outgoing(sent.model.msgId), (r) => !!r.transport_state && !!r.apprec_status && !!r.answer_state, 'ack, AppRec and answer on the notice');
-      expect(row).to.include({ transport_state: 'acked', apprec_status: 'ok', apprec_errors: null, answer_state: 'answered', answer_msg_id: answer.msgId, answer_rule: 'conversation-ref' });
+      const row = await eventually(
+        () => outgoing(sent.model.msgId),
+        (r) => !!r.transport_state && !!r.apprec_status && !!r.answer_state,
+        'ack, AppRec and answer on the notice',
+      );
+      expect(row).to.include({
+        transport_state: 'acked',
+        apprec_status: 'ok',
+        apprec_errors: null,
+        answer_state: 'answered',
+        answer_msg_id: answer.msgId,
+        answer_rule: 'conversation-ref',
+      });
       expect(row.answered_at).to.match(/^\d{4}-\d\d-\d\dT/);
-      expect(await expectations(row.id)).to.deep.equal({ 'transport-ack': 'met transport:acked', apprec: 'met apprec:ok', answer: 'met answer:conversation-ref' });
+      expect(await expectations(row.id)).to.deep.equal({
+        'transport-ack': 'met transport:acked',
+        apprec: 'met apprec:ok',
+        answer: 'met answer:conversation-ref',
+      });
       expect(await timelineEvents(sent.model.msgId)).to.include.members(['routed', 'signed', 'transport-acked', 'apprec-ok', 'answered']);
       // 'forwarded' once the broker confirmed the EPJ's copy, which may be a moment after the EPJ has it
-      const answerRow = await eventually(() => incoming(answer.msgId), (r) => r?.state === 'forwarded', 'the answer marked forwarded');
+      const answerRow = await eventually(
+        () => incoming(answer.msgId),
+        (r) => r?.state === 'forwarded',
+        'the answer marked forwarded',
+      );
       expect(answerRow).to.include({ sender_her_id: '9920005', bydel: '030105' });
     });
 
@@ -190,7 +222,11 @@ for (const backend of testBackends()) {
       await sendPackaged(frognerKd, answer.packaged);
       const [m] = await epjInbox(1);
       expect(m.properties.headers).to.include({ 'msg-id': answer.msgId, 'msg-type': 'DIALOG_HELSEFAGLIG' });
-      const row = await eventually(() => outgoing(sent.model.msgId), (r) => !!r.answer_state, 'the answer');
+      const row = await eventually(
+        () => outgoing(sent.model.msgId),
+        (r) => !!r.answer_state,
+        'the answer',
+      );
       expect(row).to.include({ answer_state: 'answered', answer_msg_id: answer.msgId, answer_rule: 'conversation-ref' });
     });
 
@@ -201,7 +237,11 @@ for (const backend of testBackends()) {
       expect(answer.xml).not.to.contain('ConversationRef');
       await sendPackaged(frognerKd, answer.packaged);
       await epjInbox(1);
-      const row = await eventually(() => outgoing(newer.model.msgId), (r) => !!r.answer_state, 'the answer');
+      const row = await eventually(
+        () => outgoing(newer.model.msgId),
+        (r) => !!r.answer_state,
+        'the answer',
+      );
       expect(row).to.include({ answer_state: 'answered', answer_msg_id: answer.msgId, answer_rule: 'fallback' });
       expect((await expectations(row.id)).answer).to.equal('met answer:fallback');
       expect(await outgoing(older.model.msgId)).to.include({ answer_state: null });
@@ -211,7 +251,11 @@ for (const backend of testBackends()) {
       const sent = await notice();
       const avmelding = inConversation(readdressToOslo(readSample(AVMELDING)).xml, sent.model.msgId);
       await sendToBydel(avmelding, '9920005');
-      const row = await eventually(() => outgoing(sent.model.msgId), (r) => !!r.answer_state, 'the wait to close');
+      const row = await eventually(
+        () => outgoing(sent.model.msgId),
+        (r) => !!r.answer_state,
+        'the wait to close',
+      );
       expect(row).to.include({ answer_state: 'closed', closed_by: 'LOG_AVMELDING', answered_at: null });
       expect((await expectations(row.id)).answer).to.equal('closed LOG_AVMELDING');
       expect(await timelineEvents(sent.model.msgId)).to.include('wait-closed');
@@ -223,7 +267,11 @@ for (const backend of testBackends()) {
       await sendPackaged(frognerKd, packaged);
       const [m] = await epjInbox(1);
       expect(m.content.toString('utf8')).to.contain('Kari Nordmann finnes ikke hos oss');
-      const row = await eventually(() => outgoing(sent.model.msgId), (r) => !!r.apprec_status, 'the AppRec');
+      const row = await eventually(
+        () => outgoing(sent.model.msgId),
+        (r) => !!r.apprec_status,
+        'the AppRec',
+      );
       expect(row.apprec_status).to.equal('rejected');
       expect(JSON.parse(row.apprec_errors!)).to.deep.equal([{ code: 'E35', text: 'Pasienten finnes ikke i mottakersystemet' }]);
       expect((await expectations(row.id)).apprec).to.equal('met apprec:rejected');
@@ -234,7 +282,11 @@ for (const backend of testBackends()) {
       await fromBydel(frognerKd.messageError(sent), { fromHerId: '9920005' });
       await sendPackaged(frognerKd, frognerKd.appRec(sent, '3').packaged);
       await epjInbox(1);
-      const row = await eventually(() => outgoing(sent.model.msgId), (r) => !!r.apprec_status && !!r.transport_state, 'the AppRec and the MessageError');
+      const row = await eventually(
+        () => outgoing(sent.model.msgId),
+        (r) => !!r.apprec_status && !!r.transport_state,
+        'the AppRec and the MessageError',
+      );
       expect(row).to.include({ apprec_status: 'partial', transport_state: 'error' });
       expect((await expectations(row.id))['transport-ack']).to.equal('met transport:error');
     });
@@ -309,10 +361,18 @@ for (const backend of testBackends()) {
       expect(appRec).to.include({ status: '2', version: '1.1' });
       expect(appRec.errors.map((e) => e.code)).to.deep.equal(['T02']);
       expect(appRec.originalMsgId).to.include({ id: rapport.msgId, msgType: 'INNLEGGELSESRAPPORT' });
-      expect(envelope).to.contain('>S-INNLEGGELSESRAPPORT</eb:Service>').and.contain('<eb:Action>APPREC</eb:Action>').and.contain('<eb:Role>INNLEGGELSESRAPPORTreceiver</eb:Role>');
+      expect(envelope)
+        .to.contain('>S-INNLEGGELSESRAPPORT</eb:Service>')
+        .and.contain('<eb:Action>APPREC</eb:Action>')
+        .and.contain('<eb:Role>INNLEGGELSESRAPPORTreceiver</eb:Role>');
 
       const [dead] = await peer.take(config.broker.queues.dlq, 1);
-      expect(dead.properties.headers).to.include({ 'x-error-code': 'T02', 'x-source-queue': config.broker.queues.nhnInbound, 'x-stage': 'validate', 'msg-id': rapport.msgId });
+      expect(dead.properties.headers).to.include({
+        'x-error-code': 'T02',
+        'x-source-queue': config.broker.queues.nhnInbound,
+        'x-stage': 'validate',
+        'msg-id': rapport.msgId,
+      });
       expect(await epjInbox(1, 500)).to.have.length(0);
 
       await sendPackaged(frognerKp, packaged);
@@ -332,7 +392,15 @@ for (const backend of testBackends()) {
       if (!model.ok || model.value.doc.kind !== 'msghead') throw new Error('the EPJ got no MsgHead');
       const got: MsgHeadModel = model.value.doc;
       const appRecId = randomUUID();
-      const epjAppRec = buildAppRec({ id: appRecId, version: '1.1', status: '1', errors: [], original: { msgType: got.type, issueDate: got.genDate, msgId: got.msgId }, sender: got.receiver, receiver: got.sender });
+      const epjAppRec = buildAppRec({
+        id: appRecId,
+        version: '1.1',
+        status: '1',
+        errors: [],
+        original: { msgType: got.type, issueDate: got.genDate, msgId: got.msgId },
+        sender: got.receiver,
+        receiver: got.sender,
+      });
       await peer.send(config.broker.queues.epjOutbound, epjAppRec);
       const [back] = await peer.take(bydelQueue('9930005'), 1);
       expect(back, 'the EPJ AppRec at the bydel').to.exist;
@@ -345,7 +413,10 @@ for (const backend of testBackends()) {
       expect(verifyEbxmlMessage(back.content, back.properties.contentType, testSigningKeys().certPem).ok).to.equal(true);
       const { appRec, envelope } = appRecIn(back);
       expect(appRec).to.include({ id: appRecId, status: '1' });
-      expect(envelope).to.contain('>S-INNLEGGELSESRAPPORT</eb:Service>').and.contain('<eb:Action>APPREC</eb:Action>').and.contain(`<eb:ConversationId>${to.conversationId}</eb:ConversationId>`);
+      expect(envelope)
+        .to.contain('>S-INNLEGGELSESRAPPORT</eb:Service>')
+        .and.contain('<eb:Action>APPREC</eb:Action>')
+        .and.contain(`<eb:ConversationId>${to.conversationId}</eb:ConversationId>`);
       const admitted = await outgoing(to.model.msgId);
       expect((await expectations(admitted.id)).innleggelsesrapport).to.equal('met innleggelsesrapport:conversation-ref');
       expect(await incoming(rapport.msgId)).to.include({ apprec_status: 'ok' });

@@ -10,7 +10,7 @@ import type { GatewayConfig } from '../../src/config/config.js';
 import { testBackends } from '../support/databases.js';
 import { Peer, startGateway, testConfig } from '../support/harness.js';
 import { startPrivatePostgres } from '../support/privatePostgres.js';
-import { readSample, readdressToOslo } from '../support/samples.js';
+import { readdressToOslo, readSample } from '../support/samples.js';
 
 const FROGNER_KD0501 = '9920005';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -19,7 +19,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function spawnGateway(config: GatewayConfig): Promise<ChildProcess> {
   const file = join(mkdtempSync(join(tmpdir(), 'gw-cfg-')), 'config.json');
   writeFileSync(file, JSON.stringify(config));
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start'], { env: { ...process.env, GATEWAY_CONFIG: file }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start'], {
+    env: { ...process.env, GATEWAY_CONFIG: file },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let err = '';
   child.stderr!.on('data', (chunk: Buffer) => (err = (err + chunk.toString('utf8')).slice(-4000)));
   return new Promise((resolve, reject) => {

@@ -24,7 +24,10 @@ interface Replica {
 }
 
 function startReplica(configFile: string): Replica {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start'], { env: { ...process.env, GATEWAY_CONFIG: configFile }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start'], {
+    env: { ...process.env, GATEWAY_CONFIG: configFile },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const output: string[] = [];
   proc.stdout!.on('data', (b: Buffer) => output.push(...b.toString('utf8').split('\n').filter(Boolean)));
   proc.stderr!.on('data', (b: Buffer) => output.push(b.toString('utf8')));
@@ -79,11 +82,24 @@ describe('deadline scheduler with two gateway processes on one PostgreSQL', func
       const rejected = i >= DUE_NOTICES;
       await store.recordMessage({
         message: {
-          msg_id: randomUUID(), direction: 'out', sender_her_id: '90998', msg_type: 'LOG_UTSKRIVNINGSKLAR', state: 'published', bydel: '030105',
-          receiver_l2_her_id: '9920005', ...(rejected ? { apprec_status: 'rejected', apprec_at: past.toISOString() } : {}),
+          msg_id: randomUUID(),
+          direction: 'out',
+          sender_her_id: '90998',
+          msg_type: 'LOG_UTSKRIVNINGSKLAR',
+          state: 'published',
+          bydel: '030105',
+          receiver_l2_her_id: '9920005',
+          ...(rejected ? { apprec_status: 'rejected', apprec_at: past.toISOString() } : {}),
         },
-        payloads: [], events: [], outbox: [],
-        expectations: rejected ? [] : [{ kind: 'transport-ack', dueAt: past }, { kind: 'apprec', dueAt: past }],
+        payloads: [],
+        events: [],
+        outbox: [],
+        expectations: rejected
+          ? []
+          : [
+              { kind: 'transport-ack', dueAt: past },
+              { kind: 'apprec', dueAt: past },
+            ],
       });
     }
     const expected = DUE_NOTICES * 2 + REJECTED;
@@ -104,7 +120,11 @@ describe('deadline scheduler with two gateway processes on one PostgreSQL', func
     expect(alerts.filter((a) => a.kind === 'apprec-rejected')).to.have.length(REJECTED);
 
     const kysely = store.db.kysely;
-    const outbox = await kysely.selectFrom('outbox').select((eb) => eb.fn.countAll<number>().as('n')).where('purpose', '=', 'alert').executeTakeFirstOrThrow();
+    const outbox = await kysely
+      .selectFrom('outbox')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('purpose', '=', 'alert')
+      .executeTakeFirstOrThrow();
     expect(Number(outbox.n)).to.equal(expected);
     const events = await kysely.selectFrom('events').select('detail').where('stage', '=', 'deadline').execute();
     const byReplica = new Map<string, number>();

@@ -13,7 +13,7 @@ import { createLogger } from '../../src/observability/log.js';
 import type { Alert } from '../../src/tracking/alerts.js';
 import { type Db, openDatabase } from '../../src/tracking/db.js';
 import { LogCapture, Peer, testConfig } from '../support/harness.js';
-import { readSample, readdressToOslo } from '../support/samples.js';
+import { readdressToOslo, readSample } from '../support/samples.js';
 
 const FROGNER_KD0501 = '9920005';
 const FROGNER_KP02 = '9930005';
@@ -102,7 +102,12 @@ describe('deadlines and alerts, end to end (RabbitMQ + SQLite, controlled clock)
   }
 
   async function expectation(msgId: string, kind: string) {
-    return db.kysely.selectFrom('expectations').selectAll().where('message_id', '=', await messageId(msgId)).where('kind', '=', kind).executeTakeFirstOrThrow();
+    return db.kysely
+      .selectFrom('expectations')
+      .selectAll()
+      .where('message_id', '=', await messageId(msgId))
+      .where('kind', '=', kind)
+      .executeTakeFirstOrThrow();
   }
 
   /** What the inbound path records when something comes back (DESIGN §3 B). */
@@ -110,7 +115,12 @@ describe('deadlines and alerts, end to end (RabbitMQ + SQLite, controlled clock)
     const id = await messageId(msgId);
     const at = new Date().toISOString();
     if (Object.keys(message).length) await db.kysely.updateTable('messages').set(message).where('id', '=', id).execute();
-    await db.kysely.updateTable('expectations').set({ state, resolved_at: at, resolved_by: by }).where('message_id', '=', id).where('kind', '=', kind).execute();
+    await db.kysely
+      .updateTable('expectations')
+      .set({ state, resolved_at: at, resolved_by: by })
+      .where('message_id', '=', id)
+      .where('kind', '=', kind)
+      .execute();
   }
 
   const receiptsArrive = async (msgId: string) => {
@@ -173,7 +183,12 @@ describe('deadlines and alerts, end to end (RabbitMQ + SQLite, controlled clock)
     expect(resolved).to.have.length(1);
     expect(resolved[0]).to.include({ kind: 'utskrivningsklar-unanswered', state: 'resolved', firingId });
     expect(about(await tickAt('2026-03-31T15:30'), friday)).to.deep.equal([]);
-    const events = await db.kysely.selectFrom('events').select('event').where('message_id', '=', await messageId(friday)).where('stage', '=', 'deadline').execute();
+    const events = await db.kysely
+      .selectFrom('events')
+      .select('event')
+      .where('message_id', '=', await messageId(friday))
+      .where('stage', '=', 'deadline')
+      .execute();
     expect(events.map((e) => e.event)).to.deep.equal(['alert-firing', 'alert-reminder', 'alert-resolved']);
   });
 
@@ -229,12 +244,19 @@ describe('deadlines and alerts, end to end (RabbitMQ + SQLite, controlled clock)
     clock.setSystemTime(oslo('2026-04-17T11:00'));
     await db.kysely
       .updateTable('messages')
-      .set({ apprec_status: 'rejected', apprec_at: new Date().toISOString(), apprec_errors: JSON.stringify([{ code: 'E21', text: 'Ukjent mottaker for Ola Nordmann' }]) })
+      .set({
+        apprec_status: 'rejected',
+        apprec_at: new Date().toISOString(),
+        apprec_errors: JSON.stringify([{ code: 'E21', text: 'Ukjent mottaker for Ola Nordmann' }]),
+      })
       .where('msg_id', '=', admitted)
       .execute();
     await resolve(admitted, 'apprec', 'met', 'apprec:rejected');
     const rejected = about(await tickAt('2026-04-17T11:00:30'), admitted);
-    expect(rejected.map((a) => `${a.kind}/${a.state}/${a.severity}`).sort()).to.deep.equal(['apprec-missing/resolved/critical', 'apprec-rejected/firing/critical']);
+    expect(rejected.map((a) => `${a.kind}/${a.state}/${a.severity}`).sort()).to.deep.equal([
+      'apprec-missing/resolved/critical',
+      'apprec-rejected/firing/critical',
+    ]);
     expect(rejected.find((a) => a.kind === 'apprec-rejected')).to.include({ eventId: 'GW-3004', msgType: 'LOG_INNLAGT' });
     expect(rejected.find((a) => a.kind === 'apprec-rejected')!.text).to.contain('(E21)');
     expect(about(await tickAt('2026-04-17T11:01'), admitted).filter((a) => a.kind === 'apprec-rejected')).to.deep.equal([]);

@@ -1,15 +1,16 @@
 // Flow A end to end on the real RabbitMQ and a real SQLite file: the official samples,
 // readdressed to Oslo kommune, reach the right bydel's queue signed and readdressed.
-import { expect } from 'chai';
+
 import type { GetMessage } from 'amqplib';
+import { expect } from 'chai';
 import type { GatewayConfig } from '../../src/config/config.js';
 import type { Gateway } from '../../src/gateway.js';
-import { parseMessage } from '../../src/mapping/parse.js';
 import type { MsgHeadModel } from '../../src/mapping/model.js';
+import { parseMessage } from '../../src/mapping/parse.js';
 import { verifyEbxmlMessage } from '../../src/outbound/ebxml.js';
-import { type LogCapture, Peer, startGateway, testConfig, testSigningKeys } from '../support/harness.js';
 import { cli } from '../support/cli.js';
-import { readSample, readdressToOslo, sampleFiles } from '../support/samples.js';
+import { type LogCapture, Peer, startGateway, testConfig, testSigningKeys } from '../support/harness.js';
+import { readdressToOslo, readSample, sampleFiles } from '../support/samples.js';
 
 const FROGNER = { KD0501: '9920005', KP02: '9930005' };
 const ST_HANSHAUGEN_KD0501 = '9920004';
@@ -109,7 +110,10 @@ describe('hospital → bydel, end to end (RabbitMQ + SQLite)', function () {
     const alertQueue = `${config.broker.queues.dlq}.alerts-tap`;
     await peer.ch.assertQueue(alertQueue, { exclusive: true });
     await peer.ch.bindQueue(alertQueue, config.broker.exchanges.alerts, 'unroutable');
-    const { xml, msgId } = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml'), { postalCode: '0484', street: 'Hemmeligveien 7' });
+    const { xml, msgId } = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml'), {
+      postalCode: '0484',
+      street: 'Hemmeligveien 7',
+    });
     await peer.send(config.broker.queues.epjOutbound, xml);
     const [alert] = await peer.take(alertQueue, 1);
     const body = JSON.parse(alert.content.toString('utf8'));
@@ -121,18 +125,30 @@ describe('hospital → bydel, end to end (RabbitMQ + SQLite)', function () {
 
   const rejectionCases: [string, () => { body: string; msgId?: string }, string][] = [
     ['not XML', () => ({ body: 'this is not XML at all' }), 'T01'],
-    ['XSD-invalid', () => {
-      const { xml, msgId } = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml'));
-      return { body: xml.replace('<MIGversion>v1.2 2006-05-24</MIGversion>', '<MIGversion>v1.2 2006-05-24</MIGversion><Unexpected/>'), msgId };
-    }, 'T02'],
-    ['a Type that does not match its content', () => {
-      const { xml, msgId } = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml'));
-      return { body: xml.replace('V="LOG_UTSKRIVNINGSKLAR"', 'V="LOG_INNLAGT"'), msgId };
-    }, 'T02'],
-    ['an unknown receiver', () => {
-      const { xml, msgId } = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml'), { receiverHerId: '4242424' });
-      return { body: xml, msgId };
-    }, 'E21'],
+    [
+      'XSD-invalid',
+      () => {
+        const { xml, msgId } = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml'));
+        return { body: xml.replace('<MIGversion>v1.2 2006-05-24</MIGversion>', '<MIGversion>v1.2 2006-05-24</MIGversion><Unexpected/>'), msgId };
+      },
+      'T02',
+    ],
+    [
+      'a Type that does not match its content',
+      () => {
+        const { xml, msgId } = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml'));
+        return { body: xml.replace('V="LOG_UTSKRIVNINGSKLAR"', 'V="LOG_INNLAGT"'), msgId };
+      },
+      'T02',
+    ],
+    [
+      'an unknown receiver',
+      () => {
+        const { xml, msgId } = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml'), { receiverHerId: '4242424' });
+        return { body: xml, msgId };
+      },
+      'E21',
+    ],
   ];
 
   for (const [name, make, code] of rejectionCases) {
@@ -196,8 +212,18 @@ describe('hospital → bydel, end to end (RabbitMQ + SQLite)', function () {
     expect(shown.status, shown.stderr).to.equal(0);
     const [timeline] = JSON.parse(shown.stdout);
     expect(timeline).to.include({ msgId, type: 'LOG_UTSKRIVNINGSKLAR', state: 'published', bydel: '030105', routeRule: 'postcode' });
-    expect(timeline.events.map((e: { event: string }) => e.event)).to.include.ordered.members(['received', 'validated', 'routed', 'signed', 'deliver-published']);
-    expect(timeline.events.find((e: { event: string }) => e.event === 'routed').detail).to.include({ bydel: '030105', rule: 'postcode', herId: FROGNER.KD0501 });
+    expect(timeline.events.map((e: { event: string }) => e.event)).to.include.ordered.members([
+      'received',
+      'validated',
+      'routed',
+      'signed',
+      'deliver-published',
+    ]);
+    expect(timeline.events.find((e: { event: string }) => e.event === 'routed').detail).to.include({
+      bydel: '030105',
+      rule: 'postcode',
+      herId: FROGNER.KD0501,
+    });
     expect(shown.stdout).not.to.match(/15076500565|Gundersen|Testveien/);
     const human = cli(['messages', 'show', msgId], { DATABASE_URL: config.database.url });
     expect(human.stdout).to.contain('routed');

@@ -7,7 +7,7 @@ import type { GatewayConfig } from '../../src/config/config.js';
 import type { Gateway } from '../../src/gateway.js';
 import { Store } from '../../src/tracking/store.js';
 import { AMQP_URL, type LogCapture, Peer, startGateway, testConfig } from '../support/harness.js';
-import { readSample, readdressToOslo } from '../support/samples.js';
+import { readdressToOslo, readSample } from '../support/samples.js';
 
 const FROGNER_KD0501 = '9920005';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

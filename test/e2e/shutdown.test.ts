@@ -15,7 +15,13 @@ const N = 400;
 
 function startProcess(config: GatewayConfig): { proc: ChildProcess; exited: Promise<number | null> } {
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start'], {
-    env: { ...process.env, GATEWAY_CONFIG: writeConfig(config), GATEWAY_SCHEMA_DIR: SCHEMA_DIR, DATABASE_URL: config.database.url, AMQP_URL: config.broker.url },
+    env: {
+      ...process.env,
+      GATEWAY_CONFIG: writeConfig(config),
+      GATEWAY_SCHEMA_DIR: SCHEMA_DIR,
+      DATABASE_URL: config.database.url,
+      AMQP_URL: config.broker.url,
+    },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   return { proc, exited: new Promise((resolve) => proc.on('exit', (code) => resolve(code))) };

@@ -10,7 +10,7 @@ import type { Gateway } from '../../src/gateway.js';
 import { parseMultipart } from '../../src/mapping/multipart.js';
 import { verifyEbxmlMessage } from '../../src/outbound/ebxml.js';
 import { Peer, startGateway, testConfig, testSigningKeys } from '../support/harness.js';
-import { readSample, readdressToOslo } from '../support/samples.js';
+import { readdressToOslo, readSample } from '../support/samples.js';
 
 const FROGNER_KD0501 = '9920005';
 const GRORUD_KD0501 = '9920010';

@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { verifySender } from '../../src/inbound/authenticity.js';
 import { parseInbound, parseMessage } from '../../src/mapping/parse.js';
 import { AddressRegister } from '../../src/routing/addressRegister.js';
-import { type Packaged, type Received, SimulatedBydel, makeSigner, registerWithCertificates } from '../support/bydel.js';
+import { makeSigner, type Packaged, type Received, registerWithCertificates, SimulatedBydel } from '../support/bydel.js';
 import { readSample } from '../support/samples.js';
 
 const DAY = 86_400_000;
@@ -43,7 +43,14 @@ describe('inbound/authenticity: the verify stage', function () {
       makeSigner('stranger'),
     ]);
     register = AddressRegister.load(
-      registerWithCertificates({ '9930005': kp.certPem, '9930004': sh.certPem, '9930006': old.certPem, '9930003': future.certPem, '9930010': plain.certPem, '9910012': org.certPem }),
+      registerWithCertificates({
+        '9930005': kp.certPem,
+        '9930004': sh.certPem,
+        '9930006': old.certPem,
+        '9930003': future.certPem,
+        '9930010': plain.certPem,
+        '9910012': org.certPem,
+      }),
     );
     frogner = new SimulatedBydel(FROGNER, kp02('9930005'), kp);
     frognerSha256 = new SimulatedBydel(FROGNER, kp02('9930005'), kp, 'rsa-sha256');
@@ -111,7 +118,9 @@ describe('inbound/authenticity: the verify stage', function () {
   });
 
   it('expired, not yet valid, or without nonRepudiation: the certificate is refused (S02)', () => {
-    expect(failure(verify(rapport(expired), '9930006')).reason).to.match(/^The signing certificate of HER-id 9930006 cannot be used: the certificate expired on /);
+    expect(failure(verify(rapport(expired), '9930006')).reason).to.match(
+      /^The signing certificate of HER-id 9930006 cannot be used: the certificate expired on /,
+    );
     expect(failure(verify(rapport(notYetValid), '9930003')).reason).to.match(/is not valid before/);
     expect(failure(verify(rapport(noNonRepudiation), '9930010')).reason).to.match(/does not include nonRepudiation/);
   });
@@ -119,7 +128,9 @@ describe('inbound/authenticity: the verify stage', function () {
   it('a sender the address register does not know, or knows without a certificate, cannot be verified (S02)', () => {
     expect(failure(verify(rapport(unknown), '424242'))).to.include({ code: 'S02' });
     const frognerKd = new SimulatedBydel(FROGNER, { name: 'Saksbehandling', herId: '9920005' }, frogner.key);
-    expect(failure(verify(rapport(frognerKd), '9920005')).reason).to.equal('The address register has no active party with a signing certificate for HER-id 9920005.');
+    expect(failure(verify(rapport(frognerKd), '9920005')).reason).to.equal(
+      'The address register has no active party with a signing certificate for HER-id 9920005.',
+    );
   });
 
   it('a genuine message addressed to another hospital is not ours (E21)', () => {

@@ -1,9 +1,9 @@
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { checkRules, isValidFnr } from '../../src/inbound/rules.js';
-import { loadSchemaSet } from '../../src/inbound/schemas.js';
 import type { SchemaSet } from '../../src/inbound/schemas.js';
+import { loadSchemaSet } from '../../src/inbound/schemas.js';
 import { validateMessage } from '../../src/inbound/validate.js';
 import type { MsgHeadModel, ParsedMessage, StageError } from '../../src/mapping/model.js';
 import { parseMessage } from '../../src/mapping/parse.js';

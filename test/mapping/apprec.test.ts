@@ -31,7 +31,12 @@ describe('negative AppRec to the EPJ', () => {
         version,
         status: '2',
         errors: [{ code: 'T02', details: 'The element MsgHead/MsgInfo/Foo on line 3 is not expected.' }, { code: 'GW-9999' }],
-        original: { msgType: 'LOG_UTSKRIVNINGSKLAR', msgTypeDn: 'Melding om utskrivningsklar pasient', issueDate: '2026-01-05T10:20:11', msgId: '79c55ed0-0692-11e8-b566-0800200c9a66' },
+        original: {
+          msgType: 'LOG_UTSKRIVNINGSKLAR',
+          msgTypeDn: 'Melding om utskrivningsklar pasient',
+          issueDate: '2026-01-05T10:20:11',
+          msgId: '79c55ed0-0692-11e8-b566-0800200c9a66',
+        },
         sender: kommune,
         receiver: hospital,
       });

@@ -1,4 +1,4 @@
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { xmlRegisterInputProvider } from 'libxml2-wasm';
@@ -19,8 +19,8 @@ function parsed(body: Buffer, contentType?: string): ParsedMessage {
 
 const msgHead = (message: ParsedMessage) => message.doc as MsgHeadModel;
 
-function failure(body: Buffer | string, maxBytes = MAX) {
-  const result = parseMessage(Buffer.isBuffer(body) ? body : Buffer.from(body, 'utf8'), { maxBytes });
+function failure(body: Buffer | string, maxBytes = MAX, contentType?: string) {
+  const result = parseMessage(Buffer.isBuffer(body) ? body : Buffer.from(body, 'utf8'), { maxBytes, contentType });
   if (result.ok) throw new Error('expected the parse to fail');
   return result.error;
 }
@@ -54,8 +54,7 @@ function ebxmlEnvelope(body: string, action = 'LOG_UTSKRIVNINGSKLAR', service = 
   );
 }
 
-const manifest = (cid: string) =>
-  `<eb:Manifest eb:version="2.0"><eb:Reference xlink:href="cid:${cid}" xlink:type="simple"/></eb:Manifest>`;
+const manifest = (cid: string) => `<eb:Manifest eb:version="2.0"><eb:Reference xlink:href="cid:${cid}" xlink:type="simple"/></eb:Manifest>`;
 
 function multipart(payload: Buffer, payloadCharset = 'UTF-8') {
   return buildMultipart([
@@ -215,6 +214,30 @@ describe('parseMessage', () => {
       const message = parsed(multipart(apprec, 'ISO-8859-1').body);
       expect((message.doc as AppRecModel).status).to.equal('2');
       expect(message.businessXml).to.contain('Køfri sykehus HF');
+    });
+
+    it('a multipart body whose closing boundary never comes (a transfer cut off) is T01', () => {
+      const { body, contentType } = multipart(UTSKRIVNINGSKLAR_16);
+      const text = body.toString('latin1');
+      const cutAfterMsgHead = Buffer.from(text.slice(0, text.lastIndexOf('</MsgHead>') + '</MsgHead>'.length), 'latin1');
+      const withoutClose = Buffer.from(text.slice(0, text.lastIndexOf('--')), 'latin1');
+      for (const cut of [cutAfterMsgHead, withoutClose]) {
+        for (const error of [failure(cut, MAX, contentType), failure(cut)]) {
+          expect(error.code).to.equal('T01');
+          expect(error.reason).to.contain('closing boundary');
+        }
+      }
+    });
+
+    it('a multipart part cut short inside its headers is T01', () => {
+      const { body, contentType } = multipart(UTSKRIVNINGSKLAR_16);
+      const text = body.toString('latin1');
+      const boundary = /boundary="([^"]+)"/.exec(contentType)![1];
+      const lastPart = text.lastIndexOf(`--${boundary}\r\nContent-Type: application/xml`);
+      const truncated = `${text.slice(0, lastPart)}--${boundary}\r\nContent-Type: application/xml\r\n--${boundary}--\r\n`;
+      const error = failure(Buffer.from(truncated, 'latin1'), MAX, contentType);
+      expect(error.code).to.equal('T01');
+      expect(error.reason).to.contain('no blank line');
     });
 
     it('a manifest that names a missing part is T01', () => {

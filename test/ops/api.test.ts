@@ -30,12 +30,23 @@ describe('ops HTTP API', function () {
     const { token = TOKEN, ...rest } = init;
     return fetch(url(server, path), { ...rest, headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) } });
   };
-  const auditActions = async () => (await store.db.kysely.selectFrom('audit').select(['action', 'actor', 'reason']).orderBy('id').execute()).map((a) => `${a.action}:${a.actor}:${a.reason ?? ''}`);
+  const auditActions = async () =>
+    (await store.db.kysely.selectFrom('audit').select(['action', 'actor', 'reason']).orderBy('id').execute()).map(
+      (a) => `${a.action}:${a.actor}:${a.reason ?? ''}`,
+    );
 
   before(async () => {
     store = new Store(await openDatabase(testConfig().database.url));
     repo = new DeadLetterRepository(store.db);
-    deadLetterId = (await repo.record(classifyDeadLetter({ 'x-error-code': 'T02', 'x-error-reason': 'XSD-invalid.', 'x-source-queue': 'epj.outbound', 'msg-id': 'm-1' }, randomUUID(), Buffer.from('<MsgHead/>')), Buffer.from('<MsgHead/>'), {}))!;
+    deadLetterId = (await repo.record(
+      classifyDeadLetter(
+        { 'x-error-code': 'T02', 'x-error-reason': 'XSD-invalid.', 'x-source-queue': 'epj.outbound', 'msg-id': 'm-1' },
+        randomUUID(),
+        Buffer.from('<MsgHead/>'),
+      ),
+      Buffer.from('<MsgHead/>'),
+      {},
+    ))!;
     // no broker behind this service: replays answer 503
     const deadLetters = new DeadLetterService(repo, log);
     const route = async () => fail('not-found', 'no outgoing message with that MsgId');

@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { cli } from '../support/cli.js';
 
-
 describe('plo-gateway config check', function () {
   this.timeout(30000);
 
@@ -27,7 +26,10 @@ describe('plo-gateway config check', function () {
     const lines = r.stderr.split('\n');
     expect(lines).to.have.length(4);
     for (const field of ['ownHerId', 'broker.url', 'broker.prefetch', 'signing.algorithm']) {
-      expect(lines.some((l) => l.startsWith(`${field}:`)), field).to.equal(true);
+      expect(
+        lines.some((l) => l.startsWith(`${field}:`)),
+        field,
+      ).to.equal(true);
     }
   });
 

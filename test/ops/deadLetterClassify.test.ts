@@ -6,7 +6,7 @@ import { classifyDeadLetter, replayHeaders } from '../../src/ops/deadLetters/cla
 const body = Buffer.from('<MsgHead/>');
 
 describe('dead letter classification', () => {
-  it("a rejection by the gateway keeps its 8221 code, reason, stage, source queue and attempts", () => {
+  it('a rejection by the gateway keeps its 8221 code, reason, stage, source queue and attempts', () => {
     const f = classifyDeadLetter(
       {
         'msg-id': 'm-1',
@@ -22,7 +22,16 @@ describe('dead letter classification', () => {
       'outbox-uuid',
       body,
     );
-    expect(f).to.include({ origin: 'gateway', code: 'T02', stage: 'validate', sourceQueue: 'epj.outbound', msgId: 'm-1', msgType: 'LOG_INNLAGT', attempts: 1, bydel: '030105' });
+    expect(f).to.include({
+      origin: 'gateway',
+      code: 'T02',
+      stage: 'validate',
+      sourceQueue: 'epj.outbound',
+      msgId: 'm-1',
+      msgType: 'LOG_INNLAGT',
+      attempts: 1,
+      bydel: '030105',
+    });
   });
 
   it('a message the broker dead-lettered at the delivery limit gets GW-DELIVERY-LIMIT and its queue from x-first-death-queue', () => {
@@ -30,7 +39,16 @@ describe('dead letter classification', () => {
       {
         'x-first-death-queue': 'epj.outbound',
         'x-first-death-reason': 'delivery_limit',
-        'x-death': [{ queue: 'epj.outbound', reason: 'delivery_limit', count: 1, time: { '!': 'timestamp', value: 1795420800 }, exchange: '', 'routing-keys': ['epj.outbound'] }],
+        'x-death': [
+          {
+            queue: 'epj.outbound',
+            reason: 'delivery_limit',
+            count: 1,
+            time: { '!': 'timestamp', value: 1795420800 },
+            exchange: '',
+            'routing-keys': ['epj.outbound'],
+          },
+        ],
       },
       undefined,
       body,
@@ -53,7 +71,16 @@ describe('dead letter classification', () => {
   });
 
   it('a replay carries the original headers without failure and broker bookkeeping', () => {
-    const kept = replayHeaders({ 'msg-id': 'm', 'x-bydel': '030101', 'x-error-code': 'T02', 'x-stage': 'parse', 'x-death': [], 'x-first-death-queue': 'q', 'x-delivery-count': 3, 'x-replay-of': '4' });
+    const kept = replayHeaders({
+      'msg-id': 'm',
+      'x-bydel': '030101',
+      'x-error-code': 'T02',
+      'x-stage': 'parse',
+      'x-death': [],
+      'x-first-death-queue': 'q',
+      'x-delivery-count': 3,
+      'x-replay-of': '4',
+    });
     expect(kept).to.deep.equal({ 'msg-id': 'm', 'x-bydel': '030101' });
   });
 });

@@ -2,17 +2,17 @@
 // many checks run in between, and its state survives a restart (it lives in the store).
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import { testConfig } from '../support/harness.js';
 import type { Broker } from '../../src/broker/connection.js';
 import { createLogger } from '../../src/observability/log.js';
 import { Metrics } from '../../src/observability/metrics.js';
-import type { OutboxPublisher } from '../../src/outbound/outboxRelay.js';
 import { classifyDeadLetter } from '../../src/ops/deadLetters/classify.js';
 import { DeadLetterRepository } from '../../src/ops/deadLetters/repository.js';
 import { OpsChecker } from '../../src/ops/opsAlerts.js';
-import { workingCalendar } from '../../src/tracking/deadlines.js';
+import type { OutboxPublisher } from '../../src/outbound/outboxRelay.js';
 import { openDatabase } from '../../src/tracking/db.js';
+import { workingCalendar } from '../../src/tracking/deadlines.js';
 import { Store } from '../../src/tracking/store.js';
+import { testConfig } from '../support/harness.js';
 
 const SATURDAY = new Date('2026-11-21T10:00:00Z');
 
@@ -24,9 +24,22 @@ describe('ops alerts: one firing, one resolved', function () {
   // no broker: queue checks are skipped, as while RabbitMQ is down
   const broker = { withChannel: async () => Promise.reject(new Error('not connected')) } as unknown as Broker;
   const outbox = { publishNow: async () => true } as unknown as OutboxPublisher;
-  const checker = () => new OpsChecker({ config, store, deadLetters, broker, outbox, calendar: workingCalendar(config), metrics: new Metrics(), log: createLogger('silent'), now: () => SATURDAY });
+  const checker = () =>
+    new OpsChecker({
+      config,
+      store,
+      deadLetters,
+      broker,
+      outbox,
+      calendar: workingCalendar(config),
+      metrics: new Metrics(),
+      log: createLogger('silent'),
+      now: () => SATURDAY,
+    });
   const alerts = async () =>
-    (await store.db.kysely.selectFrom('outbox').select('body').where('purpose', '=', 'alert').orderBy('id').execute()).map((r) => JSON.parse(Buffer.from(r.body).toString('utf8')));
+    (await store.db.kysely.selectFrom('outbox').select('body').where('purpose', '=', 'alert').orderBy('id').execute()).map((r) =>
+      JSON.parse(Buffer.from(r.body).toString('utf8')),
+    );
 
   before(async () => {
     store = new Store(await openDatabase(config.database.url));
@@ -35,7 +48,11 @@ describe('ops alerts: one firing, one resolved', function () {
   after(() => store?.close());
 
   it('dlq-not-empty fires once for a waiting dead letter, and resolves once when it is discarded', async () => {
-    const id = await deadLetters.record(classifyDeadLetter({ 'x-error-code': 'T01', 'x-source-queue': 'epj.outbound' }, randomUUID(), Buffer.from('x')), Buffer.from('x'), {});
+    const id = await deadLetters.record(
+      classifyDeadLetter({ 'x-error-code': 'T01', 'x-source-queue': 'epj.outbound' }, randomUUID(), Buffer.from('x')),
+      Buffer.from('x'),
+      {},
+    );
     for (let i = 0; i < 3; i++) await checker().checkOnce();
     let sent = await alerts();
     expect(sent.map((a) => `${a.kind}:${a.state}`)).to.deep.equal(['dlq-not-empty:firing']);

@@ -32,12 +32,25 @@ for (const backend of testBackends()) {
       await (backend as Backend).removeAll();
     });
 
-    const message = (state: string, extra: Partial<NewMessage> = {}): NewMessage => ({ msg_id: randomUUID(), direction: 'out', sender_her_id: '8142519', msg_type: 'LOG_INNLAGT', state, ...extra });
+    const message = (state: string, extra: Partial<NewMessage> = {}): NewMessage => ({
+      msg_id: randomUUID(),
+      direction: 'out',
+      sender_her_id: '8142519',
+      msg_type: 'LOG_INNLAGT',
+      state,
+      ...extra,
+    });
     const original = [{ kind: 'original', content_type: 'application/xml', body: Buffer.from('<MsgHead>personal data</MsgHead>') }];
     const storeAtT0 = async (state: string, more: Partial<Parameters<Store['recordMessage']>[0]> = {}) => {
       now = T0;
       const m = message(state);
-      const { messageId } = await store.recordMessage({ message: m, payloads: original, events: [{ stage: 'receive', event: 'received' }], outbox: [], ...more });
+      const { messageId } = await store.recordMessage({
+        message: m,
+        payloads: original,
+        events: [{ stage: 'receive', event: 'received' }],
+        outbox: [],
+        ...more,
+      });
       return { messageId, msgId: m.msg_id };
     };
 
@@ -68,10 +81,16 @@ for (const backend of testBackends()) {
 
     it('nothing unresolved is purged: held, pending outbox, open expectation, open dead letter', async () => {
       const held = await storeAtT0('held');
-      const pending = await storeAtT0('published', { outbox: [{ purpose: 'deliver', exchange: 'x', routing_key: 'k', headers: {}, content_type: 'a', body: Buffer.from('b') }] });
+      const pending = await storeAtT0('published', {
+        outbox: [{ purpose: 'deliver', exchange: 'x', routing_key: 'k', headers: {}, content_type: 'a', body: Buffer.from('b') }],
+      });
       const awaiting = await storeAtT0('published', { expectations: [{ kind: 'answer', dueAt: T0 }] });
       const rejected = await storeAtT0('rejected');
-      const facts = classifyDeadLetter({ 'x-error-code': 'T02', 'x-source-queue': 'epj.outbound', 'msg-id': rejected.msgId }, randomUUID(), Buffer.from('<bad/>'));
+      const facts = classifyDeadLetter(
+        { 'x-error-code': 'T02', 'x-source-queue': 'epj.outbound', 'msg-id': rejected.msgId },
+        randomUUID(),
+        Buffer.from('<bad/>'),
+      );
       const deadLetterId = await deadLetters.record(facts, Buffer.from('<bad/>'), {});
 
       now = new Date(T0.getTime() + 400 * DAY);

@@ -16,7 +16,11 @@ describe('plo-gateway routing', function () {
 
   before(() => {
     const points = pointsInPostcode(bydelAreas(), '0484', 3, random(11));
-    addresses = addressesAt(points.map(({ p, code }) => ({ p, postcode: '0484', expected: { code } })), 0, 1);
+    addresses = addressesAt(
+      points.map(({ p, code }) => ({ p, postcode: '0484', expected: { code } })),
+      0,
+      1,
+    );
     writeFileSync(csv, toCsv(addresses));
   });
 
@@ -24,7 +28,22 @@ describe('plo-gateway routing', function () {
   const streetOf = (a: PlacedAddress) => `${a.street} ${a.number}${a.letter ?? ''}`;
 
   it('build-index writes the index and prints what it read, indexed, skipped and how postcodes split', () => {
-    const r = cli(['routing', 'build-index', '--addresses', csv, '--polygons', BYDEL_POLYGONS, '--out', out, '--codes', SSB_CODES, '--valid-from', '2026-01-01', '--valid-to', '2028-01-01']);
+    const r = cli([
+      'routing',
+      'build-index',
+      '--addresses',
+      csv,
+      '--polygons',
+      BYDEL_POLYGONS,
+      '--out',
+      out,
+      '--codes',
+      SSB_CODES,
+      '--valid-from',
+      '2026-01-01',
+      '--valid-to',
+      '2028-01-01',
+    ]);
     expect(r.status, r.stderr).to.equal(0);
     expect(r.stdout).to.contain(`address index written to ${out} (valid from 2026-01-01 until 2028-01-01)`);
     expect(r.stdout).to.match(/addresses read\s+6/);
@@ -36,7 +55,19 @@ describe('plo-gateway routing', function () {
   });
 
   it('build-index --json is for machines', () => {
-    const r = cli(['routing', 'build-index', '--addresses', csv, '--polygons', BYDEL_POLYGONS, '--out', join(dir, 'j.json'), '--valid-from', '2026-01-01', '--json']);
+    const r = cli([
+      'routing',
+      'build-index',
+      '--addresses',
+      csv,
+      '--polygons',
+      BYDEL_POLYGONS,
+      '--out',
+      join(dir, 'j.json'),
+      '--valid-from',
+      '2026-01-01',
+      '--json',
+    ]);
     expect(r.status, r.stderr).to.equal(0);
     const json = JSON.parse(r.stdout);
     expect(json).to.deep.include({ validFrom: '2026-01-01', validTo: null });

@@ -6,10 +6,10 @@ import { expect } from 'chai';
 import { XmlDocument, type XmlElement } from 'libxml2-wasm';
 import { NS } from '../../src/mapping/model.js';
 import { buildMultipart, contentTypeParams, parseMultipart } from '../../src/mapping/multipart.js';
-import { type SigningKey, buildEbxmlMessage, cpaIdFor, verifyEbxmlMessage } from '../../src/outbound/ebxml.js';
+import { buildEbxmlMessage, cpaIdFor, type SigningKey, verifyEbxmlMessage } from '../../src/outbound/ebxml.js';
 import { type SignatureAlgorithm, signEnveloped } from '../../src/outbound/xmldsig.js';
-import { SHARED } from '../support/paths.js';
 import { makeSigner, xmlsec1 } from '../support/certificates.js';
+import { SHARED } from '../support/paths.js';
 
 const STANDARDS = join(SHARED, 'standards');
 const PLO_SAMPLE = `${STANDARDS}/samples/plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml`;
@@ -17,8 +17,6 @@ const ALGORITHMS: SignatureAlgorithm[] = ['rsa-sha256', 'rsa-sha1'];
 const EB = { soap: NS.soap, eb: NS.ebxml, xlink: NS.xlink, ds: NS.dsig };
 const EBMS_XPATH =
   'not(ancestor-or-self::node()[@SOAP-ENV:actor="urn:oasis:names:tc:ebxml-msg:actor:nextMSH"]|ancestor-or-self::node()[@SOAP-ENV:actor="http://schemas.xmlsoap.org/soap/actor/next"])';
-
-
 
 describe('outbound/ebxml', () => {
   let dir: string;
@@ -45,9 +43,15 @@ describe('outbound/ebxml', () => {
   const xmlsecVerifyEnvelope = (envelope: Buffer, payloadCid: string, payload: Buffer, certPem: string) => {
     const cert = file('cert.pem', certPem);
     return xmlsec1([
-      '--verify', '--trusted-pem', cert, '--pubkey-cert-pem', cert,
-      '--enabled-reference-uris', 'empty,remote',
-      `--url-map:cid:${payloadCid}`, file('payload.xml', payload),
+      '--verify',
+      '--trusted-pem',
+      cert,
+      '--pubkey-cert-pem',
+      cert,
+      '--enabled-reference-uris',
+      'empty,remote',
+      `--url-map:cid:${payloadCid}`,
+      file('payload.xml', payload),
       file('envelope.xml', envelope),
     ]);
   };
@@ -84,7 +88,14 @@ describe('outbound/ebxml', () => {
       const text = (xpath: string) => doc.eval(`string(${xpath})`, EB) as string;
       const mh = '/soap:Envelope/soap:Header/eb:MessageHeader';
       expect(doc.find(`${mh}/*`, EB).map((n) => (n as XmlElement).name)).to.deep.equal([
-        'From', 'To', 'CPAId', 'ConversationId', 'Service', 'Action', 'MessageData', 'DuplicateElimination',
+        'From',
+        'To',
+        'CPAId',
+        'ConversationId',
+        'Service',
+        'Action',
+        'MessageData',
+        'DuplicateElimination',
       ]);
       expect(text(`${mh}/@soap:mustUnderstand`)).to.equal('1');
       expect(text(`${mh}/@eb:version`)).to.equal('2.0');
@@ -96,7 +107,9 @@ describe('outbound/ebxml', () => {
       expect(text(`${mh}/eb:ConversationId`)).to.equal('774a6ed1-76dd-4f89-9239-6ed3c1bd7caf');
       expect(text(`${mh}/eb:Service[@eb:type="string"]`)).to.equal('S-LOG_UTSKRIVNINGSKLAR');
       expect(text(`${mh}/eb:Action`)).to.equal('LOG_UTSKRIVNINGSKLAR');
-      expect(text(`${mh}/eb:MessageData/eb:MessageId`)).to.equal(msg.ebxmlMessageId).and.to.equal('955536cb-fb9a-49d9-848d-2baca7b116e1');
+      expect(text(`${mh}/eb:MessageData/eb:MessageId`))
+        .to.equal(msg.ebxmlMessageId)
+        .and.to.equal('955536cb-fb9a-49d9-848d-2baca7b116e1');
       expect(text(`${mh}/eb:MessageData/eb:Timestamp`)).to.equal('2025-03-10T09:20:12.000Z');
       const ack = '/soap:Envelope/soap:Header/eb:AckRequested';
       expect(text(`${ack}/@eb:signed`) + text(`${ack}/@eb:version`) + text(`${ack}/@soap:mustUnderstand`)).to.equal('12.01');
@@ -112,8 +125,13 @@ describe('outbound/ebxml', () => {
 
   it('uses the CPA id when there is one', () => {
     const msg = buildEbxmlMessage({
-      businessXml: plo, msgType: 'LOG_UTSKRIVNINGSKLAR', fromHerId: '90998', toHerId: '123456', cpaId: 'nav:4711',
-      conversationId: 'c', signing: { ...signer, algorithm: 'rsa-sha256' },
+      businessXml: plo,
+      msgType: 'LOG_UTSKRIVNINGSKLAR',
+      fromHerId: '90998',
+      toHerId: '123456',
+      cpaId: 'nav:4711',
+      conversationId: 'c',
+      signing: { ...signer, algorithm: 'rsa-sha256' },
     });
     expect(parseMultipart(msg.body, msg.contentType).parts[0].body.toString()).to.contain('<eb:CPAId>nav:4711</eb:CPAId>');
   });
@@ -121,7 +139,11 @@ describe('outbound/ebxml', () => {
   it('refuses a HER-id that is not digits', () => {
     expect(() =>
       buildEbxmlMessage({
-        businessXml: plo, msgType: 'X', fromHerId: '90998', toHerId: '12<3', conversationId: 'c',
+        businessXml: plo,
+        msgType: 'X',
+        fromHerId: '90998',
+        toHerId: '12<3',
+        conversationId: 'c',
         signing: { ...signer, algorithm: 'rsa-sha256' },
       }),
     ).to.throw('a HER-id must be digits only');
@@ -259,9 +281,16 @@ describe('outbound/ebxml', () => {
 </SOAP:Envelope>`;
     const signedPath = join(dir, 'xmlsec-signed.xml');
     const r = xmlsec1([
-      '--sign', '--privkey-pem', `${file('key.pem', signer.keyPem)},${file('cert.pem', signer.certPem)}`,
-      '--enabled-reference-uris', 'empty,remote', '--url-map:cid:payload-1', file('payload.xml', payload),
-      '--output', signedPath, file('template.xml', template),
+      '--sign',
+      '--privkey-pem',
+      `${file('key.pem', signer.keyPem)},${file('cert.pem', signer.certPem)}`,
+      '--enabled-reference-uris',
+      'empty,remote',
+      '--url-map:cid:payload-1',
+      file('payload.xml', payload),
+      '--output',
+      signedPath,
+      file('template.xml', template),
     ]);
     expect(r.status, r.output).to.equal(0);
     const pack = (envelope: string) =>

@@ -5,16 +5,13 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { ParseOption, XmlDocument } from 'libxml2-wasm';
 import { NS } from '../../src/mapping/model.js';
-import { type SignatureAlgorithm, checkSigningCertificate, signEnveloped, verifyEnveloped } from '../../src/outbound/xmldsig.js';
-import { SHARED } from '../support/paths.js';
+import { checkSigningCertificate, type SignatureAlgorithm, signEnveloped, verifyEnveloped } from '../../src/outbound/xmldsig.js';
 import { DAY, makeSigner, xmlsec1 } from '../support/certificates.js';
+import { SHARED } from '../support/paths.js';
 
 const STANDARDS = join(SHARED, 'standards');
 const PLO_SAMPLE = `${STANDARDS}/samples/plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml`;
 const ALGORITHMS: SignatureAlgorithm[] = ['rsa-sha256', 'rsa-sha1'];
-
-
-
 
 function withoutSignatureC14n(xml: string): string {
   const doc = XmlDocument.fromString(xml, { option: ParseOption.XML_PARSE_NONET });
@@ -60,7 +57,7 @@ describe('outbound/xmldsig', () => {
         try {
           const ns = { ds: NS.dsig, mh: NS.msgHead };
           expect(doc.get('/mh:MsgHead/*[last()][self::ds:Signature]', ns)).to.not.equal(null);
-          const uri = (xpath: string) => (doc.eval(`string(//ds:SignedInfo/${xpath}/@Algorithm)`, ns) as string);
+          const uri = (xpath: string) => doc.eval(`string(//ds:SignedInfo/${xpath}/@Algorithm)`, ns) as string;
           expect(uri('ds:CanonicalizationMethod')).to.equal('http://www.w3.org/TR/2001/REC-xml-c14n-20010315');
           expect(uri('ds:SignatureMethod')).to.equal(
             algorithm === 'rsa-sha256' ? 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256' : 'http://www.w3.org/2000/09/xmldsig#rsa-sha1',
@@ -159,8 +156,7 @@ describe('outbound/xmldsig', () => {
   });
 
   describe('rejections', () => {
-    const verifySigned = (xml: string, opts: Partial<Parameters<typeof verifyEnveloped>[1]> = {}) =>
-      verifyEnveloped(xml, { certPem: signer.certPem, ...opts });
+    const verifySigned = (xml: string, opts: Partial<Parameters<typeof verifyEnveloped>[1]> = {}) => verifyEnveloped(xml, { certPem: signer.certPem, ...opts });
 
     it('rejects an algorithm the partner is not allowed to use', () => {
       const signed = signEnveloped(plo, { ...signer, algorithm: 'rsa-sha1', location: 'msghead-last-child' });

@@ -5,12 +5,12 @@ import type { BuildSummary } from '../../src/routing/addressIndex/build.js';
 import type { AddressIndex } from '../../src/routing/addressIndex/indexFile.js';
 import { readHeader } from '../../src/routing/addressIndex/kartverketCsv.js';
 import { lookupAddress } from '../../src/routing/addressIndex/lookup.js';
-import { serviceBydel, SENTRUM, ST_HANSHAUGEN } from '../../src/routing/bydeler.js';
+import { SENTRUM, ST_HANSHAUGEN, serviceBydel } from '../../src/routing/bydeler.js';
 import { buildFromCsv } from '../support/addressIndex.js';
 import {
   addressesAt,
-  bydelAreas,
   borderPairs,
+  bydelAreas,
   interiorPoints,
   KARTVERKET_HEADER,
   markaPoints,
@@ -41,13 +41,28 @@ describe("address index built from Kartverket's export", function () {
   this.timeout(60000);
   const rnd = random(2026);
   const areas = bydelAreas();
-  const interior = addressesAt(areas.flatMap((a) => interiorPoints(areas, a, 120, rnd).map((p) => ({ p, expected: { code: a.code } }))), 0);
-  const border = addressesAt(borderPairs(areas, 15, 3, rnd).map(({ p, code }) => ({ p, expected: { code } })), 1000);
-  const marka = addressesAt(markaPoints(areas, 100, 300, rnd).map(({ p, nearest }) => ({ p, expected: { code: nearest, marka: true } })), 2000);
-  const split = ['0484', '0555', '0950'].flatMap((postcode, i) =>
-    addressesAt(pointsInPostcode(areas, postcode, 8, rnd).map(({ p, code }) => ({ p, postcode, expected: { code } })), 3000 + i * 100),
+  const interior = addressesAt(
+    areas.flatMap((a) => interiorPoints(areas, a, 120, rnd).map((p) => ({ p, expected: { code: a.code } }))),
+    0,
   );
-  const baerum = addressesAt(Array.from({ length: 20 }, (_, i) => ({ p: [10.5 + i * 0.002, 59.89] as [number, number], kommune: '3201', expected: 'outside-oslo' as const })), 4000);
+  const border = addressesAt(
+    borderPairs(areas, 15, 3, rnd).map(({ p, code }) => ({ p, expected: { code } })),
+    1000,
+  );
+  const marka = addressesAt(
+    markaPoints(areas, 100, 300, rnd).map(({ p, nearest }) => ({ p, expected: { code: nearest, marka: true } })),
+    2000,
+  );
+  const split = ['0484', '0555', '0950'].flatMap((postcode, i) =>
+    addressesAt(
+      pointsInPostcode(areas, postcode, 8, rnd).map(({ p, code }) => ({ p, postcode, expected: { code } })),
+      3000 + i * 100,
+    ),
+  );
+  const baerum = addressesAt(
+    Array.from({ length: 20 }, (_, i) => ({ p: [10.5 + i * 0.002, 59.89] as [number, number], kommune: '3201', expected: 'outside-oslo' as const })),
+    4000,
+  );
   const farAway = addressesAt([{ p: [5.3221, 60.3913] as [number, number], expected: 'outside-oslo' as const }], 4100);
   const oslo = [...interior, ...border, ...marka, ...split];
   const extraRows = [

@@ -19,7 +19,13 @@ describe('street addresses as EPJs write them', () => {
     const rnd = random(42);
     const at = (code: string) => interiorPoints(areas, areas.find((a: Area) => a.code === code)!, 1, rnd)[0];
     const listed = (street: string, number: number, letter: string | undefined, postcode: string, code: string): PlacedAddress => ({
-      street, number, letter, postcode, lonLat: at(code), kommune: '0301', expected: { code },
+      street,
+      number,
+      letter,
+      postcode,
+      lonLat: at(code),
+      kommune: '0301',
+      expected: { code },
     });
     const csv = toCsv([
       listed('Kjelsåsveien', 10, undefined, '0484', NORDRE_AKER),
@@ -127,7 +133,13 @@ describe('street addresses as EPJs write them', () => {
   });
 
   it('no reason quotes the address or the postcode', () => {
-    for (const [street, postcode] of [['Kjelsåsveien 16', '0484'], ['Storgata 1', '0484'], ['Kjelsåsveien 10 C', '0484'], ['Hemmeligveien 7', '0484'], ['Hemmeligveien 7', '0999']]) {
+    for (const [street, postcode] of [
+      ['Kjelsåsveien 16', '0484'],
+      ['Storgata 1', '0484'],
+      ['Kjelsåsveien 10 C', '0484'],
+      ['Hemmeligveien 7', '0484'],
+      ['Hemmeligveien 7', '0999'],
+    ]) {
       expect(reasonOf(street, postcode)).not.to.match(/Kjelsås|Storgat|Hemmelig|0484|0999|\b1[046]\b/i);
     }
   });

@@ -2,11 +2,11 @@
 // and versioned routing data: the index and the register entries valid on the message's day.
 import { expect } from 'chai';
 import type { MsgHeadModel, Patient } from '../../src/mapping/model.js';
-import { AddressRegister } from '../../src/routing/addressRegister.js';
 import { AddressIndex, AddressIndexSet } from '../../src/routing/addressIndex/indexFile.js';
+import { AddressRegister } from '../../src/routing/addressRegister.js';
 import { parseOverrides } from '../../src/routing/overrides.js';
 import { loadPostcodeIndex } from '../../src/routing/postcodeIndex.js';
-import { explainBydel, resolveBydel, type RoutingData } from '../../src/routing/resolveBydel.js';
+import { explainBydel, type RoutingData, resolveBydel } from '../../src/routing/resolveBydel.js';
 import { routeMessage } from '../../src/routing/route.js';
 import { messageDay } from '../../src/routing/validity.js';
 import { buildFromCsv } from '../support/addressIndex.js';
@@ -23,7 +23,14 @@ describe('the address rule', () => {
   const areas = bydelAreas();
   const rnd = random(7);
   const at = (code: string) => interiorPoints(areas, areas.find((a: Area) => a.code === code)!, 1, rnd)[0];
-  const listed = (street: string, number: number, postcode: string, code: string): PlacedAddress => ({ street, number, postcode, lonLat: at(code), kommune: '0301', expected: { code } });
+  const listed = (street: string, number: number, postcode: string, code: string): PlacedAddress => ({
+    street,
+    number,
+    postcode,
+    lonLat: at(code),
+    kommune: '0301',
+    expected: { code },
+  });
   const postcodes = loadPostcodeIndex(POSTCODE_INDEX);
   let before2028: AddressIndex;
   let from2028: AddressIndex;
@@ -31,7 +38,12 @@ describe('the address rule', () => {
 
   before(async () => {
     // The same street before and after a border change, as the 2028 reform would move it.
-    before2028 = (await buildFromCsv(toCsv([listed('Grensegata', 4, '0484', SAGENE), listed('Vestliveien', 9, '0350', ULLERN)]), { validFrom: '2026-01-01', validTo: '2028-01-01' })).index;
+    before2028 = (
+      await buildFromCsv(toCsv([listed('Grensegata', 4, '0484', SAGENE), listed('Vestliveien', 9, '0350', ULLERN)]), {
+        validFrom: '2026-01-01',
+        validTo: '2028-01-01',
+      })
+    ).index;
     from2028 = (await buildFromCsv(toCsv([listed('Grensegata', 4, '0484', NORDRE_AKER)]), { validFrom: '2028-01-01' })).index;
     data = {
       overrides: parseOverrides(JSON.stringify([{ street: 'Grensegata 4', postalCode: '0484', bydel: '030101' }])),
@@ -44,7 +56,11 @@ describe('the address rule', () => {
   const withoutOverrides = () => ({ ...data, overrides: new Map() });
 
   it('an exact address decides a split postcode without a hint', () => {
-    expect(resolveBydel(home('Grensegata 4', '0484'), undefined, withoutOverrides(), '2026-06-01')).to.include({ decided: true, bydel: SAGENE, rule: 'address' });
+    expect(resolveBydel(home('Grensegata 4', '0484'), undefined, withoutOverrides(), '2026-06-01')).to.include({
+      decided: true,
+      bydel: SAGENE,
+      rule: 'address',
+    });
   });
 
   it('the ops override wins over the address', () => {

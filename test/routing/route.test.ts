@@ -9,9 +9,7 @@ import { ADDRESS_REGISTER, POSTCODE_INDEX } from '../support/paths.js';
 
 const postcodes = loadPostcodeIndex(POSTCODE_INDEX);
 const register = AddressRegister.load(ADDRESS_REGISTER);
-const overrides = parseOverrides(
-  JSON.stringify([{ street: 'Kjelsåsveien 10', postalCode: '0484', bydel: '030108' }]),
-);
+const overrides = parseOverrides(JSON.stringify([{ street: 'Kjelsåsveien 10', postalCode: '0484', bydel: '030108' }]));
 const data = { overrides, postcodes, postcodeMinShare: 0.95 };
 
 const patientAt = (...addresses: Patient['addresses']): Patient => ({ idents: [], addresses });

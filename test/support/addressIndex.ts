@@ -1,7 +1,7 @@
 // Address indexes built in memory from synthetic Kartverket rows, the way `routing build-index`
 // builds them from a file.
 import { readFileSync } from 'node:fs';
-import { buildAddressIndex, type BuildSummary, DEFAULT_MAX_MARKA_KM } from '../../src/routing/addressIndex/build.js';
+import { type BuildSummary, buildAddressIndex, DEFAULT_MAX_MARKA_KM } from '../../src/routing/addressIndex/build.js';
 import { BydelLocator, parseBydelPolygons } from '../../src/routing/addressIndex/bydelPolygons.js';
 import { AddressIndex, type AddressIndexFile } from '../../src/routing/addressIndex/indexFile.js';
 import { BYDELER } from '../../src/routing/bydeler.js';

@@ -8,16 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DOMParser, XMLSerializer } from '@xmldom/xmldom';
 import { buildAppRec } from '../../src/mapping/apprec.js';
-import { NS, type MsgHeadModel } from '../../src/mapping/model.js';
+import { type MsgHeadModel, NS } from '../../src/mapping/model.js';
 import { buildEbxmlMessage } from '../../src/outbound/ebxml.js';
 import { type SignatureAlgorithm, signEnveloped } from '../../src/outbound/xmldsig.js';
-import { ADDRESS_REGISTER } from './paths.js';
 import type { SigningKeyPair } from './certificates.js';
-import { MH, child, el } from './samples.js';
-
+import { ADDRESS_REGISTER } from './paths.js';
+import { child, el, MH } from './samples.js';
 
 export { makeSigner, type SigningKeyPair } from './certificates.js';
-
 
 /** The example snapshot with these parties' signing certificates added, as a file of its own. */
 export function registerWithCertificates(certificates: Record<string, string>): string {
@@ -77,12 +75,20 @@ export class SimulatedBydel {
 
   /** The signed transport acknowledgment (HIS 1037 / ebMS 2.0 §6.3.2), one SOAP part. */
   acknowledgment(received: Received): Buffer {
-    return this.signal(received, 'Acknowledgment', `<eb:Acknowledgment SOAP:mustUnderstand="1" eb:version="2.0"><eb:Timestamp>${new Date().toISOString()}</eb:Timestamp><eb:RefToMessageId>${received.ebxmlMessageId}</eb:RefToMessageId></eb:Acknowledgment>`);
+    return this.signal(
+      received,
+      'Acknowledgment',
+      `<eb:Acknowledgment SOAP:mustUnderstand="1" eb:version="2.0"><eb:Timestamp>${new Date().toISOString()}</eb:Timestamp><eb:RefToMessageId>${received.ebxmlMessageId}</eb:RefToMessageId></eb:Acknowledgment>`,
+    );
   }
 
   /** A transport error: the message was refused by the bydel's MSH. */
   messageError(received: Received): Buffer {
-    return this.signal(received, 'MessageError', '<eb:ErrorList SOAP:mustUnderstand="1" eb:version="2.0" eb:highestSeverity="Error"><eb:Error eb:errorCode="SecurityFailure" eb:severity="Error"><eb:Description xml:lang="no">Signaturen kunne ikke verifiseres</eb:Description></eb:Error></eb:ErrorList>');
+    return this.signal(
+      received,
+      'MessageError',
+      '<eb:ErrorList SOAP:mustUnderstand="1" eb:version="2.0" eb:highestSeverity="Error"><eb:Error eb:errorCode="SecurityFailure" eb:severity="Error"><eb:Description xml:lang="no">Signaturen kunne ikke verifiseres</eb:Description></eb:Error></eb:ErrorList>',
+    );
   }
 
   private signal(received: Received, action: 'Acknowledgment' | 'MessageError', block: string): Buffer {
@@ -127,7 +133,11 @@ ${block}
    * A reply built from an official sample: from this bydel to the hospital service that sent
    * `received`, about the same patient, linked by ConversationRef unless `linked` is false.
    */
-  reply(sampleXml: string, received: Received, o: { linked?: boolean; temaKodet?: { V: string; S: string; DN: string }; msgId?: string } = {}): { xml: string; msgId: string } {
+  reply(
+    sampleXml: string,
+    received: Received,
+    o: { linked?: boolean; temaKodet?: { V: string; S: string; DN: string }; msgId?: string } = {},
+  ): { xml: string; msgId: string } {
     const doc = new DOMParser().parseFromString(sampleXml, 'text/xml');
     const msgInfo = child(doc.documentElement, 'MsgInfo')!;
     const msgId = o.msgId ?? randomUUID();
@@ -143,7 +153,12 @@ ${block}
     }
     const hospital = received.model.sender;
     setParty(doc, child(msgInfo, 'Sender')!, this.organisation, this.service);
-    setParty(doc, child(msgInfo, 'Receiver')!, { name: hospital.level1.name, herId: hospital.level1.herId! }, { name: hospital.level2!.name, herId: hospital.level2!.herId! });
+    setParty(
+      doc,
+      child(msgInfo, 'Receiver')!,
+      { name: hospital.level1.name, herId: hospital.level1.herId! },
+      { name: hospital.level2!.name, herId: hospital.level2!.herId! },
+    );
 
     const patient = new DOMParser().parseFromString(received.xml, 'text/xml').getElementsByTagNameNS(MH, 'Patient')[0];
     msgInfo.replaceChild(doc.importNode(patient, true), child(msgInfo, 'Patient')!);

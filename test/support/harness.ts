@@ -22,7 +22,28 @@ export function testSigningKeys(): { keyFile: string; certFile: string; certPem:
   if (!keys) {
     const dir = mkdtempSync(join(tmpdir(), 'gw-keys-'));
     keys = { keyFile: join(dir, 'key.pem'), certFile: join(dir, 'cert.pem') };
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-sha256', '-days', '30', '-nodes', '-keyout', keys.keyFile, '-out', keys.certFile, '-subj', '/C=NO/O=Test/CN=gateway-test', '-addext', 'keyUsage=critical,digitalSignature,nonRepudiation'], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-sha256',
+        '-days',
+        '30',
+        '-nodes',
+        '-keyout',
+        keys.keyFile,
+        '-out',
+        keys.certFile,
+        '-subj',
+        '/C=NO/O=Test/CN=gateway-test',
+        '-addext',
+        'keyUsage=critical,digitalSignature,nonRepudiation',
+      ],
+      { stdio: 'ignore' },
+    );
   }
   return { ...keys, certPem: readFileSync(keys.certFile, 'utf8') };
 }

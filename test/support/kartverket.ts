@@ -47,7 +47,11 @@ function inRing([x, y]: [number, number], ring: Ring): boolean {
 }
 
 export const inArea = (p: [number, number], a: Area): boolean =>
-  p[0] >= a.bbox[0] && p[0] <= a.bbox[2] && p[1] >= a.bbox[1] && p[1] <= a.bbox[3] && a.polygons.some((rings) => inRing(p, rings[0]) && !rings.slice(1).some((h) => inRing(p, h)));
+  p[0] >= a.bbox[0] &&
+  p[0] <= a.bbox[2] &&
+  p[1] >= a.bbox[1] &&
+  p[1] <= a.bbox[3] &&
+  a.polygons.some((rings) => inRing(p, rings[0]) && !rings.slice(1).some((h) => inRing(p, h)));
 
 function toArea(code: string, geometry: { type: string; coordinates: unknown }): Area {
   const polygons = (geometry.type === 'Polygon' ? [geometry.coordinates] : geometry.coordinates) as Rings[];
@@ -58,7 +62,12 @@ function toArea(code: string, geometry: { type: string; coordinates: unknown }):
 
 /** Oslo kommune's polygons, named `bnavn`, coded here by exact name from the SSB list. */
 export function bydelAreas(): Area[] {
-  const codes = new Map(readFileSync(SSB_CODES, 'utf8').trim().split('\n').map((l) => l.split(';').reverse() as [string, string]));
+  const codes = new Map(
+    readFileSync(SSB_CODES, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.split(';').reverse() as [string, string]),
+  );
   const fc = JSON.parse(readFileSync(BYDEL_POLYGONS, 'utf8'));
   return fc.features.map((f: any) => toArea(codes.get(f.properties.bnavn)!, f.geometry));
 }
@@ -131,7 +140,10 @@ export function borderPairs(areas: Area[], perArea: number, offsetM: number, rnd
       const len = Math.hypot(dx, dy);
       if (len < 4 * offsetM) continue;
       const mid: [number, number] = [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2];
-      const shift = (sign: number): [number, number] => [mid[0] + (sign * -dy * offsetM) / len / M_PER_DEG_LON, mid[1] + (sign * dx * offsetM) / len / M_PER_DEG_LAT];
+      const shift = (sign: number): [number, number] => [
+        mid[0] + (sign * -dy * offsetM) / len / M_PER_DEG_LON,
+        mid[1] + (sign * dx * offsetM) / len / M_PER_DEG_LAT,
+      ];
       const [left, right] = [shift(1), shift(-1)];
       const [l, r] = [only(left), only(right)];
       if (!l || !r || l === r) continue;
@@ -189,14 +201,41 @@ export function csvRow(a: PlacedAddress, id: number): string {
   const [east, north] = toUtm33.inverse(a.lonLat);
   const text = `${a.street} ${a.number}${a.letter ?? ''}`;
   const kommunenavn = a.kommune === '0301' ? 'Oslo' : 'Annen';
-  return [id, a.kommune, kommunenavn, 'vegadresse', '', '', streetCode(a.street), a.street, a.number, a.letter ?? '', 1, id, 0, 0, text, text, 25833, north.toFixed(2), east.toFixed(2), a.postcode, 'OSLO', '2026-01-01'].join(';');
+  return [
+    id,
+    a.kommune,
+    kommunenavn,
+    'vegadresse',
+    '',
+    '',
+    streetCode(a.street),
+    a.street,
+    a.number,
+    a.letter ?? '',
+    1,
+    id,
+    0,
+    0,
+    text,
+    text,
+    25833,
+    north.toFixed(2),
+    east.toFixed(2),
+    a.postcode,
+    'OSLO',
+    '2026-01-01',
+  ].join(';');
 }
 
 export const toCsv = (addresses: PlacedAddress[], extraRows: string[] = []): string =>
   [KARTVERKET_HEADER, ...addresses.map((a, i) => csvRow(a, i + 1)), ...extraRows].join('\n') + '\n';
 
 /** Consecutive addresses share a street, numbered 1, 2, 3 … with an occasional letter. */
-export function addressesAt(points: { p: [number, number]; expected: PlacedAddress['expected']; postcode?: string; kommune?: string }[], firstStreet: number, perStreet = 6): PlacedAddress[] {
+export function addressesAt(
+  points: { p: [number, number]; expected: PlacedAddress['expected']; postcode?: string; kommune?: string }[],
+  firstStreet: number,
+  perStreet = 6,
+): PlacedAddress[] {
   return points.map((pt, i) => ({
     street: streetName(firstStreet + Math.floor(i / perStreet)),
     number: (i % perStreet) + 1,

@@ -26,7 +26,17 @@ export function opsCli(config: GatewayConfig, configFile: string, args: string[]
     execFile(
       process.execPath,
       ['--import', 'tsx', 'src/cli.ts', ...args],
-      { env: { ...process.env, GATEWAY_CONFIG: configFile, GATEWAY_SCHEMA_DIR: SCHEMA_DIR, DATABASE_URL: config.database.url, AMQP_URL: config.broker.url, USER: 'ops-tester', ...env } },
+      {
+        env: {
+          ...process.env,
+          GATEWAY_CONFIG: configFile,
+          GATEWAY_SCHEMA_DIR: SCHEMA_DIR,
+          DATABASE_URL: config.database.url,
+          AMQP_URL: config.broker.url,
+          USER: 'ops-tester',
+          ...env,
+        },
+      },
       (err, stdout, stderr) => resolve({ status: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
     );
   });

@@ -47,7 +47,10 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   asPostgres(pgBin('initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8']);
   const opts = `-p ${port} -c listen_addresses=127.0.0.1 -k ${base} -c fsync=off`;
   const ctl = (action: 'start' | 'stop') =>
-    asPostgres(pgBin('pg_ctl'), action === 'start' ? ['-D', data, '-o', opts, '-w', '-l', join(base, 'log'), 'start'] : ['-D', data, '-m', 'fast', '-w', 'stop']);
+    asPostgres(
+      pgBin('pg_ctl'),
+      action === 'start' ? ['-D', data, '-o', opts, '-w', '-l', join(base, 'log'), 'start'] : ['-D', data, '-m', 'fast', '-w', 'stop'],
+    );
   ctl('start');
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,

@@ -73,7 +73,8 @@ export function readdressToOslo(xml: string, opts: Readdress = {}): { xml: strin
   const patient = child(msgInfo, 'Patient');
   if (patient && !opts.keepAddress) {
     const address = el(doc, 'Address');
-    if (opts.addressType) address.appendChild(el(doc, 'Type', undefined, { V: opts.addressType, DN: opts.addressType === 'TMP' ? 'Midlertidig adresse' : 'Bostedsadresse' }));
+    if (opts.addressType)
+      address.appendChild(el(doc, 'Type', undefined, { V: opts.addressType, DN: opts.addressType === 'TMP' ? 'Midlertidig adresse' : 'Bostedsadresse' }));
     address.appendChild(el(doc, 'StreetAdr', opts.street ?? 'Testveien 1'));
     address.appendChild(el(doc, 'PostalCode', opts.postalCode ?? '0350'));
     address.appendChild(el(doc, 'City', 'OSLO'));

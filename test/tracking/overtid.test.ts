@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { DateTime } from 'luxon';
 import { loadConfig } from '../../src/config/config.js';
-import { workingCalendar } from '../../src/tracking/deadlines.js';
 import { openDatabase } from '../../src/tracking/db.js';
+import { workingCalendar } from '../../src/tracking/deadlines.js';
 import { expectationsFor } from '../../src/tracking/expectations.js';
 import { loadLedger, overtidReport, percentile } from '../../src/tracking/overtid.js';
 import { Store } from '../../src/tracking/store.js';
@@ -39,9 +39,36 @@ const SAGENE = '030103';
  * Not counted: a notice on Sunday 8 March (before the period), a held and a rejected one.
  */
 const EXPECTED = [
-  { bydel: SAGENE, notices: 3, answeredWithinDeadline: 1, medianAnswerWorkingMinutes: 60, p90AnswerWorkingMinutes: 60, unanswered: 1, avmeldt: 1, overtidigeDogn: 3 },
-  { bydel: FROGNER, notices: 4, answeredWithinDeadline: 2, medianAnswerWorkingMinutes: 60, p90AnswerWorkingMinutes: 210, unanswered: 1, avmeldt: 0, overtidigeDogn: 4 },
-  { bydel: 'alle', notices: 7, answeredWithinDeadline: 3, medianAnswerWorkingMinutes: 60, p90AnswerWorkingMinutes: 210, unanswered: 2, avmeldt: 1, overtidigeDogn: 7 },
+  {
+    bydel: SAGENE,
+    notices: 3,
+    answeredWithinDeadline: 1,
+    medianAnswerWorkingMinutes: 60,
+    p90AnswerWorkingMinutes: 60,
+    unanswered: 1,
+    avmeldt: 1,
+    overtidigeDogn: 3,
+  },
+  {
+    bydel: FROGNER,
+    notices: 4,
+    answeredWithinDeadline: 2,
+    medianAnswerWorkingMinutes: 60,
+    p90AnswerWorkingMinutes: 210,
+    unanswered: 1,
+    avmeldt: 0,
+    overtidigeDogn: 4,
+  },
+  {
+    bydel: 'alle',
+    notices: 7,
+    answeredWithinDeadline: 3,
+    medianAnswerWorkingMinutes: 60,
+    p90AnswerWorkingMinutes: 210,
+    unanswered: 2,
+    avmeldt: 1,
+    overtidigeDogn: 7,
+  },
 ];
 
 async function scriptWeek(url: string): Promise<void> {
@@ -53,10 +80,21 @@ async function scriptWeek(url: string): Promise<void> {
     const msgId = randomUUID();
     const { messageId } = await store.recordMessage({
       message: {
-        msg_id: msgId, direction: 'out', sender_her_id: '90998', msg_type: 'LOG_UTSKRIVNINGSKLAR', state: o.state ?? 'published',
-        conversation_id: msgId, bydel: o.bydel, receiver_l1_her_id: o.receiverL1 ?? null, patient_key: o.patient, event_time: o.klar, gen_date: local,
+        msg_id: msgId,
+        direction: 'out',
+        sender_her_id: '90998',
+        msg_type: 'LOG_UTSKRIVNINGSKLAR',
+        state: o.state ?? 'published',
+        conversation_id: msgId,
+        bydel: o.bydel,
+        receiver_l1_her_id: o.receiverL1 ?? null,
+        patient_key: o.patient,
+        event_time: o.klar,
+        gen_date: local,
       },
-      payloads: [], events: [], outbox: [],
+      payloads: [],
+      events: [],
+      outbox: [],
       expectations: expectationsFor({ type: 'LOG_UTSKRIVNINGSKLAR' }, now, config.tracking, calendar),
     });
     return messageId;
@@ -68,8 +106,18 @@ async function scriptWeek(url: string): Promise<void> {
   const followUp = async (local: string, type: string, patient: string, eventTime: string) => {
     at(local);
     await store.recordMessage({
-      message: { msg_id: randomUUID(), direction: 'out', sender_her_id: '90998', msg_type: type, state: 'published', patient_key: patient, event_time: eventTime },
-      payloads: [], events: [], outbox: [],
+      message: {
+        msg_id: randomUUID(),
+        direction: 'out',
+        sender_her_id: '90998',
+        msg_type: type,
+        state: 'published',
+        patient_key: patient,
+        event_time: eventTime,
+      },
+      payloads: [],
+      events: [],
+      outbox: [],
     });
   };
 
@@ -150,7 +198,9 @@ describe('plo-gateway report overtid and messages pending (CLI)', function () {
     const r = cli(['report', 'overtid', '--from', '2026-03-09', '--to', '2026-03-13', '--format', 'csv'], env);
     expect(r.status, r.stderr).to.equal(0);
     const lines = r.stdout.trim().split('\n');
-    expect(lines[0]).to.equal('bydel,bydelName,notices,answeredWithinDeadline,medianAnswerWorkingMinutes,p90AnswerWorkingMinutes,unanswered,avmeldt,overtidigeDogn');
+    expect(lines[0]).to.equal(
+      'bydel,bydelName,notices,answeredWithinDeadline,medianAnswerWorkingMinutes,p90AnswerWorkingMinutes,unanswered,avmeldt,overtidigeDogn',
+    );
     expect(lines.slice(1)).to.deep.equal(['030103,Sagene,3,1,60,60,1,1,3', '030105,Frogner,4,2,60,210,1,0,4', 'alle,Alle bydeler,7,3,60,210,2,1,7']);
   });
 

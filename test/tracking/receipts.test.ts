@@ -57,9 +57,25 @@ for (const backend of testBackends()) {
       const msgId = randomUUID();
       const ebxmlMessageId = randomUUID();
       const [l1, l2] = o.to ?? [FROGNER.l1, FROGNER.kd];
-      const kinds: NewExpectation['kind'][] = ['transport-ack', 'apprec', ...(type === 'LOG_UTSKRIVNINGSKLAR' ? (['answer'] as const) : []), ...(type === 'LOG_INNLAGT' ? (['innleggelsesrapport'] as const) : [])];
+      const kinds: NewExpectation['kind'][] = [
+        'transport-ack',
+        'apprec',
+        ...(type === 'LOG_UTSKRIVNINGSKLAR' ? (['answer'] as const) : []),
+        ...(type === 'LOG_INNLAGT' ? (['innleggelsesrapport'] as const) : []),
+      ];
       const { messageId } = await store.recordMessage({
-        message: { msg_id: msgId, direction: 'out', sender_her_id: '90998', msg_type: type, state: 'published', conversation_id: o.conversationId ?? msgId, receiver_l1_her_id: l1, receiver_l2_her_id: l2, ebxml_message_id: ebxmlMessageId, patient_key: o.patientKey ?? 'patient-a' },
+        message: {
+          msg_id: msgId,
+          direction: 'out',
+          sender_her_id: '90998',
+          msg_type: type,
+          state: 'published',
+          conversation_id: o.conversationId ?? msgId,
+          receiver_l1_her_id: l1,
+          receiver_l2_her_id: l2,
+          ebxml_message_id: ebxmlMessageId,
+          patient_key: o.patientKey ?? 'patient-a',
+        },
         payloads: [],
         events: [],
         outbox: [],
@@ -70,13 +86,19 @@ for (const backend of testBackends()) {
     const row = async (id: number) => (await store.getMessage(id))!;
     const expectation = async (id: number, kind: string) =>
       db.kysely.selectFrom('expectations').select(['state', 'resolved_by']).where('message_id', '=', id).where('kind', '=', kind).executeTakeFirstOrThrow();
-    const record = (c: Correlation, by: { msgId: string; msgType: string } = { msgId: randomUUID(), msgType: 'X' }) => store.inTransaction((tx) => receipts.apply(tx, c, by, now));
+    const record = (c: Correlation, by: { msgId: string; msgType: string } = { msgId: randomUUID(), msgType: 'X' }) =>
+      store.inTransaction((tx) => receipts.apply(tx, c, by, now));
     const events = async (msgId: string) => (await store.timeline(msgId))[0].events.map((e) => e.event);
-    const answerFrom = (from: { refs?: [string, string]; from?: string[] }) => ({ herIds: (from.from ?? [FROGNER.l1, FROGNER.kd]), patientKey: 'patient-a', conversationId: null });
+    const answerFrom = (from: { refs?: [string, string]; from?: string[] }) => ({
+      herIds: from.from ?? [FROGNER.l1, FROGNER.kd],
+      patientKey: 'patient-a',
+      conversationId: null,
+    });
 
     it('an Acknowledgment finds the message by its ebXML MessageId, but only from the party it was sent to', async () => {
       const out = await sent('LOG_INNLAGT', { to: [FROGNER.l1, FROGNER.kp] });
-      const signal = (refToMessageId: string) => ({ ebxml: { signal: 'Acknowledgment', refToMessageId, fromPartyIds: [], toPartyIds: [] }, errors: [] }) as unknown as SignalMessage;
+      const signal = (refToMessageId: string) =>
+        ({ ebxml: { signal: 'Acknowledgment', refToMessageId, fromPartyIds: [], toPartyIds: [] }, errors: [] }) as unknown as SignalMessage;
       expect(await receipts.forSignal(signal(out.ebxmlMessageId), FROGNER.kd)).to.include({ kind: 'none' });
       const found = await receipts.forSignal(signal(out.ebxmlMessageId), FROGNER.kp);
       expect(found).to.deep.include({ kind: 'transport', state: 'acked', target: { id: out.id, msgId: out.msgId, msgType: 'LOG_INNLAGT' } });
@@ -88,7 +110,13 @@ for (const backend of testBackends()) {
     it('an AppRec belongs to the message only if its Sender names every HER-id the message was sent to; the first one is final', async () => {
       const out = await sent('LOG_UTSKRIVNINGSKLAR');
       const appRec = (senderHerIds: string[], status: string): AppRecModel => ({
-        kind: 'apprec', version: '1.1', id: randomUUID(), genDate: '', status, senderHerIds, receiverHerIds: ['59', '90998'],
+        kind: 'apprec',
+        version: '1.1',
+        id: randomUUID(),
+        genDate: '',
+        status,
+        senderHerIds,
+        receiverHerIds: ['59', '90998'],
         errors: status === '2' ? [{ code: 'E35', text: 'whatever the sender wrote', details: 'Kari Nordmann' }] : [],
         originalMsgId: { msgType: 'LOG_UTSKRIVNINGSKLAR', issueDate: '', id: out.msgId },
       });
@@ -111,7 +139,12 @@ for (const backend of testBackends()) {
       const found = await receipts.forMessage(answer, answerFrom({}), now);
       expect(found).to.deep.include({ kind: 'answer', rule: 'conversation-ref' });
       await record(found!, { msgId: answer.msgId, msgType: 'DIALOG_NOTAT' });
-      expect(await row(out.id)).to.include({ answer_state: 'answered', answer_msg_id: answer.msgId, answer_rule: 'conversation-ref', answered_at: now.toISOString() });
+      expect(await row(out.id)).to.include({
+        answer_state: 'answered',
+        answer_msg_id: answer.msgId,
+        answer_rule: 'conversation-ref',
+        answered_at: now.toISOString(),
+      });
       expect(await expectation(out.id, 'answer')).to.deep.equal({ state: 'met', resolved_by: 'answer:conversation-ref' });
     });
 
@@ -130,12 +163,13 @@ for (const backend of testBackends()) {
       const newer = await sent('LOG_UTSKRIVNINGSKLAR', { patientKey: 'patient-b' });
       await sent('LOG_UTSKRIVNINGSKLAR', { patientKey: 'patient-b', to: [ALNA.l1, ALNA.kd] });
       now = new Date('2026-03-02T09:00:00Z');
-      const answer = () => receipts.forMessage(msgHead('DIALOG_HELSEFAGLIG', { temaKodet: ['2.16.578.1.12.4.1.1.7322/7'] }), { ...answerFrom({}), patientKey: 'patient-b' }, now);
+      const answer = () =>
+        receipts.forMessage(msgHead('DIALOG_HELSEFAGLIG', { temaKodet: ['2.16.578.1.12.4.1.1.7322/7'] }), { ...answerFrom({}), patientKey: 'patient-b' }, now);
 
       const first = await answer();
       expect(first).to.deep.include({ kind: 'answer', rule: 'fallback', target: { id: newer.id, msgId: newer.msgId, msgType: 'LOG_UTSKRIVNINGSKLAR' } });
       await record(first!);
-      expect((await answer())).to.deep.include({ target: { id: older.id, msgId: older.msgId, msgType: 'LOG_UTSKRIVNINGSKLAR' } });
+      expect(await answer()).to.deep.include({ target: { id: older.id, msgId: older.msgId, msgType: 'LOG_UTSKRIVNINGSKLAR' } });
       await record((await answer())!);
       expect(await answer()).to.include({ kind: 'none' });
       expect(await row(tooOld.id)).to.include({ answer_state: null });
@@ -144,7 +178,13 @@ for (const backend of testBackends()) {
     it('an avmelding or a cancellation in the conversation closes the wait; an answered notice stays answered', async () => {
       const waiting = await sent('LOG_UTSKRIVNINGSKLAR');
       const answered = await sent('LOG_UTSKRIVNINGSKLAR');
-      await record(await receipts.forMessage(msgHead('DIALOG_NOTAT', { refs: [answered.msgId, answered.msgId], temaKodet: [NOTAT] }), answerFrom({}), now) as Correlation);
+      await record(
+        (await receipts.forMessage(
+          msgHead('DIALOG_NOTAT', { refs: [answered.msgId, answered.msgId], temaKodet: [NOTAT] }),
+          answerFrom({}),
+          now,
+        )) as Correlation,
+      );
 
       const avmelding = msgHead('LOG_AVMELDING', { refs: [waiting.msgId, waiting.msgId] });
       const delivered = await sent('LOG_AVMELDING');
@@ -162,7 +202,11 @@ for (const backend of testBackends()) {
       const admission = await sent('LOG_INNLAGT', { to: [FROGNER.l1, FROGNER.kp], patientKey: 'patient-c' });
       const rapport = msgHead('INNLEGGELSESRAPPORT', { from: [FROGNER.l1, FROGNER.kp] });
       const found = await receipts.forMessage(rapport, { herIds: [FROGNER.l1, FROGNER.kp], patientKey: 'patient-c', conversationId: null }, now);
-      expect(found).to.deep.include({ kind: 'innleggelsesrapport', rule: 'fallback', target: { id: admission.id, msgId: admission.msgId, msgType: 'LOG_INNLAGT' } });
+      expect(found).to.deep.include({
+        kind: 'innleggelsesrapport',
+        rule: 'fallback',
+        target: { id: admission.id, msgId: admission.msgId, msgType: 'LOG_INNLAGT' },
+      });
       await record(found!);
       expect(await expectation(admission.id, 'innleggelsesrapport')).to.deep.equal({ state: 'met', resolved_by: 'innleggelsesrapport:fallback' });
     });

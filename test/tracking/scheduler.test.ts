@@ -105,7 +105,9 @@ describe('reminder rules', () => {
     const coded = conditionAlert('resolved', condition({ resolvedBy: 'LOG_AVMELDING' }), new Date(), endOfDay);
     const free = conditionAlert('resolved', condition({ resolvedBy: 'svar fra Kari Hansen' }), new Date(), endOfDay);
     expect(coded.text).to.match(/^Resolved by LOG_AVMELDING\./);
-    expect(free.text).to.match(/^Resolved\./).and.not.to.contain('Kari');
+    expect(free.text)
+      .to.match(/^Resolved\./)
+      .and.not.to.contain('Kari');
     expect(coded).to.include({ state: 'resolved', firingId: 'a-1' });
   });
 });

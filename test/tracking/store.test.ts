@@ -5,8 +5,8 @@ import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { sql } from 'kysely';
 import { type Db, openDatabase } from '../../src/tracking/db.js';
-import { DuplicateMessageError, type NewMessage, type NewOutboxItem, Store } from '../../src/tracking/store.js';
 import { migrations } from '../../src/tracking/migrations.js';
+import { DuplicateMessageError, type NewMessage, type NewOutboxItem, Store } from '../../src/tracking/store.js';
 import { postgresBackend, sqliteBackend } from '../support/databases.js';
 
 const ALL_MIGRATIONS = Object.keys(migrations('sqlite')).sort();
@@ -57,7 +57,12 @@ function deliver(routingKey: string, overrides: Partial<NewOutboxItem> = {}): Ne
 
 async function rowCounts(db: Db) {
   const count = async (table: 'messages' | 'payloads' | 'events' | 'outbox' | 'audit') =>
-    (await db.kysely.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n;
+    (
+      await db.kysely
+        .selectFrom(table)
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .executeTakeFirstOrThrow()
+    ).n;
   return {
     messages: await count('messages'),
     payloads: await count('payloads'),
@@ -330,15 +335,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
 
       const timeline = await store.timeline(message.msg_id);
       expect(timeline.map((t) => t.message.id)).to.deep.equal([out.messageId, back.messageId]);
-      expect(timeline[0].events.map((e) => e.event)).to.deep.equal([
-        'received',
-        'validated',
-        'routed',
-        'published',
-        'ack-late',
-        'acknowledged',
-        'apprec-ok',
-      ]);
+      expect(timeline[0].events.map((e) => e.event)).to.deep.equal(['received', 'validated', 'routed', 'published', 'ack-late', 'acknowledged', 'apprec-ok']);
       expect(timeline[1].events.map((e) => e.event)).to.deep.equal(['received']);
       expect(await store.timeline('no-such-msg-id')).to.deep.equal([]);
     });

@@ -1,5 +1,5 @@
 // Shared by every command: configuration loading with readable failures, and output helpers.
-import { loadConfig, type GatewayConfig } from '../../config/config.js';
+import { type GatewayConfig, loadConfig } from '../../config/config.js';
 
 /** Exit code 1 with one line per problem, as `config check` prints them. */
 export function configOrExit(): GatewayConfig {
@@ -15,7 +15,11 @@ export function configOrExit(): GatewayConfig {
 export function printTable(rows: Record<string, unknown>[], columns: string[]): void {
   const cell = (v: unknown) => (v === null || v === undefined ? '' : String(v));
   const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
-  const line = (values: string[]) => values.map((v, i) => v.padEnd(widths[i])).join('  ').trimEnd();
+  const line = (values: string[]) =>
+    values
+      .map((v, i) => v.padEnd(widths[i]))
+      .join('  ')
+      .trimEnd();
   console.log(line(columns));
   console.log(line(widths.map((w) => '-'.repeat(w))));
   for (const r of rows) console.log(line(columns.map((c) => cell(r[c]))));

@@ -31,7 +31,11 @@ const service = (ctx: OpsContext) => new DeadLetterService(new DeadLetterReposit
 /** The service with a confirmed publisher, closed again after `run`. */
 async function withPublisher(ctx: OpsContext, json: boolean, run: (s: DeadLetterService) => Promise<void>): Promise<void> {
   const broker = await connectBroker(ctx.config, ctx.log);
-  if (!broker) return failed({ ok: false, status: 'unavailable', reason: `cannot connect to the message broker at ${ctx.config.broker.url.replace(/\/\/[^@]*@/, '//')}` }, json);
+  if (!broker)
+    return failed(
+      { ok: false, status: 'unavailable', reason: `cannot connect to the message broker at ${ctx.config.broker.url.replace(/\/\/[^@]*@/, '//')}` },
+      json,
+    );
   const publisher = new Publisher(broker);
   try {
     await publisher.start();
@@ -84,7 +88,10 @@ export function registerDlqCommands(program: Command): void {
       const { headers, payload, ...fields } = view;
       for (const [k, v] of Object.entries(fields)) if (v !== null && v !== undefined) console.log(`${k.padEnd(14)} ${v}`);
       console.log(`headers        ${JSON.stringify(headers, null, 2).replace(/\n/g, '\n               ')}`);
-      if (payload) console.log('expired' in payload ? '\npayload        (expired by retention)' : `\n--- payload (${payload.contentType ?? 'unknown type'}) ---\n${payload.body}`);
+      if (payload)
+        console.log(
+          'expired' in payload ? '\npayload        (expired by retention)' : `\n--- payload (${payload.contentType ?? 'unknown type'}) ---\n${payload.body}`,
+        );
     }),
   );
 
@@ -107,7 +114,9 @@ export function registerDlqCommands(program: Command): void {
         if (deadLetterId !== undefined) {
           const r = await s.replay(deadLetterId, by(o), options);
           if (!r.ok) return failed(r, o.json === true);
-          return o.json ? printJson({ id: r.value.id, state: r.value.state, sourceQueue: r.value.source_queue }) : console.log(`dead letter #${r.value.id} replayed to ${r.value.source_queue}`);
+          return o.json
+            ? printJson({ id: r.value.id, state: r.value.state, sourceQueue: r.value.source_queue })
+            : console.log(`dead letter #${r.value.id} replayed to ${r.value.source_queue}`);
         }
         reportBatch(await s.replayBatch({ code: o.code, limit: o.limit }, by(o), options), o.json === true);
       }),
@@ -128,14 +137,18 @@ export function registerDlqCommands(program: Command): void {
     }),
   );
 
-  common(dlq.command('pause').description('stop running batch replays before their next item (until `dlq resume`)').option('--reason <text>', 'why (audited)')).action((o: Common) =>
+  common(
+    dlq.command('pause').description('stop running batch replays before their next item (until `dlq resume`)').option('--reason <text>', 'why (audited)'),
+  ).action((o: Common) =>
     withStore(async (ctx) => {
       await service(ctx).pause(by(o));
       return o.json ? printJson({ paused: true }) : console.log('batch replays paused');
     }),
   );
 
-  common(dlq.command('resume').description('allow batch replays again; run the batch command again to continue').option('--reason <text>', 'why (audited)')).action((o: Common) =>
+  common(
+    dlq.command('resume').description('allow batch replays again; run the batch command again to continue').option('--reason <text>', 'why (audited)'),
+  ).action((o: Common) =>
     withStore(async (ctx) => {
       await service(ctx).resume(by(o));
       return o.json ? printJson({ paused: false }) : console.log('batch replays resumed');

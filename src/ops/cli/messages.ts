@@ -21,17 +21,18 @@ function summary(entry: TimelineEntry) {
     conversationId: m.conversation_id,
     transport: m.transport_state ? `${m.transport_state} at ${m.transport_at}` : null,
     appRec: m.apprec_status ? `${m.apprec_status} at ${m.apprec_at}${m.apprec_errors ? ` ${m.apprec_errors}` : ''}` : null,
-    answer: m.answer_state ? `${m.answer_state} at ${m.answered_at ?? m.updated_at}${m.answer_rule ? ` (${m.answer_rule})` : ''}${m.closed_by ? ` by ${m.closed_by}` : ''}` : null,
+    answer: m.answer_state
+      ? `${m.answer_state} at ${m.answered_at ?? m.updated_at}${m.answer_rule ? ` (${m.answer_rule})` : ''}${m.closed_by ? ` by ${m.closed_by}` : ''}`
+      : null,
     error: m.error_code ? `${m.error_code}: ${m.error_reason}` : null,
     receivedAt: m.created_at,
   };
 }
 
-const eventRows = (entry: TimelineEntry) =>
-  entry.events.map((e) => ({ at: e.at, stage: e.stage, event: e.event, detail: e.detail ?? '' }));
+const eventRows = (entry: TimelineEntry) => entry.events.map((e) => ({ at: e.at, stage: e.stage, event: e.event, detail: e.detail ?? '' }));
 
 export function registerMessageCommands(program: Command): Command {
-  const messages = program.command('messages').description("messages in the store: timelines and what is pending");
+  const messages = program.command('messages').description('messages in the store: timelines and what is pending');
   messages
     .command('show <msgId>')
     .description('the timeline of one message: received, validated, routed (bydel, rule, HER-id), signed, published, receipts, answer')
@@ -50,13 +51,21 @@ export function registerMessageCommands(program: Command): Command {
         }
         const payloads = opts.withPayload ? await Promise.all(entries.map((e) => store.payloads(e.message.id))) : undefined;
         if (opts.withPayload) {
-          await store.audit({ actor: opts.actor, action: 'messages.show.with-payload', target: msgId, reason: null, detail: { messages: entries.map((e) => e.message.id) } });
+          await store.audit({
+            actor: opts.actor,
+            action: 'messages.show.with-payload',
+            target: msgId,
+            reason: null,
+            detail: { messages: entries.map((e) => e.message.id) },
+          });
         }
         if (opts.json) {
           const out = entries.map((e, i) => ({
             ...summary(e),
             events: e.events.map((ev) => ({ at: ev.at, stage: ev.stage, event: ev.event, detail: ev.detail ? JSON.parse(ev.detail) : null })),
-            ...(payloads ? { payloads: payloads[i].map((p) => ({ kind: p.kind, contentType: p.content_type, body: Buffer.from(p.body).toString('utf8') })) } : {}),
+            ...(payloads
+              ? { payloads: payloads[i].map((p) => ({ kind: p.kind, contentType: p.content_type, body: Buffer.from(p.body).toString('utf8') })) }
+              : {}),
           }));
           console.log(JSON.stringify(out, null, 2));
           return;

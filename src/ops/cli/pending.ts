@@ -42,14 +42,23 @@ export function addPendingCommand(messages: Command): Command {
         const items = await openExpectations(db, { bydel: opts.bydel, kind: opts.kind, limit: opts.limit });
         const now = new Date();
         if (opts.json) {
-          console.log(JSON.stringify(items.map((p) => ({ ...p, ageMs: now.getTime() - new Date(p.createdAt).getTime(), overdue: new Date(p.dueAt) <= now })), null, 2));
+          console.log(
+            JSON.stringify(
+              items.map((p) => ({ ...p, ageMs: now.getTime() - new Date(p.createdAt).getTime(), overdue: new Date(p.dueAt) <= now })),
+              null,
+              2,
+            ),
+          );
           return;
         }
         if (items.length === 0) {
           console.log('nothing pending');
           return;
         }
-        printTable(items.map((p) => row(p, now, config.tracking.workingTime.timeZone)), ['due', 'state', 'waitingFor', 'type', 'bydel', 'receiverHerId', 'age', 'msgId']);
+        printTable(
+          items.map((p) => row(p, now, config.tracking.workingTime.timeZone)),
+          ['due', 'state', 'waitingFor', 'type', 'bydel', 'receiverHerId', 'age', 'msgId'],
+        );
       } finally {
         await db.kysely.destroy();
       }

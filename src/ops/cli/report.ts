@@ -4,14 +4,22 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { DateTime } from 'luxon';
 import { AddressRegister } from '../../routing/addressRegister.js';
 import { bydelName } from '../../routing/bydeler.js';
-import { workingCalendar } from '../../tracking/deadlines.js';
 import { openDatabase } from '../../tracking/db.js';
+import { workingCalendar } from '../../tracking/deadlines.js';
 import { loadLedger, type OvertidRow, overtidReport } from '../../tracking/overtid.js';
 import { Store } from '../../tracking/store.js';
 import { configOrExit } from './common.js';
 
 const COLUMNS: (keyof OvertidRow | 'bydelName')[] = [
-  'bydel', 'bydelName', 'notices', 'answeredWithinDeadline', 'medianAnswerWorkingMinutes', 'p90AnswerWorkingMinutes', 'unanswered', 'avmeldt', 'overtidigeDogn',
+  'bydel',
+  'bydelName',
+  'notices',
+  'answeredWithinDeadline',
+  'medianAnswerWorkingMinutes',
+  'p90AnswerWorkingMinutes',
+  'unanswered',
+  'avmeldt',
+  'overtidigeDogn',
 ];
 
 const localDate = (value: string) => {
@@ -34,7 +42,10 @@ const html = (s: unknown) => String(s ?? '').replace(/[&<>"]/g, (c) => `&${{ '&'
 
 export function toHtml(rows: OvertidRow[], from: string, to: string): string {
   const head = COLUMNS.map((c) => `<th>${html(c)}</th>`).join('');
-  const body = rows.map(withName).map((r) => `<tr>${COLUMNS.map((c) => `<td>${html(r[c])}</td>`).join('')}</tr>`).join('\n');
+  const body = rows
+    .map(withName)
+    .map((r) => `<tr>${COLUMNS.map((c) => `<td>${html(r[c])}</td>`).join('')}</tr>`)
+    .join('\n');
   return `<!doctype html>\n<html lang="no"><meta charset="utf-8"><title>Overtid ${html(from)}–${html(to)}</title>\n<table>\n<tr>${head}</tr>\n${body}\n</table></html>`;
 }
 

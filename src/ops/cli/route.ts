@@ -51,7 +51,12 @@ async function route(ctx: OpsContext, msgId: string, o: RouteOptions): Promise<v
         intervalMs: 1000,
         batchSize: 100,
       });
-    const r = await routeHeldMessage(msgId, o.bydel, { actor: actorName(o.actor), via: 'cli', reason: o.reason }, { config, store, routing, signing, outbox, log });
+    const r = await routeHeldMessage(
+      msgId,
+      o.bydel,
+      { actor: actorName(o.actor), via: 'cli', reason: o.reason },
+      { config, store, routing, signing, outbox, log },
+    );
     if (!r.ok) return failed(r, o.json === true);
     if (o.json) return printJson(r.value);
     console.log(`${msgId} routed to bydel ${r.value.bydel} (HER-id ${r.value.toHerId})`);

@@ -1,11 +1,11 @@
 // `routing build-index` (Kartverket's address export → address index file) and `routing explain`
 // (which bydel an address goes to, and every rule's verdict). Exit codes: 0 ok, 1 failure, 2 usage.
 import type { Command } from 'commander';
-import { bydelName } from '../../routing/bydeler.js';
 import { type BuildSummary, DEFAULT_MAX_MARKA_KM } from '../../routing/addressIndex/build.js';
 import { buildAddressIndexFromFiles, writeAddressIndex } from '../../routing/addressIndex/files.js';
 import { loadAddressIndexes } from '../../routing/addressIndex/indexFile.js';
 import { isSupportedEpsg } from '../../routing/addressIndex/projection.js';
+import { bydelName } from '../../routing/bydeler.js';
 import { loadOverrides } from '../../routing/overrides.js';
 import { loadPostcodeIndex } from '../../routing/postcodeIndex.js';
 import { explainBydel, type RoutingData } from '../../routing/resolveBydel.js';
@@ -127,7 +127,7 @@ function loadRoutingData(): RoutingData {
 function registerExplain(routing: Command): void {
   routing
     .command('explain')
-    .description('which bydel an address is routed to, with every rule\'s verdict (uses the configured overrides and indexes)')
+    .description("which bydel an address is routed to, with every rule's verdict (uses the configured overrides and indexes)")
     .requiredOption('--street <address>', 'street name, number and letter as the EPJ writes it, e.g. "Storgata 12 B"')
     .requiredOption('--postcode <code>', 'four-digit postcode')
     .option('--hint <bydel>', 'an EPJ bydel hint (x-bydel), to see how it would weigh')
@@ -142,7 +142,13 @@ function registerExplain(routing: Command): void {
       const index = data.addressIndexes?.validOn(day);
       const addressIndex = index ? { file: index.origin, validFrom: index.validFrom, validTo: index.validTo ?? null, builtAt: index.builtAt } : null;
       if (opts.json) {
-        console.log(JSON.stringify({ day, decision, rules: verdicts.map((v) => ({ rule: v.rule, decided: Boolean(v.decision), verdict: v.verdict })), addressIndex }, null, 2));
+        console.log(
+          JSON.stringify(
+            { day, decision, rules: verdicts.map((v) => ({ rule: v.rule, decided: Boolean(v.decision), verdict: v.verdict })), addressIndex },
+            null,
+            2,
+          ),
+        );
         return;
       }
       console.log(decision.decided ? `decision: ${label(decision.bydel)}, by rule ${decision.rule}` : 'decision: held for manual routing (no rule decides)');

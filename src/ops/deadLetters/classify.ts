@@ -126,7 +126,10 @@ const bydelCode = (v: string | null) => (v && /^0301(0[1-9]|1[0-7])$/.test(v) ? 
  */
 function dedupeKey(headers: Headers, messageId: string | undefined, body: Buffer): string {
   const identity = messageId ?? createHash('sha256').update(body).digest('hex');
-  return createHash('sha256').update(identity).update(JSON.stringify(headers['x-death'] ?? null)).digest('hex');
+  return createHash('sha256')
+    .update(identity)
+    .update(JSON.stringify(headers['x-death'] ?? null))
+    .digest('hex');
 }
 
 /** amqplib decodes AMQP timestamps as { '!': 'timestamp', value: seconds } and long strings as bytes. */

@@ -29,7 +29,15 @@ export class DeadLetterRecorder {
       d.ack();
       if (id === undefined) return;
       this.deps.log.warn(
-        { event: EVENTS.deadLetterRecorded, deadLetterId: id, code: facts.code, origin: facts.origin, sourceQueue: facts.sourceQueue, msgId: facts.msgId ?? undefined, type: facts.msgType ?? undefined },
+        {
+          event: EVENTS.deadLetterRecorded,
+          deadLetterId: id,
+          code: facts.code,
+          origin: facts.origin,
+          sourceQueue: facts.sourceQueue,
+          msgId: facts.msgId ?? undefined,
+          type: facts.msgType ?? undefined,
+        },
         `dead letter #${id} recorded (${facts.code})`,
       );
     } catch (e) {
@@ -49,6 +57,12 @@ export class DeadLetterRecorder {
     const parsed = parseMessage(d.body, { contentType: d.properties.contentType, maxBytes: this.deps.maxMessageBytes });
     if (!parsed.ok || parsed.value.doc.kind !== 'msghead') return facts;
     const m = parsed.value.doc;
-    return { ...facts, msgId: m.msgId, msgType: m.type, fromHerId: m.sender.level2?.herId ?? m.sender.level1.herId ?? null, toHerId: m.receiver.level2?.herId ?? m.receiver.level1.herId ?? null };
+    return {
+      ...facts,
+      msgId: m.msgId,
+      msgType: m.type,
+      fromHerId: m.sender.level2?.herId ?? m.sender.level1.herId ?? null,
+      toHerId: m.receiver.level2?.herId ?? m.receiver.level1.herId ?? null,
+    };
   }
 }

@@ -70,7 +70,11 @@ export class DeadLetterRepository {
   }
 
   async list(filter: DeadLetterFilter = {}): Promise<DeadLetterRow[]> {
-    let q = this.kysely.selectFrom('dead_letters').selectAll().orderBy('id').limit(filter.limit ?? 500);
+    let q = this.kysely
+      .selectFrom('dead_letters')
+      .selectAll()
+      .orderBy('id')
+      .limit(filter.limit ?? 500);
     const state = filter.state ?? 'open';
     if (state !== 'all') q = q.where('state', '=', state);
     if (filter.code) q = q.where('code', '=', filter.code);
@@ -89,7 +93,11 @@ export class DeadLetterRepository {
   }
 
   async countOpen(): Promise<number> {
-    const row = await this.kysely.selectFrom('dead_letters').select((eb) => eb.fn.countAll<number>().as('n')).where('state', '=', 'open').executeTakeFirstOrThrow();
+    const row = await this.kysely
+      .selectFrom('dead_letters')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('state', '=', 'open')
+      .executeTakeFirstOrThrow();
     return Number(row.n);
   }
 

@@ -8,7 +8,12 @@ import { type Headers, replayHeaders } from './classify.js';
 import { type DeadLetterFilter, type DeadLetterRepository, type DeadLetterRow, REPLAY_PAUSED } from './repository.js';
 
 /** Publishes with broker confirms (Publisher.publish); rejects when not confirmed. */
-export type ConfirmedPublish = (exchange: string, routingKey: string, body: Buffer, opts: { messageId: string; headers: Headers; contentType?: string }) => Promise<void>;
+export type ConfirmedPublish = (
+  exchange: string,
+  routingKey: string,
+  body: Buffer,
+  opts: { messageId: string; headers: Headers; contentType?: string },
+) => Promise<void>;
 
 export interface DeadLetterView {
   row: DeadLetterRow;
@@ -79,7 +84,13 @@ export class DeadLetterService {
     const view: DeadLetterView = { row, headers: JSON.parse(row.headers) };
     if (!withPayload) return { ok: true, value: view };
     // Reading a payload is itself an access to personal data: audited before it is returned.
-    await this.repo.audit({ actor: by.actor, action: 'dlq.show-payload', target: `dead-letter:${id}`, reason: by.reason, detail: { via: by.via, msgId: row.msg_id } });
+    await this.repo.audit({
+      actor: by.actor,
+      action: 'dlq.show-payload',
+      target: `dead-letter:${id}`,
+      reason: by.reason,
+      detail: { via: by.via, msgId: row.msg_id },
+    });
     const body = await this.repo.body(id);
     view.payload = body ? { contentType: row.content_type, body: body.toString('utf8') } : { expired: true };
     return { ok: true, value: view };
@@ -93,20 +104,42 @@ export class DeadLetterService {
   async replay(id: number, by: Actor, options: { skipDedupe?: boolean; batch?: string } = {}): Promise<OpsResult<DeadLetterRow>> {
     if (!this.publish) return fail('unavailable', 'no broker connection: cannot replay');
     const row = await this.repo.prepareReplay(id, options.skipDedupe === true);
-    if (!row) return (await this.repo.get(id)) ? fail('conflict', `dead letter #${id} is no longer open`) : fail('not-found', `dead letter #${id} does not exist`);
+    if (!row)
+      return (await this.repo.get(id)) ? fail('conflict', `dead letter #${id} is no longer open`) : fail('not-found', `dead letter #${id} does not exist`);
     if (!row.source_queue) return fail('invalid', `dead letter #${id} has no source queue to replay to; discard it instead`);
     const body = await this.repo.body(id);
     if (!body) return fail('invalid', `the payload of dead letter #${id} has expired`);
 
-    const headers: Headers = { ...replayHeaders(JSON.parse(row.headers)), [REPLAY_OF]: String(id), ...(options.skipDedupe ? { [REPLAY_SKIP_DEDUPE]: 'true' } : {}) };
+    const headers: Headers = {
+      ...replayHeaders(JSON.parse(row.headers)),
+      [REPLAY_OF]: String(id),
+      ...(options.skipDedupe ? { [REPLAY_SKIP_DEDUPE]: 'true' } : {}),
+    };
     try {
       await this.publish('', row.source_queue, body, { messageId: row.amqp_message_id ?? randomUUID(), headers, contentType: row.content_type ?? undefined });
     } catch (e) {
       return fail('unavailable', `the broker did not confirm the replay to ${row.source_queue}: ${(e as Error).message}`);
     }
-    const detail = { via: by.via, msgId: row.msg_id, code: row.code, sourceQueue: row.source_queue, skipDedupe: options.skipDedupe === true, ...(options.batch ? { batch: options.batch } : {}) };
+    const detail = {
+      via: by.via,
+      msgId: row.msg_id,
+      code: row.code,
+      sourceQueue: row.source_queue,
+      skipDedupe: options.skipDedupe === true,
+      ...(options.batch ? { batch: options.batch } : {}),
+    };
     await this.repo.resolve(id, 'replayed', { actor: by.actor, action: 'dlq.replay', target: `dead-letter:${id}`, reason: by.reason, detail });
-    this.log.info({ event: EVENTS.deadLetterReplayed, deadLetterId: id, msgId: row.msg_id ?? undefined, code: row.code, sourceQueue: row.source_queue, skipDedupe: options.skipDedupe === true }, `dead letter #${id} replayed to ${row.source_queue}`);
+    this.log.info(
+      {
+        event: EVENTS.deadLetterReplayed,
+        deadLetterId: id,
+        msgId: row.msg_id ?? undefined,
+        code: row.code,
+        sourceQueue: row.source_queue,
+        skipDedupe: options.skipDedupe === true,
+      },
+      `dead letter #${id} replayed to ${row.source_queue}`,
+    );
     return { ok: true, value: { ...row, state: 'replayed' } };
   }
 
@@ -137,7 +170,13 @@ export class DeadLetterService {
   async discard(id: number, by: Actor & { reason: string }): Promise<OpsResult<DeadLetterRow>> {
     const row = await this.repo.get(id);
     if (!row) return fail('not-found', `dead letter #${id} does not exist`);
-    const done = await this.repo.resolve(id, 'discarded', { actor: by.actor, action: 'dlq.discard', target: `dead-letter:${id}`, reason: by.reason, detail: { via: by.via, msgId: row.msg_id, code: row.code } });
+    const done = await this.repo.resolve(id, 'discarded', {
+      actor: by.actor,
+      action: 'dlq.discard',
+      target: `dead-letter:${id}`,
+      reason: by.reason,
+      detail: { via: by.via, msgId: row.msg_id, code: row.code },
+    });
     if (!done) return fail('conflict', `dead letter #${id} is no longer open`);
     this.log.info({ event: EVENTS.deadLetterDiscarded, deadLetterId: id, msgId: row.msg_id ?? undefined, code: row.code }, `dead letter #${id} discarded`);
     return { ok: true, value: { ...row, state: 'discarded' } };

@@ -4,7 +4,7 @@
 // kommuner, or implausibly far from every bydel, are outside Oslo: skipped and counted.
 import { SENTRUM, serviceBydel } from '../bydeler.js';
 import type { BydelLocator, Placement } from './bydelPolygons.js';
-import { type AddressIndexFile, type IndexEntry, INDEX_FORMAT, INDEX_VERSION } from './indexFile.js';
+import { type AddressIndexFile, INDEX_FORMAT, INDEX_VERSION, type IndexEntry } from './indexFile.js';
 import { type AddressRow, type ColumnMap, readHeader, readRow } from './kartverketCsv.js';
 import { houseKey, normaliseStreetName } from './normalise.js';
 import { isSupportedEpsg, toWgs84 } from './projection.js';
@@ -192,13 +192,21 @@ class Tally {
   }
 
   summary(): Pick<BuildSummary, 'indexed' | 'perBydel' | 'marka' | 'sentrum' | 'postcodes'> {
-    const postcodes = [...this.byPostcode].sort(([a], [b]) => a.localeCompare(b)).map(([postcode, perBydel]) => ({
-      postcode,
-      addresses: Object.values(perBydel).reduce((s, n) => s + n, 0),
-      bydeler: Object.keys(perBydel).length,
-      perBydel: sortedKeys(perBydel),
-    }));
-    return { indexed: this.indexed, perBydel: sortedKeys(this.perBydel), marka: { total: this.marka.total, perBydel: sortedKeys(this.marka.perBydel) }, sentrum: this.sentrum, postcodes };
+    const postcodes = [...this.byPostcode]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([postcode, perBydel]) => ({
+        postcode,
+        addresses: Object.values(perBydel).reduce((s, n) => s + n, 0),
+        bydeler: Object.keys(perBydel).length,
+        perBydel: sortedKeys(perBydel),
+      }));
+    return {
+      indexed: this.indexed,
+      perBydel: sortedKeys(this.perBydel),
+      marka: { total: this.marka.total, perBydel: sortedKeys(this.marka.perBydel) },
+      sentrum: this.sentrum,
+      postcodes,
+    };
   }
 }
 

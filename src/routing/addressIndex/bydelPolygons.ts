@@ -31,7 +31,10 @@ const nameKey = (name: string) =>
 export function parseCodeList(csv: string): Record<string, string> {
   const list: Record<string, string> = {};
   for (const line of csv.split(/\r?\n/)) {
-    const [code, name] = line.replace(/^\uFEFF/, '').split(';').map((s) => s?.trim());
+    const [code, name] = line
+      .replace(/^\uFEFF/, '')
+      .split(';')
+      .map((s) => s?.trim());
     if (code && name && /^\d{6}$/.test(code)) list[code] = name;
   }
   return list;
@@ -53,7 +56,8 @@ export function parseBydelPolygons(geojson: string, codeList: Record<string, str
   const byName = new Map(Object.entries(codeList).map(([code, name]) => [nameKey(name), code]));
   return collection.features.map((feature, i) => {
     const type = feature.geometry?.type;
-    if (type !== 'Polygon' && type !== 'MultiPolygon') throw new Error(`polygon ${i + 1} is a ${type ?? 'feature without geometry'}, not a Polygon or MultiPolygon`);
+    if (type !== 'Polygon' && type !== 'MultiPolygon')
+      throw new Error(`polygon ${i + 1} is a ${type ?? 'feature without geometry'}, not a Polygon or MultiPolygon`);
     const box = bbox(feature);
     if (box[0] < -180 || box[2] > 180 || box[1] < -90 || box[3] > 90) throw new Error(`polygon ${i + 1} is not in WGS84 longitude/latitude (RFC 7946)`);
     return { code: codeOf(feature, i, byName), feature: feature as Feature<Polygon | MultiPolygon>, bbox: box };

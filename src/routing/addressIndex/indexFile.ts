@@ -77,7 +77,9 @@ export class AddressIndex {
     const parsed = indexFileSchema.safeParse(json);
     if (!parsed.success) {
       const first = parsed.error.issues[0];
-      throw new Error(`${file}: not an address index of format ${INDEX_FORMAT} v${INDEX_VERSION} (${first.path.slice(0, 2).join('.') || 'root'}: ${first.message})`);
+      throw new Error(
+        `${file}: not an address index of format ${INDEX_FORMAT} v${INDEX_VERSION} (${first.path.slice(0, 2).join('.') || 'root'}: ${first.message})`,
+      );
     }
     return new AddressIndex(parsed.data, file);
   }
@@ -107,7 +109,8 @@ export class AddressIndexSet {
     this.indexes = [...indexes].sort((a, b) => b.validFrom.localeCompare(a.validFrom));
     for (let i = 1; i < this.indexes.length; i++) {
       const [a, b] = [this.indexes[i - 1], this.indexes[i]];
-      if (a.validFrom === b.validFrom) throw new Error(`address index files ${b.origin} and ${a.origin} are both valid from ${a.validFrom}: which one applies is ambiguous`);
+      if (a.validFrom === b.validFrom)
+        throw new Error(`address index files ${b.origin} and ${a.origin} are both valid from ${a.validFrom}: which one applies is ambiguous`);
     }
   }
 

@@ -50,7 +50,12 @@ const SOSI_TO_EPSG: Record<string, number> = { '22': 25832, '23': 25833, '25': 2
 
 export type ColumnMap = Partial<Record<Column, number>>;
 
-const headerKey = (name: string) => name.replace(/^\uFEFF/, '').trim().toLocaleLowerCase('nb').replace(/[\s\-_"]/g, '');
+const headerKey = (name: string) =>
+  name
+    .replace(/^\uFEFF/, '')
+    .trim()
+    .toLocaleLowerCase('nb')
+    .replace(/[\s\-_"]/g, '');
 
 /** Throws with the missing column names when the header is not an address export. */
 export function readHeader(line: string): ColumnMap {
@@ -102,5 +107,8 @@ export function readRow(line: string, lineNumber: number, columns: ColumnMap): R
   if (epsg === 'unknown') return bad('coordinate system code is not an EPSG or SOSI code');
   const letter = cell('letter');
   const kommune = cell('kommune')?.padStart(4, '0');
-  return { kind: 'address', row: { line: lineNumber, kommune, streetCode: cell('streetCode'), street, number: Number(numberText), letter, postcode, north, east, epsg } };
+  return {
+    kind: 'address',
+    row: { line: lineNumber, kommune, streetCode: cell('streetCode'), street, number: Number(numberText), letter, postcode, north, east, epsg },
+  };
 }

@@ -19,7 +19,10 @@ const SUFFIXES: [RegExp, string][] = [
  */
 export function normaliseStreetName(name: string): string {
   let n = name.normalize('NFD').replace(ACCENTS, '').normalize('NFC').toLocaleLowerCase('nb');
-  n = n.replace(/['’´`]/g, '').replace(/[\s\-]+/g, '').replace(/,+$/, '');
+  n = n
+    .replace(/['’´`]/g, '')
+    .replace(/[\s-]+/g, '')
+    .replace(/,+$/, '');
   for (const [suffix, canonical] of SUFFIXES) n = n.replace(suffix, canonical);
   return n.replace(/[.,]/g, '');
 }

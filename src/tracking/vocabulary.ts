@@ -1,0 +1,139 @@
+// The words the store keeps. Every state, stage, timeline event, outbox purpose, expectation
+// kind, alert kind and error code a column can hold is named here once, and the table types in
+// db.ts use these unions, so a misspelt state fails the type check instead of a query.
+
+/** messages.state */
+export type MessageState =
+  /** stored, its outbox item not yet confirmed by the broker */
+  | 'received'
+  /** waiting for ops to decide the bydel (`plo-gateway route`) */
+  | 'held'
+  /** delivered to the bydel's queue (broker confirm) */
+  | 'published'
+  /** handed to the EPJ on epj.inbound (broker confirm) */
+  | 'forwarded'
+  /** refused: a negative AppRec and a dead letter went out */
+  | 'rejected'
+  /** the same content as an earlier message under another MsgId: kept, never sent */
+  | 'duplicate';
+
+/** events.stage: where on the path something happened. */
+export type Stage =
+  | 'receive'
+  | 'parse'
+  | 'verify'
+  | 'validate'
+  | 'dedupe'
+  | 'route'
+  | 'sign'
+  | 'store'
+  | 'publish'
+  | 'correlate'
+  | 'forward'
+  | 'transport'
+  | 'apprec'
+  | 'answer'
+  | 'innleggelsesrapport'
+  | 'receipt'
+  | 'deadline'
+  | 'retention';
+
+/** outbox.purpose: what a published item is for. */
+export type OutboxPurpose =
+  /** a signed ebXML message to a bydel */
+  | 'deliver'
+  /** an AppRec the hospital (or the gateway) returns to a bydel */
+  | 'receipt'
+  /** the gateway's negative AppRec to the EPJ */
+  | 'apprec'
+  /** a bydel's message handed to the EPJ */
+  | 'forward'
+  | 'dlq'
+  | 'alert';
+
+/** events.event: what happened. */
+export type TimelineEvent =
+  | 'received'
+  | 'verified'
+  | 'validated'
+  | 'rejected'
+  | 'routed'
+  | 'receiver-kept'
+  | 'held-unroutable'
+  | 'signed'
+  | 'duplicate-ignored'
+  | 'duplicate-content'
+  | 'duplicate-answered-again'
+  | 'resent-after-rejection'
+  | 'replayed-skipping-dedupe'
+  | 'correlated'
+  | 'uncorrelated'
+  | 'closed-answer-wait'
+  | 'nothing-to-close'
+  | `${OutboxPurpose}-published`
+  | 'transport-acked'
+  | 'transport-error'
+  | 'transport-signal-repeated'
+  | 'apprec-ok'
+  | 'apprec-rejected'
+  | 'apprec-partial'
+  | 'apprec-repeated'
+  | 'apprec-returned'
+  | 'answered'
+  | 'answer-repeated'
+  | 'wait-closed'
+  | 'innleggelsesrapport-received'
+  | 'alert-firing'
+  | 'alert-reminder'
+  | 'alert-resolved'
+  | 'payload-expired';
+
+/** payloads.kind */
+export type PayloadKind = 'original' | 'signed';
+
+/** expectations.kind: what must come back (or be done) for a message by its due time. */
+export type ExpectationKind =
+  | 'transport-ack'
+  | 'apprec'
+  | 'answer'
+  | 'innleggelsesrapport'
+  /** a held message waits for ops to route it */
+  | 'routing'
+  /** records that a rejecting AppRec was raised (a single alert, closed at once) */
+  | 'apprec-rejected';
+
+/** expectations.state */
+export type ExpectationState = 'open' | 'met' | 'closed';
+
+/** expectations.alert_state: 'raised' is a single alert that nothing later resolves. */
+export type ExpectationAlertState = 'firing' | 'resolved' | 'raised';
+
+export type AlertKind =
+  | 'unroutable'
+  | 'apprec-missing'
+  | 'apprec-rejected'
+  | 'utskrivningsklar-unanswered'
+  | 'innleggelsesrapport-missing'
+  | 'transport-ack-missing'
+  | 'dlq-not-empty'
+  // the gateway's own health (src/ops/opsAlerts.ts)
+  | 'queue-backlog'
+  | 'no-traffic';
+
+/** messages.transport_state: ebXML Acknowledgment / MessageError. */
+export type TransportState = 'acked' | 'error';
+
+/** messages.apprec_status: AppRec status 1 / 2 / 3 (code list 8258). */
+export type AppRecStatus = 'ok' | 'rejected' | 'partial';
+
+/** messages.answer_state, for LOG_UTSKRIVNINGSKLAR */
+export type AnswerState = 'answered' | 'closed';
+
+/** How an answer or an Innleggelsesrapport found its message (messages.answer_rule). */
+export type MatchRule = 'conversation-ref' | 'fallback';
+
+/**
+ * Code list 8221 (Feil i meldingen), the codes this gateway sends and records; a gateway code
+ * outside the list goes out as X99 with its own sentence.
+ */
+export type ErrorCode = 'T01' | 'T02' | 'T10' | 'T99' | 'S01' | 'S02' | 'S03' | 'S99' | 'E10' | 'E21' | 'E30' | 'E31' | 'E32' | 'E35' | 'E36' | 'X99';
