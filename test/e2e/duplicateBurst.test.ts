@@ -12,18 +12,20 @@ import { readdressToOslo, readSample } from '../support/samples.js';
 const FROGNER_KD0501 = '9920005';
 const PAIRS = 50;
 
-async function sendPairs(peer: Peer, queue: string): Promise<string[]> {
+/**
+ * Each copy follows its first `lag` messages later: 0 sends the pairs side by side; with two
+ * consumers a lag lets the first copy be stored while the second is still on its way.
+ */
+async function sendPairs(peer: Peer, queue: string, lag: number): Promise<string[]> {
   const template = readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml');
-  const ids: string[] = [];
-  for (let i = 0; i < PAIRS; i++) {
-    const { xml, msgId } = readdressToOslo(template, { postalCode: '0350' });
-    ids.push(msgId);
-    const body = Buffer.from(xml);
-    peer.ch.sendToQueue(queue, body, { persistent: true, contentType: 'application/xml' });
-    peer.ch.sendToQueue(queue, body, { persistent: true, contentType: 'application/xml' });
+  const bodies = Array.from({ length: PAIRS }, () => readdressToOslo(template, { postalCode: '0350' }));
+  const send = (i: number) => peer.ch.sendToQueue(queue, Buffer.from(bodies[i].xml), { persistent: true, contentType: 'application/xml' });
+  for (let i = 0; i < PAIRS + lag; i++) {
+    if (i < PAIRS) send(i);
+    if (i - lag >= 0) send(i - lag);
   }
   await (peer.ch as ConfirmChannel).waitForConfirms();
-  return ids;
+  return bodies.map((b) => b.msgId);
 }
 
 /** Every copy that reaches the bydel, by MsgId, until `quietMs` pass with nothing new after all arrived. */
@@ -53,9 +55,9 @@ function expectEachOnce(count: Map<string, number>, ids: string[]) {
   });
 }
 
-const setups: { name: string; backend: () => Backend; processes: number }[] = [
-  { name: 'one gateway on SQLite', backend: sqliteBackend, processes: 1 },
-  { name: 'two gateway processes on one PostgreSQL', backend: postgresBackend, processes: 2 },
+const setups: { name: string; backend: () => Backend; processes: number; lag: number }[] = [
+  { name: 'one gateway on SQLite', backend: sqliteBackend, processes: 1, lag: 0 },
+  { name: 'two gateway processes on one PostgreSQL', backend: postgresBackend, processes: 2, lag: 1 },
 ];
 
 for (const setup of setups) {
@@ -85,7 +87,7 @@ for (const setup of setups) {
     });
 
     it('each message reaches the bydel exactly once, and the second copy is recorded as a duplicate', async () => {
-      const ids = await sendPairs(peer, config.broker.queues.epjOutbound);
+      const ids = await sendPairs(peer, config.broker.queues.epjOutbound, setup.lag);
       const count = await arrivals(peer, `${config.broker.receiverQueuePrefix}${FROGNER_KD0501}`, ids, 60000, 3000);
       expectEachOnce(count, ids);
       const duplicates = gateways.flatMap((g) => g.output).filter((l) => l.includes('"GW-1003"'));
