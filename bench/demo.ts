@@ -63,7 +63,8 @@ for (const s of scenarios) {
   const { xml, msgId } = s.keep
     ? { xml: raw.replace(/<MsgId>[^<]+<\/MsgId>/, `<MsgId>${randomUUID()}</MsgId>`), msgId: '' }
     : readdressToOslo(raw, { postalCode: s.postalCode, addressType: s.addressType, receiverHerId: s.receiverHerId });
-  const id = msgId || /<MsgId>([^<]+)<\/MsgId>/.exec(xml)![1];
+  const id = msgId || /<MsgId>([^<]+)<\/MsgId>/.exec(xml)?.[1];
+  if (!id) throw new Error(`${s.file} has no MsgId`);
   sent.set(id, s.what);
   ch.sendToQueue(config.broker.queues.epjOutbound, Buffer.from(xml), {
     persistent: true,

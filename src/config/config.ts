@@ -157,11 +157,16 @@ export const configSchema = z
 export type GatewayConfig = z.infer<typeof configSchema>;
 
 /** Environment variables of DESIGN §4.2, applied on top of the JSON file. */
-function applyEnv(raw: Record<string, any>, env: NodeJS.ProcessEnv): Record<string, any> {
+type JsonObject = { [key: string]: unknown };
+
+function applyEnv(raw: JsonObject, env: NodeJS.ProcessEnv): JsonObject {
   const c = structuredClone(raw);
   const set = (path: string[], value: unknown) => {
     let o = c;
-    for (const k of path.slice(0, -1)) o = o[k] ??= {};
+    for (const k of path.slice(0, -1)) {
+      o[k] ??= {};
+      o = o[k] as JsonObject;
+    }
     o[path[path.length - 1]] = value;
   };
   if (env.AMQP_URL) set(['broker', 'url'], env.AMQP_URL);
@@ -194,14 +199,6 @@ function applyEnv(raw: Record<string, any>, env: NodeJS.ProcessEnv): Record<stri
   return c;
 }
 
-const FILE_KEYS: [string, string][] = [
-  ['signing', 'keyFile'],
-  ['signing', 'certFile'],
-  ['routing', 'addressRegisterFile'],
-  ['routing', 'postcodeIndexFile'],
-  ['routing', 'overridesFile'],
-];
-
 export type ConfigLoad = { ok: true; config: GatewayConfig } | { ok: false; problems: string[] };
 
 /**
@@ -211,7 +208,7 @@ export type ConfigLoad = { ok: true; config: GatewayConfig } | { ok: false; prob
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigLoad {
   const file = resolve(env.GATEWAY_CONFIG ?? 'config/default.json');
-  let raw: Record<string, any>;
+  let raw: JsonObject;
   try {
     raw = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
@@ -225,10 +222,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigLoad {
     };
   }
   const config = parsed.data;
-  for (const [section, key] of FILE_KEYS) {
-    const obj = (config as any)[section];
-    if (obj[key]) obj[key] = resolve(obj[key]);
-  }
+  const { signing, routing } = config;
+  signing.keyFile = resolve(signing.keyFile);
+  signing.certFile = resolve(signing.certFile);
+  routing.addressRegisterFile = resolve(routing.addressRegisterFile);
+  routing.postcodeIndexFile = resolve(routing.postcodeIndexFile);
+  if (routing.overridesFile) routing.overridesFile = resolve(routing.overridesFile);
   config.routing.addressIndexFiles = config.routing.addressIndexFiles?.map((f) => resolve(f));
   config.schemaDir = resolve(config.schemaDir);
   return { ok: true, config };

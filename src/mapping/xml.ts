@@ -4,6 +4,7 @@
 
 import type { NamespaceMap, XmlNode } from 'libxml2-wasm';
 import { ParseOption, XmlDocument, XmlLibError, XmlXPath } from 'libxml2-wasm';
+import { getOrCreate } from '../shared/maps.js';
 import type { StageResult } from './model.js';
 import { NS, ok, permanent } from './model.js';
 
@@ -111,10 +112,11 @@ const NO_NS: NamespaceMap = {};
 
 function xpath(expr: string, ns: NamespaceMap): XmlXPath {
   let byExpr = compiled.get(ns);
-  if (!byExpr) compiled.set(ns, (byExpr = new Map()));
-  let xp = byExpr.get(expr);
-  if (!xp) byExpr.set(expr, (xp = XmlXPath.compile(expr, ns)));
-  return xp;
+  if (!byExpr) {
+    byExpr = new Map();
+    compiled.set(ns, byExpr);
+  }
+  return getOrCreate(byExpr, expr, () => XmlXPath.compile(expr, ns));
 }
 
 /** All nodes matching `expr` relative to `ctx`. Pass one of the XPATH_NS maps (by identity). */

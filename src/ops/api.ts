@@ -104,8 +104,22 @@ export function apiHandler(deps: ApiDeps): ApiHandler {
         return { status: result.failed ? 503 : 200, body: result };
       },
     },
-    { method: 'POST', pattern: /^\/api\/dlq\/pause$/, run: async (_m, _q, body) => (await deadLetters.pause(actorOf(body)), ok({ paused: true })) },
-    { method: 'POST', pattern: /^\/api\/dlq\/resume$/, run: async (_m, _q, body) => (await deadLetters.resume(actorOf(body)), ok({ paused: false })) },
+    {
+      method: 'POST',
+      pattern: /^\/api\/dlq\/pause$/,
+      run: async (_m, _q, body) => {
+        await deadLetters.pause(actorOf(body));
+        return ok({ paused: true });
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/api\/dlq\/resume$/,
+      run: async (_m, _q, body) => {
+        await deadLetters.resume(actorOf(body));
+        return ok({ paused: false });
+      },
+    },
     {
       method: 'POST',
       pattern: /^\/api\/messages\/([^/]+)\/route$/,
@@ -139,7 +153,7 @@ async function answer(req: IncomingMessage, routes: Route[], token: string | und
   if (matching.length === 0) return { status: 404, body: { error: 'not found' } };
   const route = matching.find((r) => r.method === req.method);
   if (!route) return { status: 405, body: { error: `method not allowed; use ${matching.map((r) => r.method).join(', ')}` } };
-  const match = route.pattern.exec(url.pathname)!.slice(1);
+  const match = route.pattern.exec(url.pathname)?.slice(1) ?? [];
   const body = route.method === 'POST' ? await readJson(req) : {};
   if (body === undefined) return bad('the body must be a JSON object');
   return route.run(match, url.searchParams, body);

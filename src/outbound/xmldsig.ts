@@ -154,13 +154,13 @@ function verifyDocument(doc: XmlDocument, opts: VerifyOptions): VerifyResult {
   const accepted = opts.acceptAlgorithms ?? ALL_ALGORITHMS;
   const signedInfo = onlyChild(signature, 'ds:SignedInfo');
   const algorithm = readSignatureAlgorithm(signedInfo, accepted);
-  const references = readReferences(signedInfo, accepted);
+  const { references, documentReference } = readReferences(signedInfo, accepted);
   // Canonicalize before the enveloped transform below removes the Signature from the tree.
   const canonicalSignedInfo = canonicalize(doc, signedInfo);
   const signatureValue = Buffer.from(onlyChild(signature, 'ds:SignatureValue').content.replace(/\s+/g, ''), 'base64');
 
   for (const ref of references.filter((r) => r.uri !== '')) checkExternalDigest(ref, opts.resolveUri);
-  checkDocumentDigest(doc, signature, references.find((r) => r.uri === '')!);
+  checkDocumentDigest(doc, signature, documentReference);
 
   const publicKey = new X509Certificate(opts.certPem).publicKey;
   if (!verify(ALGORITHMS[algorithm].hash, canonicalSignedInfo, publicKey, signatureValue)) {
@@ -178,13 +178,17 @@ function readSignatureAlgorithm(signedInfo: XmlElement, accepted: readonly Signa
   return algorithm;
 }
 
-function readReferences(signedInfo: XmlElement, accepted: readonly SignatureAlgorithm[]): ParsedReference[] {
+/** All references in document order, and the one to the whole document (URI=""). */
+function readReferences(
+  signedInfo: XmlElement,
+  accepted: readonly SignatureAlgorithm[],
+): { references: ParsedReference[]; documentReference: ParsedReference } {
   const references = (signedInfo.find('ds:Reference', DS) as XmlElement[]).map((el) => readReference(el, accepted));
-  const documentRefs = references.filter((r) => r.uri === '').length;
-  if (documentRefs !== 1) {
-    throw new Rejected(`the signature has ${documentRefs} references to the whole document (URI=""); exactly one is required`);
+  const documentRefs = references.filter((r) => r.uri === '');
+  if (documentRefs.length !== 1) {
+    throw new Rejected(`the signature has ${documentRefs.length} references to the whole document (URI=""); exactly one is required`);
   }
-  return references;
+  return { references, documentReference: documentRefs[0] };
 }
 
 function readReference(el: XmlElement, accepted: readonly SignatureAlgorithm[]): ParsedReference {

@@ -4,6 +4,7 @@
 // the message metadata the gateway keeps anyway, so nothing extra is written on the hot path.
 import { DateTime } from 'luxon';
 import type { MsgHeadModel } from '../mapping/model.js';
+import { isoDate, isoDateTime } from '../shared/dates.js';
 import type { Store } from './store.js';
 import type { WorkingCalendar } from './workingTime.js';
 
@@ -73,6 +74,9 @@ function localDateOf(text: string, calendar: WorkingCalendar): string | null {
 const daysBetween = (from: string, to: string) => DateTime.fromISO(to, { zone: 'UTC' }).diff(DateTime.fromISO(from, { zone: 'UTC' }), 'days').days;
 
 const earliest = (dates: (string | null)[]) => dates.filter((d): d is string => d !== null).sort()[0] ?? null;
+/** Of two YYYY-MM-DD dates (they sort as text), the earlier and the later one. */
+const earlier = (a: string, b: string) => [a, b].sort()[0];
+const later = (a: string, b: string) => [a, b].sort()[1];
 
 /** Follow-ups that belong to this notice: same patient or conversation, before the patient's next notice. */
 function episode(notice: NoticeRow, followUps: FollowUpRow[]): FollowUpRow[] {
@@ -103,7 +107,7 @@ export function ledgerEntry(notice: NoticeRow, followUps: FollowUpRow[], calenda
   // Payment runs from the day the patient is utskrivningsklar and the kommune is notified,
   // to the day the kommune answers, the notice is withdrawn or the patient leaves (that day
   // itself not counted, as a liggedøgn is counted).
-  const start = utskrivningsklarDate > noticeDate ? utskrivningsklarDate : noticeDate;
+  const start = later(utskrivningsklarDate, noticeDate);
   const end = earliest([answerDate, avmeldtDate, dischargeDate]);
   return {
     msgId: notice.msgId,
@@ -142,15 +146,12 @@ export function percentile(sorted: number[], p: number): number | null {
 export function overtidReport(entries: LedgerEntry[]): OvertidRow[] {
   const byBydel = new Map<string, LedgerEntry[]>();
   for (const e of entries) byBydel.set(e.bydel, [...(byBydel.get(e.bydel) ?? []), e]);
-  const rows = [...byBydel.keys()].sort().map((bydel) => summarise(bydel, byBydel.get(bydel)!));
+  const rows = [...byBydel].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([bydel, mine]) => summarise(bydel, mine));
   return entries.length > 0 ? [...rows, summarise('alle', entries)] : rows;
 }
 
 function summarise(bydel: string, entries: LedgerEntry[]): OvertidRow {
-  const minutes = entries
-    .filter((e) => e.answerWorkingMs !== null)
-    .map((e) => Math.round(e.answerWorkingMs! / 60000))
-    .sort((a, b) => a - b);
+  const minutes = entries.flatMap((e) => (e.answerWorkingMs === null ? [] : [Math.round(e.answerWorkingMs / 60000)])).sort((a, b) => a - b);
   return {
     bydel,
     notices: entries.length,
@@ -176,8 +177,8 @@ export interface LedgerQuery {
 export async function loadLedger(store: Store, calendar: WorkingCalendar, q: LedgerQuery): Promise<LedgerEntry[]> {
   const zone = calendar.timeZone;
   const startOf = (date: string) => DateTime.fromISO(date, { zone }).startOf('day');
-  const fromAt = startOf(q.from).toUTC().toISO()!;
-  const untilAt = startOf(q.to).plus({ days: 1 }).toUTC().toISO()!;
+  const fromAt = isoDateTime(startOf(q.from).toUTC());
+  const untilAt = isoDateTime(startOf(q.to).plus({ days: 1 }).toUTC());
   const kysely = store.db.kysely;
   const notices = await kysely
     .selectFrom('messages as m')
@@ -216,9 +217,7 @@ export async function loadLedger(store: Store, calendar: WorkingCalendar, q: Led
     .execute();
 
   const today = calendar.localDate(q.now);
-  const countUntil = DateTime.fromISO(q.to < today ? q.to : today)
-    .plus({ days: 1 })
-    .toISODate()!;
+  const countUntil = isoDate(DateTime.fromISO(earlier(q.to, today)).plus({ days: 1 }));
   const follow: FollowUpRow[] = followUps.map((f) => ({
     msgType: f.msg_type ?? '',
     createdAt: f.created_at,

@@ -4,6 +4,7 @@
 // deadline: 08:00 is 08:00 on both sides of the switch.
 import Holidays from 'date-holidays';
 import { DateTime } from 'luxon';
+import { isoDate } from '../shared/dates.js';
 
 export interface WorkingTimeConfig {
   /** IANA zone the working hours are in */
@@ -52,7 +53,7 @@ export class WorkingCalendar {
 
   /** A working day: one of the configured weekdays and not a public holiday (`day` in the zone). */
   isWorkingDay(day: DateTime): boolean {
-    return this.config.weekdays.includes(day.weekday) && !this.publicHolidays(day.year).has(day.toISODate()!);
+    return this.config.weekdays.includes(day.weekday) && !this.publicHolidays(day.year).has(isoDate(day));
   }
 
   /** The working period that contains `at`, or else the first one after it. */
@@ -76,9 +77,9 @@ export class WorkingCalendar {
     let left = durationMs;
     for (;;) {
       const period = this.periodAtOrAfter(cursor);
-      const from = cursor > period.start ? cursor : period.start;
-      const available = period.end.getTime() - from.getTime();
-      if (left <= available) return new Date(from.getTime() + left);
+      const from = Math.max(cursor.getTime(), period.start.getTime());
+      const available = period.end.getTime() - from;
+      if (left <= available) return new Date(from + left);
       left -= available;
       cursor = period.end;
     }
@@ -91,9 +92,9 @@ export class WorkingCalendar {
     while (cursor < to) {
       const period = this.periodAtOrAfter(cursor);
       if (period.start >= to) break;
-      const start = cursor > period.start ? cursor : period.start;
-      const end = to < period.end ? to : period.end;
-      total += end.getTime() - start.getTime();
+      const start = Math.max(cursor.getTime(), period.start.getTime());
+      const end = Math.min(to.getTime(), period.end.getTime());
+      total += end - start;
       cursor = period.end;
     }
     return total;
@@ -101,7 +102,7 @@ export class WorkingCalendar {
 
   /** The calendar date of `at` in the working-time zone (YYYY-MM-DD). */
   localDate(at: Date): string {
-    return DateTime.fromJSDate(at, { zone: this.config.timeZone }).toISODate()!;
+    return isoDate(DateTime.fromJSDate(at, { zone: this.config.timeZone }));
   }
 
   /**

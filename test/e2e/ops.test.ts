@@ -224,7 +224,7 @@ describe('ops: dead letters, manual routing, metrics (RabbitMQ + SQLite + CLI + 
     );
     const states = alerts.filter((a) => a.kind === 'dlq-not-empty').map((a) => a.state);
     expect(states.length).to.be.at.least(2);
-    states.forEach((s, i) => expect(s, `alert ${i}`).to.equal(i % 2 === 0 ? 'firing' : 'resolved'));
+    for (const [i, s] of states.entries()) expect(s, `alert ${i}`).to.equal(i % 2 === 0 ? 'firing' : 'resolved');
   });
 
   it('a held message routed by ops with `route --bydel` is delivered there, the alert resolves, and it is audited', async () => {

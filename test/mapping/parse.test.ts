@@ -300,7 +300,10 @@ describe('parseMessage', () => {
     before(() => {
       recording = true;
       xmlRegisterInputProvider({
-        match: (url: string) => (recording && opened.push(url), false),
+        match: (url: string) => {
+          if (recording) opened.push(url);
+          return false;
+        },
         open: () => undefined,
         read: () => -1,
         close: () => true,

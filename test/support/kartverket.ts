@@ -60,6 +60,10 @@ function toArea(code: string, geometry: { type: string; coordinates: unknown }):
   return { code, polygons, bbox: [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)] };
 }
 
+type Geometry = { type: string; coordinates: unknown };
+/** The features of a GeoJSON FeatureCollection file, with the properties `P` the tests read. */
+const features = <P>(file: string): { properties: P; geometry: Geometry }[] => JSON.parse(readFileSync(file, 'utf8')).features;
+
 /** Oslo kommune's polygons, named `bnavn`, coded here by exact name from the SSB list. */
 export function bydelAreas(): Area[] {
   const codes = new Map(
@@ -68,18 +72,15 @@ export function bydelAreas(): Area[] {
       .split('\n')
       .map((l) => l.split(';').reverse() as [string, string]),
   );
-  const fc = JSON.parse(readFileSync(BYDEL_POLYGONS, 'utf8'));
-  return fc.features.map((f: any) => toArea(codes.get(f.properties.bnavn)!, f.geometry));
+  return features<{ bnavn: string }>(BYDEL_POLYGONS).map((f) => toArea(codes.get(f.properties.bnavn)!, f.geometry));
 }
 
 export function markaArea(): Area {
-  const fc = JSON.parse(readFileSync(NOR_MAPS_BYDELER, 'utf8'));
-  return toArea('030117', fc.features.find((f: any) => f.properties.bydel_no === '030117').geometry);
+  return toArea('030117', features<{ bydel_no: string }>(NOR_MAPS_BYDELER).find((f) => f.properties.bydel_no === '030117')!.geometry);
 }
 
 export function postcodeArea(postcode: string): Area {
-  const fc = JSON.parse(readFileSync(NOR_MAPS_POSTCODES, 'utf8'));
-  return toArea(postcode, fc.features.find((f: any) => f.properties.zip_no === postcode).geometry);
+  return toArea(postcode, features<{ zip_no: string }>(NOR_MAPS_POSTCODES).find((f) => f.properties.zip_no === postcode)!.geometry);
 }
 
 /** Metres per degree around Oslo: good to a fraction of a per cent over a few kilometres. */
@@ -228,7 +229,7 @@ export function csvRow(a: PlacedAddress, id: number): string {
 }
 
 export const toCsv = (addresses: PlacedAddress[], extraRows: string[] = []): string =>
-  [KARTVERKET_HEADER, ...addresses.map((a, i) => csvRow(a, i + 1)), ...extraRows].join('\n') + '\n';
+  `${[KARTVERKET_HEADER, ...addresses.map((a, i) => csvRow(a, i + 1)), ...extraRows].join('\n')}\n`;
 
 /** Consecutive addresses share a street, numbered 1, 2, 3 … with an occasional letter. */
 export function addressesAt(

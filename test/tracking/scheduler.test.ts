@@ -42,9 +42,18 @@ describe('deadline scheduler timing (node-cron, fake timers)', () => {
     clock = sinon.useFakeTimers({ now: oslo('2026-03-30T09:00') });
     const calls: string[] = [];
     const repository = {
-      raiseRejectedAppRecs: async () => (calls.push('rejected'), []),
-      closeRoutedHolds: async () => (calls.push('routed'), 0),
-      transition: async (step: string) => (calls.push(step), []),
+      raiseRejectedAppRecs: async () => {
+        calls.push('rejected');
+        return [];
+      },
+      closeRoutedHolds: async () => {
+        calls.push('routed');
+        return 0;
+      },
+      transition: async (step: string) => {
+        calls.push(step);
+        return [];
+      },
     } as unknown as DeadlineRepository;
     const scheduler = new DeadlineScheduler(repository, {} as OutboxPublisher, createLogger('silent'), { cron: '*/30 * * * * *', batchSize: 10 });
     scheduler.start();

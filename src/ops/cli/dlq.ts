@@ -158,7 +158,10 @@ export function registerDlqCommands(program: Command): void {
 
 function reportBatch(r: BatchResult, json: boolean): void {
   if (r.failed) process.exitCode = 1;
-  if (json) return printJson(r);
+  if (json) {
+    printJson(r);
+    return;
+  }
   console.log(`replayed ${r.replayed.length}${r.replayed.length ? ` (#${r.replayed.join(', #')})` : ''}`);
   for (const s of r.skipped) console.error(`skipped #${s.id}: ${s.reason}`);
   if (r.paused) console.error(`paused: ${r.remaining} left; \`plo-gateway dlq resume\` and run the command again`);

@@ -158,7 +158,7 @@ function registerExplain(routing: Command): void {
         verdicts.map((v) => ({ rule: v.rule, decides: v === winner ? 'yes (wins)' : v.decision ? 'yes' : 'no', verdict: v.verdict.replace(/^[a-z-]+: /, '') })),
         ['rule', 'decides', 'verdict'],
       );
-      console.log(addressIndex ? `address index: ${addressIndex.file} (${index!.period})` : 'address index: none valid on that day');
+      console.log(index ? `address index: ${index.origin} (${index.period})` : 'address index: none valid on that day');
     });
 }
 

@@ -53,13 +53,14 @@ export function classifyDeadLetter(rawHeaders: Headers, messageId: string | unde
     toHerId: text('to-her-id'),
     dedupeKey: dedupeKey(headers, messageId, body),
   };
-  if (text('x-error-code')) {
+  const code = text('x-error-code');
+  if (code) {
     const attempts = Number(text('x-attempts'));
     return {
       ...common,
       origin: 'gateway',
       sourceQueue: text('x-source-queue'),
-      code: text('x-error-code')!,
+      code,
       reason: text('x-error-reason') ?? 'No reason was given.',
       stage: text('x-stage'),
       attempts: Number.isInteger(attempts) && attempts > 0 ? attempts : null,

@@ -2,6 +2,7 @@
 // Every address gets the bydel that serves it: the polygon it lies in (Sentrum → St. Hanshaugen),
 // or, outside every polygon (Marka), the nearest polygon, flagged `marka`. Addresses of other
 // kommuner, or implausibly far from every bydel, are outside Oslo: skipped and counted.
+import { getOrCreate } from '../../shared/maps.js';
 import { SENTRUM, serviceBydel } from '../bydeler.js';
 import type { BydelLocator, Placement } from './bydelPolygons.js';
 import { type AddressIndexFile, INDEX_FORMAT, INDEX_VERSION, type IndexEntry } from './indexFile.js';
@@ -111,9 +112,8 @@ class IndexBuilder {
   private store(row: AddressRow, entry: IndexEntry): void {
     const street = `${row.postcode}|${normaliseStreetName(row.street)}`;
     const identity = `${row.streetCode ?? ''}|${row.street.trim()}`;
-    const ids = this.identities.get(street) ?? this.identities.set(street, new Set()).get(street)!;
-    ids.add(identity);
-    const houses = this.streets.get(street) ?? this.streets.set(street, new Map()).get(street)!;
+    getOrCreate(this.identities, street, () => new Set<string>()).add(identity);
+    const houses = getOrCreate(this.streets, street, () => new Map<string, Slot>());
     const house = houseKey(row.number, row.letter);
     const existing = houses.get(house);
     if (existing === undefined) houses.set(house, entry);
@@ -127,11 +127,11 @@ class IndexBuilder {
     const ambiguous: AddressIndexFile['ambiguous'] = {};
     const notIndexed = { ambiguousStreetNames: 0, ambiguousAddresses: 0, conflictingAddresses: 0 };
     const tally = new Tally();
-    for (const street of [...this.streets.keys()].sort()) {
+    for (const [street, houses] of [...this.streets].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
       const [postcode, name] = street.split('|');
-      const houses = this.streets.get(street)!;
-      if (this.identities.get(street)!.size > 1) {
-        (ambiguous[postcode] ??= []).push(name);
+      if ((this.identities.get(street)?.size ?? 0) > 1) {
+        ambiguous[postcode] ??= [];
+        ambiguous[postcode].push(name);
         notIndexed.ambiguousStreetNames++;
         notIndexed.ambiguousAddresses += houses.size;
         continue;
@@ -141,7 +141,9 @@ class IndexBuilder {
           notIndexed.conflictingAddresses++;
           continue;
         }
-        ((entries[postcode] ??= {})[name] ??= {})[house] = slot;
+        entries[postcode] ??= {};
+        entries[postcode][name] ??= {};
+        entries[postcode][name][house] = slot;
         tally.add(postcode, slot);
       }
     }
@@ -187,7 +189,7 @@ class Tally {
       bump(this.marka.perBydel, entry.bydel);
     }
     if (entry.sentrum) this.sentrum++;
-    const counts = this.byPostcode.get(postcode) ?? this.byPostcode.set(postcode, {}).get(postcode)!;
+    const counts = getOrCreate(this.byPostcode, postcode, () => ({}));
     bump(counts, entry.bydel);
   }
 
