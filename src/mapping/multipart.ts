@@ -71,12 +71,18 @@ export function parseMultipart(body: Buffer, contentType?: string): MultipartEnt
   const delimiter = `--${boundary}`;
   const chunks = text.split(delimiter);
   const parts: MimePart[] = [];
+  let closed = false;
   for (const chunk of chunks.slice(1)) {
-    if (chunk.startsWith('--')) break; // closing delimiter
+    if (chunk.startsWith('--')) {
+      closed = true;
+      break;
+    }
     const c = chunk.replace(/^[ \t]*\r?\n/, '');
+    // A part's headers end with a blank line; without one the part was cut short.
     const sep = /\r?\n\r?\n/.exec(c);
-    const headerText = sep ? c.slice(0, sep.index) : '';
-    let content = sep ? c.slice(sep.index + sep[0].length) : c;
+    if (!sep) throw new Error(`part ${parts.length + 1} has no blank line after its headers (cut short)`);
+    const headerText = c.slice(0, sep.index);
+    let content = c.slice(sep.index + sep[0].length);
     content = content.replace(/\r?\n$/, ''); // the line break before the next delimiter belongs to it
     const headers = parseHeaderBlock(headerText);
     let bytes = Buffer.from(content, 'latin1');
@@ -86,6 +92,8 @@ export function parseMultipart(body: Buffer, contentType?: string): MultipartEnt
     parts.push({ headers, contentId: headers['content-id'] ? stripBrackets(headers['content-id']) : undefined, body: bytes });
   }
   if (parts.length === 0) throw new Error('the multipart entity has no parts');
+  // Without the close delimiter the last part runs to the end of the body: a transfer cut off.
+  if (!closed) throw new Error(`the closing boundary --${boundary}-- never comes (the message was cut off)`);
   const start = ct ? contentTypeParams(ct).params.start : undefined;
   return {
     contentType: ct ?? `multipart/related; boundary="${boundary}"`,

@@ -220,7 +220,7 @@ describe('parseMessage', () => {
       const { body, contentType } = multipart(UTSKRIVNINGSKLAR_16);
       const text = body.toString('latin1');
       const cutAfterMsgHead = Buffer.from(text.slice(0, text.lastIndexOf('</MsgHead>') + '</MsgHead>'.length), 'latin1');
-      const withoutClose = Buffer.from(text.slice(0, text.lastIndexOf('--')), 'latin1');
+      const withoutClose = Buffer.from(text.slice(0, text.lastIndexOf('\r\n--')), 'latin1');
       for (const cut of [cutAfterMsgHead, withoutClose]) {
         for (const error of [failure(cut, MAX, contentType), failure(cut)]) {
           expect(error.code).to.equal('T01');
