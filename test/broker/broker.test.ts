@@ -7,6 +7,7 @@ import { Broker } from '../../src/broker/connection.js';
 import { consume, type Delivery } from '../../src/broker/consumer.js';
 import { PublishError, Publisher } from '../../src/broker/publisher.js';
 import { assertReceiverQueue, assertTopology, type BrokerConfig, topologyFor } from '../../src/broker/topology.js';
+import { eventually, sleep } from '../support/poll.js';
 
 // Runs against the real RabbitMQ, in a vhost of its own that is deleted afterwards, so forced
 // disconnects (`rabbitmqctl close_all_connections`) hit only this file's connections.
@@ -48,16 +49,6 @@ async function connect(cfg: BrokerConfig): Promise<Broker> {
   await broker.connect();
   return broker;
 }
-
-async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function receiverQueue(broker: Broker, herId: string): Promise<string> {
   const { receiverQueuePrefix, exchanges } = broker.config;
@@ -186,7 +177,7 @@ describe('broker adapter (real RabbitMQ)', function () {
     // only the channel died, not the connection; the publisher re-opens it on its own
     expect(broker.isConnected()).to.equal(true);
     const { epjInbound } = broker.config.queues;
-    await until('the publisher channel is back', () =>
+    await eventually('the publisher channel is back', () =>
       publisher.publish('', epjInbound, Buffer.from('x'), { messageId: 'ok' }).then(
         () => true,
         () => false,
@@ -214,7 +205,7 @@ describe('broker adapter (real RabbitMQ)', function () {
     await publisher.start();
     await publisher.publish('', epjInbound, Buffer.from('x'), { messageId: 'after-cancel' });
 
-    await until('delivery after re-subscribing', () => received.includes('after-cancel'));
+    await eventually('delivery after re-subscribing', () => received.includes('after-cancel'));
   });
 
   it('a message that keeps failing is dead-lettered to the DLQ once it exceeds the delivery limit', async () => {
@@ -231,14 +222,8 @@ describe('broker adapter (real RabbitMQ)', function () {
 
     await publisher.publish('', epjOutbound, Buffer.from('poison'), { messageId: 'poison-1' });
 
-    let dead: Awaited<ReturnType<import('amqplib').Channel['get']>> = false;
-    await until('the message in the DLQ', async () => {
-      dead = await broker.withChannel((ch) => ch.get(dlq, { noAck: true }));
-      return dead !== false;
-    });
+    const d = await eventually('the message in the DLQ', () => broker.withChannel((ch) => ch.get(dlq, { noAck: true })));
     expect(attempts).to.equal(3); // the first delivery plus `deliveryLimit` redeliveries
-    if (!dead) return;
-    const d = dead as import('amqplib').GetMessage;
     expect(d.properties.messageId).to.equal('poison-1');
     expect(d.properties.headers).to.include({ 'x-first-death-reason': 'delivery_limit', 'x-first-death-queue': epjOutbound });
   });
@@ -259,11 +244,11 @@ describe('broker adapter (real RabbitMQ)', function () {
     });
 
     await publisher.publish('', nhnInbound, Buffer.from('a'), { messageId: 'a' });
-    await until('first delivery', () => deliveries.length === 1);
+    await eventually('first delivery', () => deliveries.length === 1);
     const reconnected = once(broker, 'connected');
     await closeAllConnections();
     await reconnected;
-    await until('redelivery', () => deliveries.length === 2);
+    await eventually('redelivery', () => deliveries.length === 2);
 
     const [stale, again] = deliveries;
     expect(again.redelivered).to.equal(true);
@@ -273,9 +258,9 @@ describe('broker adapter (real RabbitMQ)', function () {
 
     // the new channel survived the stale ack: the next message arrives on the same generation
     await publisher.publish('', nhnInbound, Buffer.from('b'), { messageId: 'b' });
-    await until('next delivery', () => deliveries.length === 3);
+    await eventually('next delivery', () => deliveries.length === 3);
     expect(deliveries[2].generation).to.equal(again.generation);
-    await until('queue drained', async () => (await broker.withChannel((ch) => ch.checkQueue(nhnInbound))).messageCount === 0);
+    await eventually('queue drained', async () => (await broker.withChannel((ch) => ch.checkQueue(nhnInbound))).messageCount === 0);
   });
 
   it('relaying 1,000 messages (consume → confirmed publish → ack) through close_all_connections loses none', async function () {
@@ -310,9 +295,9 @@ describe('broker adapter (real RabbitMQ)', function () {
       }
     });
 
-    await until('relay under way', () => arrived.size >= 100);
+    await eventually('relay under way', () => arrived.size >= 100);
     await closeAllConnections();
-    await until('every message at the target', () => arrived.size === ids.length, 20_000);
+    await eventually('every message at the target', () => arrived.size === ids.length, 20_000);
 
     expect(disconnects).to.be.greaterThan(0);
     expect(arrivedAtDisconnect).to.be.lessThan(ids.length); // the cut really happened mid-stream

@@ -88,8 +88,8 @@ describe('address-level routing, end to end (RabbitMQ + SQLite)', function () {
     firstRouted = [...sent.keys()][0];
   });
 
-  it('the timeline shows that the address decided, without the address', () => {
-    const shown = cli(['messages', 'show', firstRouted, '--json'], { DATABASE_URL: config.database.url });
+  it('the timeline shows that the address decided, without the address', async () => {
+    const shown = await cli(['messages', 'show', firstRouted, '--json'], { env: { DATABASE_URL: config.database.url } });
     expect(shown.status, shown.stderr).to.equal(0);
     const [timeline] = JSON.parse(shown.stdout);
     expect(timeline).to.include({ routeRule: 'address', bydel: (addresses[0].expected as { code: string }).code });

@@ -2,36 +2,18 @@
 // and the webhook gets every alert once it answers, after retries with backoff.
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import type { GatewayConfig } from '../../src/config/config.js';
 import { Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/observability/log.js';
 import type { Alert } from '../../src/tracking/alerts.js';
 import { type Db, openDatabase } from '../../src/tracking/db.js';
+import { freePort } from '../support/freePort.js';
 import { LogCapture, Peer, testConfig } from '../support/harness.js';
+import { eventually, sleep } from '../support/poll.js';
 import { readdressToOslo, readSample } from '../support/samples.js';
 
 const UTSKRIVNINGSKLAR = 'plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml';
-
-/** A port nothing listens on (yet): the webhook is down. */
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise((r) => probe.close(r));
-  return port;
-}
-
-async function waitFor<T>(what: string, get: () => Promise<T | undefined>, ms = 20000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const value = await get();
-    if (value !== undefined) return value;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('alert webhook down (RabbitMQ + SQLite)', function () {
   this.timeout(60000);
@@ -45,7 +27,7 @@ describe('alert webhook down (RabbitMQ + SQLite)', function () {
   const tap = `t${randomUUID().slice(0, 8)}.webhook-tap`;
 
   before(async () => {
-    const port = await freePort();
+    const port = await freePort(); // nothing listens there yet: the webhook is down
     config = testConfig((c) => {
       c.alerts.webhookUrl = `http://127.0.0.1:${port}/alerts`;
       c.alerts.webhookTimeout = 'PT2S';
@@ -69,16 +51,18 @@ describe('alert webhook down (RabbitMQ + SQLite)', function () {
     await peer?.close();
   });
 
-  const tapped = async (n: number) =>
-    waitFor(`${n} alerts on gateway.alerts`, async () => {
-      const got: Alert[] = [];
-      for (let i = 0; i < 100 && got.length < n; i++) {
+  const tapped = async (n: number) => {
+    const got: Alert[] = [];
+    return eventually(
+      `${n} alerts on gateway.alerts`,
+      async () => {
         const m = await peer.ch.get(tap, { noAck: true });
         if (m) got.push(JSON.parse(m.content.toString('utf8')));
-        else await new Promise((r) => setTimeout(r, 50));
-      }
-      return got.length >= n ? got : undefined;
-    });
+        return got.length >= n ? got : undefined;
+      },
+      20_000,
+    );
+  };
 
   let published: Alert[] = [];
 
@@ -90,8 +74,10 @@ describe('alert webhook down (RabbitMQ + SQLite)', function () {
     expect(await peer.take(`${config.broker.receiverQueuePrefix}9920005`, 1)).to.have.length(1);
 
     // The transport ack is overdue now: the next tick fires it.
-    const row = await waitFor('the delivered message', async () =>
-      db.kysely.selectFrom('messages').select('id').where('msg_id', '=', delivered.msgId).executeTakeFirst(),
+    const row = await eventually(
+      'the delivered message',
+      () => db.kysely.selectFrom('messages').select('id').where('msg_id', '=', delivered.msgId).executeTakeFirst(),
+      20_000,
     );
     await db.kysely
       .updateTable('expectations')
@@ -106,10 +92,14 @@ describe('alert webhook down (RabbitMQ + SQLite)', function () {
   });
 
   it('webhook deliveries are retried with backoff while it is down', async () => {
-    const retried = await waitFor('three failed attempts each', async () => {
-      const rows = await db.kysely.selectFrom('webhook_deliveries').selectAll().execute();
-      return rows.length === 2 && rows.every((r) => r.attempts >= 3 && r.state === 'pending') ? rows : undefined;
-    });
+    const retried = await eventually(
+      'three failed attempts each',
+      async () => {
+        const rows = await db.kysely.selectFrom('webhook_deliveries').selectAll().execute();
+        return rows.length === 2 && rows.every((r) => r.attempts >= 3 && r.state === 'pending') ? rows : undefined;
+      },
+      20_000,
+    );
     expect(retried.every((r) => /ECONNREFUSED|fetch failed/.test(r.last_error ?? ''))).to.equal(true);
     expect(logs.text()).to.contain('"event":"GW-3202"');
   });
@@ -130,16 +120,20 @@ describe('alert webhook down (RabbitMQ + SQLite)', function () {
     const port = Number(new URL(config.alerts.webhookUrl!).port);
     await new Promise<void>((r) => webhook!.listen(port, '127.0.0.1', r));
 
-    await waitFor('both alerts at the webhook', async () => (received.length >= 2 ? true : undefined));
+    await eventually('both alerts at the webhook', () => received.length >= 2, 20_000);
     expect(received.map((a) => a.id).sort()).to.deep.equal(published.map((a) => a.id).sort());
     expect(received.find((a) => a.kind === 'unroutable')).to.deep.equal(published.find((a) => a.kind === 'unroutable'));
-    const rows = await waitFor('rows marked delivered', async () => {
-      const r = await db.kysely.selectFrom('webhook_deliveries').selectAll().execute();
-      return r.every((x) => x.state === 'delivered') ? r : undefined;
-    });
+    const rows = await eventually(
+      'rows marked delivered',
+      async () => {
+        const r = await db.kysely.selectFrom('webhook_deliveries').selectAll().execute();
+        return r.every((x) => x.state === 'delivered') ? r : undefined;
+      },
+      20_000,
+    );
     expect(rows.every((r) => r.attempts >= 4)).to.equal(true);
     expect(logs.text()).to.contain('"event":"GW-3201"');
-    await new Promise((r) => setTimeout(r, 1500));
+    await sleep(1500);
     expect(received).to.have.length(2);
   });
 });

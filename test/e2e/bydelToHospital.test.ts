@@ -19,6 +19,7 @@ import { Store } from '../../src/tracking/store.js';
 import { makeSigner, type Packaged, type Received, registerWithCertificates, SimulatedBydel, TEMA } from '../support/bydel.js';
 import { testBackends } from '../support/databases.js';
 import { type LogCapture, Peer, startGateway, testConfig, testSigningKeys } from '../support/harness.js';
+import { eventually } from '../support/poll.js';
 import { child, el, readdressToOslo, readSample } from '../support/samples.js';
 
 const UTSKRIVNINGSKLAR = 'plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml';
@@ -70,14 +71,16 @@ function appRecIn(m: GetMessage): { appRec: AppRecModel; envelope: string; paylo
   return { appRec: parsed.value.message.doc, envelope: entity.parts[0].body.toString('utf8'), payload: entity.parts[1].body.toString('utf8') };
 }
 
-async function eventually<T>(read: () => Promise<T>, done: (v: T) => boolean, what: string, timeoutMs = 15000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(value)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+/** What `read` returns once `done` holds for it; a timeout shows the value last read. */
+function readUntil<T>(read: () => Promise<T>, done: (v: T) => boolean, what: string): Promise<T> {
+  let last: T | undefined;
+  return eventually(
+    () => `${what}: ${JSON.stringify(last)}`,
+    async () => {
+      last = await read();
+      return done(last) ? last : undefined;
+    },
+  );
 }
 
 for (const backend of testBackends()) {
@@ -187,7 +190,7 @@ for (const backend of testBackends()) {
       });
       expect(byType.DIALOG_NOTAT.content.toString('utf8')).to.contain(`<MsgId>${answer.msgId}</MsgId>`).and.not.contain('Envelope');
 
-      const row = await eventually(
+      const row = await readUntil(
         () => outgoing(sent.model.msgId),
         (r) => !!r.transport_state && !!r.apprec_status && !!r.answer_state,
         'ack, AppRec and answer on the notice',
@@ -208,7 +211,7 @@ for (const backend of testBackends()) {
       });
       expect(await timelineEvents(sent.model.msgId)).to.include.members(['routed', 'signed', 'transport-acked', 'apprec-ok', 'answered']);
       // 'forwarded' once the broker confirmed the EPJ's copy, which may be a moment after the EPJ has it
-      const answerRow = await eventually(
+      const answerRow = await readUntil(
         () => incoming(answer.msgId),
         (r) => r?.state === 'forwarded',
         'the answer marked forwarded',
@@ -222,7 +225,7 @@ for (const backend of testBackends()) {
       await sendPackaged(frognerKd, answer.packaged);
       const [m] = await epjInbox(1);
       expect(m.properties.headers).to.include({ 'msg-id': answer.msgId, 'msg-type': 'DIALOG_HELSEFAGLIG' });
-      const row = await eventually(
+      const row = await readUntil(
         () => outgoing(sent.model.msgId),
         (r) => !!r.answer_state,
         'the answer',
@@ -237,7 +240,7 @@ for (const backend of testBackends()) {
       expect(answer.xml).not.to.contain('ConversationRef');
       await sendPackaged(frognerKd, answer.packaged);
       await epjInbox(1);
-      const row = await eventually(
+      const row = await readUntil(
         () => outgoing(newer.model.msgId),
         (r) => !!r.answer_state,
         'the answer',
@@ -251,7 +254,7 @@ for (const backend of testBackends()) {
       const sent = await notice();
       const avmelding = inConversation(readdressToOslo(readSample(AVMELDING)).xml, sent.model.msgId);
       await sendToBydel(avmelding, '9920005');
-      const row = await eventually(
+      const row = await readUntil(
         () => outgoing(sent.model.msgId),
         (r) => !!r.answer_state,
         'the wait to close',
@@ -267,7 +270,7 @@ for (const backend of testBackends()) {
       await sendPackaged(frognerKd, packaged);
       const [m] = await epjInbox(1);
       expect(m.content.toString('utf8')).to.contain('Kari Nordmann finnes ikke hos oss');
-      const row = await eventually(
+      const row = await readUntil(
         () => outgoing(sent.model.msgId),
         (r) => !!r.apprec_status,
         'the AppRec',
@@ -282,7 +285,7 @@ for (const backend of testBackends()) {
       await fromBydel(frognerKd.messageError(sent), { fromHerId: '9920005' });
       await sendPackaged(frognerKd, frognerKd.appRec(sent, '3').packaged);
       await epjInbox(1);
-      const row = await eventually(
+      const row = await readUntil(
         () => outgoing(sent.model.msgId),
         (r) => !!r.apprec_status && !!r.transport_state,
         'the AppRec and the MessageError',

@@ -1,39 +1,16 @@
 // The gateway is killed (-9) with a thousand messages in flight, and the database goes away
 // for half a minute: every message still reaches its bydel, none is dead-lettered.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { ConfirmChannel } from 'amqplib';
 import { expect } from 'chai';
 import type { GatewayConfig } from '../../src/config/config.js';
 import { testBackends } from '../support/databases.js';
+import { type GatewayProcess, spawnGateway } from '../support/gatewayProcess.js';
 import { Peer, startGateway, testConfig } from '../support/harness.js';
+import { eventually, sleep } from '../support/poll.js';
 import { startPrivatePostgres } from '../support/privatePostgres.js';
 import { readdressToOslo, readSample } from '../support/samples.js';
 
 const FROGNER_KD0501 = '9920005';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** The gateway as ops run it: its own process, started by the CLI. */
-function spawnGateway(config: GatewayConfig): Promise<ChildProcess> {
-  const file = join(mkdtempSync(join(tmpdir(), 'gw-cfg-')), 'config.json');
-  writeFileSync(file, JSON.stringify(config));
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start'], {
-    env: { ...process.env, GATEWAY_CONFIG: file },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let err = '';
-  child.stderr!.on('data', (chunk: Buffer) => (err = (err + chunk.toString('utf8')).slice(-4000)));
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      out += chunk.toString('utf8');
-      if (out.includes('"GW-2100"')) resolve(child);
-    });
-    child.once('exit', (code) => reject(new Error(`gateway exited with ${code} before it started: ${err}`)));
-  });
-}
 
 async function sendNotices(peer: Peer, queue: string, n: number): Promise<Set<string>> {
   const template = readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml');
@@ -61,19 +38,19 @@ for (const backend of testBackends()) {
     this.timeout(240000);
     let config: GatewayConfig;
     let peer: Peer;
-    const children: ChildProcess[] = [];
+    const children: GatewayProcess[] = [];
 
     before(async () => {
       const url = await backend.create();
       config = testConfig((c) => {
         c.database.url = url;
-        c.logLevel = 'info'; // the start-up line (GW-2100) tells the test the gateway is up
+        c.logLevel = 'info'; // the start-up line (GW-2100) tells spawnGateway the gateway is up
       });
       peer = await Peer.connect();
     });
 
     after(async () => {
-      for (const c of children) c.kill('SIGKILL');
+      for (const c of children) c.kill();
       await peer?.deleteRun(config);
       await peer?.close();
       await backend.removeAll();
@@ -84,9 +61,9 @@ for (const backend of testBackends()) {
       const bydelQueue = `${config.broker.receiverQueuePrefix}${FROGNER_KD0501}`;
       const sent = await sendNotices(peer, config.broker.queues.epjOutbound, 1000);
       // let it get well into the batch, then pull the plug
-      for (let i = 0; i < 100 && (await peer.ch.checkQueue(bydelQueue)).messageCount < 150; i++) await sleep(50);
+      await eventually('150 messages at the bydel', async () => (await peer.ch.checkQueue(bydelQueue)).messageCount >= 150, 30_000);
       children[0].kill('SIGKILL');
-      await new Promise((r) => children[0].once('exit', r));
+      await children[0].exited;
       expect((await peer.ch.checkQueue(bydelQueue)).messageCount, 'killed mid-batch').to.be.lessThan(1000);
 
       children.push(await spawnGateway(config));

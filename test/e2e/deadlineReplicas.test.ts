@@ -1,53 +1,26 @@
 // Two gateway processes on one PostgreSQL database, both ticking every second: each due row
 // yields exactly one firing alert on gateway.alerts (FOR UPDATE SKIP LOCKED + a guarded claim),
 // and both replicas take part.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { expect } from 'chai';
 import type { GatewayConfig } from '../../src/config/config.js';
 import type { Alert } from '../../src/tracking/alerts.js';
 import { openDatabase } from '../../src/tracking/db.js';
 import { Store } from '../../src/tracking/store.js';
 import { postgresBackend } from '../support/databases.js';
+import { type GatewayProcess, spawnGateway } from '../support/gatewayProcess.js';
 import { Peer, testConfig } from '../support/harness.js';
+import { eventually, sleep } from '../support/poll.js';
 
 const DUE_NOTICES = 40;
 const REJECTED = 10;
-
-interface Replica {
-  proc: ChildProcess;
-  output: string[];
-  exited: Promise<number | null>;
-}
-
-function startReplica(configFile: string): Replica {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start'], {
-    env: { ...process.env, GATEWAY_CONFIG: configFile },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const output: string[] = [];
-  proc.stdout!.on('data', (b: Buffer) => output.push(...b.toString('utf8').split('\n').filter(Boolean)));
-  proc.stderr!.on('data', (b: Buffer) => output.push(b.toString('utf8')));
-  return { proc, output, exited: new Promise((r) => proc.on('exit', (code) => r(code))) };
-}
-
-async function waitFor(what: string, check: () => boolean | Promise<boolean>, ms = 60000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('deadline scheduler with two gateway processes on one PostgreSQL', function () {
   this.timeout(120000);
   const backend = postgresBackend();
   let config: GatewayConfig;
   let peer: Peer;
-  let replicas: Replica[] = [];
+  const replicas: GatewayProcess[] = [];
   const tap = `t${randomUUID().slice(0, 8)}.replica-alerts`;
 
   before(async () => {
@@ -55,19 +28,16 @@ describe('deadline scheduler with two gateway processes on one PostgreSQL', func
     config = testConfig((c) => {
       c.database.url = url;
       c.tracking.scheduler = { cron: '* * * * * *', batchSize: 5 };
-      c.logLevel = 'info';
+      c.logLevel = 'info'; // the start-up line (GW-2100) tells spawnGateway a replica is up
     });
-    const file = join(mkdtempSync(join(tmpdir(), 'gw-replicas-')), 'config.json');
-    writeFileSync(file, JSON.stringify(config));
-    replicas = [startReplica(file), startReplica(file)];
-    for (const r of replicas) await waitFor('a replica to start', () => r.output.some((l) => l.includes('"GW-2100"')));
+    for (let i = 0; i < 2; i++) replicas.push(await spawnGateway(config));
     peer = await Peer.connect();
     await peer.ch.assertQueue(tap, { exclusive: true });
     await peer.ch.bindQueue(tap, config.broker.exchanges.alerts, '#');
   });
 
   after(async () => {
-    for (const r of replicas) r.proc.kill('SIGTERM');
+    for (const r of replicas) r.kill('SIGTERM');
     await Promise.all(replicas.map((r) => r.exited));
     await peer?.ch.deleteQueue(tap).catch(() => undefined);
     await peer?.deleteRun(config);
@@ -109,8 +79,8 @@ describe('deadline scheduler with two gateway processes on one PostgreSQL', func
       for (let m = await peer.ch.get(tap, { noAck: true }); m; m = await peer.ch.get(tap, { noAck: true })) alerts.push(JSON.parse(m.content.toString('utf8')));
       return alerts.length >= expected;
     };
-    await waitFor(`${expected} alerts`, take);
-    await new Promise((r) => setTimeout(r, 3000)); // later ticks of either replica must add nothing
+    await eventually(`${expected} alerts`, take, 60_000);
+    await sleep(3000); // later ticks of either replica must add nothing
     await take();
 
     expect(alerts).to.have.length(expected);

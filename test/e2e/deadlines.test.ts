@@ -3,7 +3,6 @@
 // the bydel sends back (acks, AppRecs, answers, avmeldinger) is written to the store the way the
 // inbound path records it; the inbound e2e tests cover the wire.
 import { randomUUID } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
 import { expect } from 'chai';
 import { DateTime } from 'luxon';
 import sinon from 'sinon';
@@ -13,6 +12,7 @@ import { createLogger } from '../../src/observability/log.js';
 import type { Alert } from '../../src/tracking/alerts.js';
 import { type Db, openDatabase } from '../../src/tracking/db.js';
 import { LogCapture, Peer, testConfig } from '../support/harness.js';
+import { eventually } from '../support/poll.js';
 import { readdressToOslo, readSample } from '../support/samples.js';
 
 const FROGNER_KD0501 = '9920005';
@@ -56,23 +56,11 @@ describe('deadlines and alerts, end to end (RabbitMQ + SQLite, controlled clock)
     await peer?.close();
   });
 
-  /** Messages on `queue`, waiting up to `ms` of real time (Date is frozen) for `count`. */
-  async function drain(queue: string, count: number, ms = 5000) {
-    const got = [];
-    const until = performance.now() + ms;
-    while (got.length < count && performance.now() < until) {
-      const m = await peer.ch.get(queue, { noAck: true });
-      if (m) got.push(m);
-      else await new Promise((r) => setTimeout(r, 20));
-    }
-    return got;
-  }
-
   /** Moves the clock to `local` (Oslo), runs one tick, returns the alerts it published. */
   async function tickAt(local: string): Promise<Alert[]> {
     clock.setSystemTime(oslo(local));
     await gateway.deadlines!.tick();
-    const alerts = (await drain(tap, 1000, 300)).map((m) => {
+    const alerts = (await peer.take(tap, 1000, 300)).map((m) => {
       const text = m.content.toString('utf8');
       expect(text).not.to.match(PERSONAL);
       return JSON.parse(text) as Alert;
@@ -88,17 +76,17 @@ describe('deadlines and alerts, end to end (RabbitMQ + SQLite, controlled clock)
     const { xml, msgId } = readdressToOslo(readSample(sample), { postalCode: opts.postalCode ?? '0350', street: opts.street });
     const body = opts.genDate ? xml.replace(/<GenDate>[^<]*<\/GenDate>/, `<GenDate>${opts.genDate}</GenDate>`) : xml;
     await peer.send(config.broker.queues.epjOutbound, body);
-    if (bydelHerId) expect(await drain(`${config.broker.receiverQueuePrefix}${bydelHerId}`, 1)).to.have.length(1);
+    if (bydelHerId) expect(await peer.take(`${config.broker.receiverQueuePrefix}${bydelHerId}`, 1, 5000)).to.have.length(1);
     return msgId;
   }
 
   async function messageId(msgId: string): Promise<number> {
-    for (let i = 0; i < 100; i++) {
-      const row = await db.kysely.selectFrom('messages').select('id').where('msg_id', '=', msgId).executeTakeFirst();
-      if (row) return row.id;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    throw new Error(`message ${msgId} was not stored`);
+    const row = await eventually(
+      `message ${msgId} to be stored`,
+      () => db.kysely.selectFrom('messages').select('id').where('msg_id', '=', msgId).executeTakeFirst(),
+      5000,
+    );
+    return row.id;
   }
 
   async function expectation(msgId: string, kind: string) {
@@ -265,7 +253,7 @@ describe('deadlines and alerts, end to end (RabbitMQ + SQLite, controlled clock)
   it('unroutable: fires when held, reminds at the end of the day, resolves once ops routed the message', async () => {
     clock.setSystemTime(oslo('2026-04-20T09:00'));
     const held = await send(UTSKRIVNINGSKLAR, { postalCode: '0484', street: 'Hemmeligveien 7' }, '');
-    const [fired] = (await drain(tap, 1)).map((m) => JSON.parse(m.content.toString('utf8')) as Alert);
+    const [fired] = (await peer.take(tap, 1, 5000)).map((m) => JSON.parse(m.content.toString('utf8')) as Alert);
     expect(fired).to.include({ kind: 'unroutable', state: 'firing', msgId: held, eventId: 'GW-4001' });
     const row = await expectation(held, 'routing');
     expect(row).to.include({ state: 'open', alert_state: 'firing', alert_id: fired.id, next_alert_at: '2026-04-20T13:00:00.000Z' });

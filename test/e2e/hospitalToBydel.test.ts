@@ -187,7 +187,7 @@ describe('hospital → bydel, end to end (RabbitMQ + SQLite)', function () {
     await peer.send(config.broker.queues.epjOutbound, first.xml.replace(first.msgId, resentId).replace(/<GenDate>[^<]+</, '<GenDate>2026-02-02T12:00:00<'));
     const got = await peer.take(bydelQueue(FROGNER.KP02), 2, 1500);
     expect(got.map((m) => m.properties.headers?.['msg-id'])).to.deep.equal([first.msgId]);
-    const shown = cli(['messages', 'show', resentId, '--json'], { DATABASE_URL: config.database.url });
+    const shown = await cli(['messages', 'show', resentId, '--json'], { env: { DATABASE_URL: config.database.url } });
     const [resent] = JSON.parse(shown.stdout);
     expect(resent.state).to.equal('duplicate');
     expect(resent.events.find((e: { event: string }) => e.event === 'duplicate-content').detail).to.deep.equal({ of: first.msgId });
@@ -208,7 +208,7 @@ describe('hospital → bydel, end to end (RabbitMQ + SQLite)', function () {
     const { xml, msgId } = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml'), { postalCode: '0350' });
     await peer.send(config.broker.queues.epjOutbound, xml);
     await peer.take(bydelQueue(FROGNER.KD0501), 1);
-    const shown = cli(['messages', 'show', msgId, '--json'], { DATABASE_URL: config.database.url });
+    const shown = await cli(['messages', 'show', msgId, '--json'], { env: { DATABASE_URL: config.database.url } });
     expect(shown.status, shown.stderr).to.equal(0);
     const [timeline] = JSON.parse(shown.stdout);
     expect(timeline).to.include({ msgId, type: 'LOG_UTSKRIVNINGSKLAR', state: 'published', bydel: '030105', routeRule: 'postcode' });
@@ -225,9 +225,9 @@ describe('hospital → bydel, end to end (RabbitMQ + SQLite)', function () {
       herId: FROGNER.KD0501,
     });
     expect(shown.stdout).not.to.match(/15076500565|Gundersen|Testveien/);
-    const human = cli(['messages', 'show', msgId], { DATABASE_URL: config.database.url });
+    const human = await cli(['messages', 'show', msgId], { env: { DATABASE_URL: config.database.url } });
     expect(human.stdout).to.contain('routed');
-    expect(cli(['messages', 'show', 'no-such-id'], { DATABASE_URL: config.database.url }).status).to.equal(1);
+    expect((await cli(['messages', 'show', 'no-such-id'], { env: { DATABASE_URL: config.database.url } })).status).to.equal(1);
   });
 
   it('no fødselsnummer, name or street from the samples appears in any log line', () => {

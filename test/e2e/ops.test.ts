@@ -10,8 +10,9 @@ import { createLogger } from '../../src/observability/log.js';
 import { DeadLetterRepository } from '../../src/ops/deadLetters/repository.js';
 import { openDatabase } from '../../src/tracking/db.js';
 import { Store } from '../../src/tracking/store.js';
+import { cli as runCli, writeConfig } from '../support/cli.js';
 import { LogCapture, Peer, testConfig } from '../support/harness.js';
-import { eventually, opsCli, writeConfig } from '../support/ops.js';
+import { eventually } from '../support/poll.js';
 import { readdressToOslo, readSample } from '../support/samples.js';
 
 const TOKEN = randomUUID();
@@ -32,7 +33,7 @@ describe('ops: dead letters, manual routing, metrics (RabbitMQ + SQLite + CLI + 
   const alerts: Record<string, unknown>[] = [];
   const sandbox = sinon.createSandbox();
 
-  const cli = (...args: string[]) => opsCli(config, configFile, args);
+  const cli = (...args: string[]) => runCli(args, { config, configFile });
   const bydelQueue = (herId: string) => `${config.broker.receiverQueuePrefix}${herId}`;
   const scratchQueue = () => `${config.broker.queues.dlq}.scratch`;
   const http = (path: string, init: RequestInit & { token?: string | null } = {}) => {
@@ -44,9 +45,9 @@ describe('ops: dead letters, manual routing, metrics (RabbitMQ + SQLite + CLI + 
   };
   const openDeadLetter = (msgId: string, code?: string) =>
     eventually(
+      `dead letter for ${msgId}`,
       async () => (await deadLetters.list({ state: 'open' })).find((d) => d.msg_id === msgId && (!code || d.code === code)),
       20000,
-      `dead letter for ${msgId}`,
     );
   const audit = async (action: string) => store.db.kysely.selectFrom('audit').selectAll().where('action', '=', action).orderBy('id').execute();
   /** A dead letter as the gateway writes it, put straight into the DLQ (replays go to `sourceQueue`). */
@@ -182,7 +183,7 @@ describe('ops: dead letters, manual routing, metrics (RabbitMQ + SQLite + CLI + 
     const code = `GW-TEST-${randomUUID().slice(0, 4)}`;
     for (let i = 0; i < 3; i++)
       await injectDeadLetter(`<batch n="${i}"/>`, { 'x-error-code': code, 'x-source-queue': scratchQueue(), 'msg-id': `batch-${code}-${i}` });
-    await eventually(async () => ((await deadLetters.list({ code })).length === 3 ? true : undefined), 15000, 'three dead letters');
+    await eventually('three dead letters', async () => (await deadLetters.list({ code })).length === 3, 15000);
 
     expect((await cli('dlq', 'replay', '--all')).status, '--all without --code').to.equal(2);
     expect((await cli('dlq', 'pause', '--reason', 'broker maintenance')).status).to.equal(0);
@@ -217,11 +218,7 @@ describe('ops: dead letters, manual routing, metrics (RabbitMQ + SQLite + CLI + 
   it('dlq-not-empty fires while dead letters wait and resolves when none do: never once per check', async () => {
     for (const d of await deadLetters.list({ state: 'open' }))
       await deadLetters.resolve(d.id, 'discarded', { actor: 'test', action: 'dlq.discard', reason: 'cleanup' });
-    await eventually(
-      async () => (alerts.filter((a) => a.kind === 'dlq-not-empty').at(-1)?.state === 'resolved' ? true : undefined),
-      10000,
-      'dlq-not-empty resolved',
-    );
+    await eventually('dlq-not-empty resolved', () => alerts.filter((a) => a.kind === 'dlq-not-empty').at(-1)?.state === 'resolved', 10000);
     const states = alerts.filter((a) => a.kind === 'dlq-not-empty').map((a) => a.state);
     expect(states.length).to.be.at.least(2);
     for (const [i, s] of states.entries()) expect(s, `alert ${i}`).to.equal(i % 2 === 0 ? 'firing' : 'resolved');
@@ -230,11 +227,7 @@ describe('ops: dead letters, manual routing, metrics (RabbitMQ + SQLite + CLI + 
   it('a held message routed by ops with `route --bydel` is delivered there, the alert resolves, and it is audited', async () => {
     const { xml, msgId } = readdressToOslo(readSample(UTSKRIVNINGSKLAR), { postalCode: '0484', street: 'Hemmeligveien 7' });
     await peer.send(config.broker.queues.epjOutbound, xml);
-    const firing = await eventually(
-      async () => alerts.find((a) => a.kind === 'unroutable' && a.msgId === msgId && a.state === 'firing'),
-      15000,
-      'unroutable firing',
-    );
+    const firing = await eventually('unroutable firing', () => alerts.find((a) => a.kind === 'unroutable' && a.msgId === msgId && a.state === 'firing'), 15000);
     expect((await store.findByMsgId(msgId))[0].state).to.equal('held');
 
     expect((await cli('route', msgId, '--bydel', '030117')).status, 'Marka is never guessed').to.equal(1);
@@ -245,9 +238,9 @@ describe('ops: dead letters, manual routing, metrics (RabbitMQ + SQLite + CLI + 
     const [m] = await peer.take(bydelQueue(SAGENE_KD0501), 1);
     expect(m?.properties.headers).to.include({ 'msg-id': msgId, 'to-her-id': SAGENE_KD0501 });
     const resolved = await eventually(
-      async () => alerts.find((a) => a.kind === 'unroutable' && a.msgId === msgId && a.state === 'resolved'),
-      10000,
       'unroutable resolved',
+      () => alerts.find((a) => a.kind === 'unroutable' && a.msgId === msgId && a.state === 'resolved'),
+      10000,
     );
     expect(resolved).to.include({ firingId: firing.id, bydel: '030103' });
     expect(alerts.filter((a) => a.kind === 'unroutable' && a.msgId === msgId)).to.have.length(2);
@@ -281,12 +274,12 @@ describe('ops: dead letters, manual routing, metrics (RabbitMQ + SQLite + CLI + 
     await peer.send(config.broker.queues.epjOutbound, xml);
     await peer.take(bydelQueue(FROGNER_KD0501), 1);
     const after = await eventually(
+      'the delivered counter',
       async () => {
         const text = await scrape();
         return delivered(text) === delivered(before) + 1 ? text : undefined;
       },
       10000,
-      'the delivered counter',
     );
 
     const sample = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*",?)*\})? (-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$/;

@@ -9,7 +9,7 @@ import { Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/observability/log.js';
 import { Store } from '../../src/tracking/store.js';
 import { AMQP_URL, testConfig } from '../support/harness.js';
-import { eventually } from '../support/ops.js';
+import { eventually } from '../support/poll.js';
 
 const rabbitmqctl = (...args: string[]) => execFileSync('rabbitmqctl', args, { stdio: 'ignore' });
 
@@ -24,7 +24,7 @@ describe('readiness follows the broker and the database', function () {
     const r = await fetch(`http://127.0.0.1:${gateway.httpPort()}/readyz`);
     return { status: r.status, body: await r.json() };
   };
-  const untilStatus = (status: number) => eventually(async () => ((await readyz()).status === status ? readyz() : undefined), 30000, `/readyz ${status}`);
+  const untilStatus = (status: number) => eventually(`/readyz ${status}`, async () => ((await readyz()).status === status ? readyz() : undefined), 30000);
 
   before(async () => {
     rabbitmqctl('add_vhost', vhost);

@@ -7,10 +7,10 @@ import type { GatewayConfig } from '../../src/config/config.js';
 import type { Gateway } from '../../src/gateway.js';
 import { Store } from '../../src/tracking/store.js';
 import { AMQP_URL, type LogCapture, Peer, startGateway, testConfig } from '../support/harness.js';
+import { sleep } from '../support/poll.js';
 import { readdressToOslo, readSample } from '../support/samples.js';
 
 const FROGNER_KD0501 = '9920005';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('the broker drops every connection while 1,000 messages flow', function () {
   this.timeout(180000);

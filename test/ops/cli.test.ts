@@ -8,20 +8,20 @@ import { cli } from '../support/cli.js';
 describe('plo-gateway config check', function () {
   this.timeout(30000);
 
-  it('accepts the shipped configuration', () => {
-    const r = cli(['config', 'check']);
+  it('accepts the shipped configuration', async () => {
+    const r = await cli(['config', 'check']);
     expect(r.status, r.stderr).to.equal(0);
     expect(r.stdout).to.contain('configuration OK');
   });
 
-  it('prints every problem on its own line and exits 1', () => {
+  it('prints every problem on its own line and exits 1', async () => {
     const cfg = JSON.parse(readFileSync('config/default.json', 'utf8'));
     cfg.broker.prefetch = 0;
     cfg.signing.algorithm = 'md5';
     cfg.ownHerId = 'not-a-her-id';
     const file = join(mkdtempSync(join(tmpdir(), 'gw-cfg-')), 'bad.json');
     writeFileSync(file, JSON.stringify(cfg));
-    const r = cli(['config', 'check'], { GATEWAY_CONFIG: file, AMQP_URL: 'http://wrong' });
+    const r = await cli(['config', 'check'], { env: { GATEWAY_CONFIG: file, AMQP_URL: 'http://wrong' } });
     expect(r.status).to.equal(1);
     const lines = r.stderr.split('\n');
     expect(lines).to.have.length(4);
@@ -33,14 +33,14 @@ describe('plo-gateway config check', function () {
     }
   });
 
-  it('reports files that are missing or unusable', () => {
-    const r = cli(['config', 'check'], { GATEWAY_SCHEMA_DIR: '/nonexistent', GATEWAY_SIGNING_KEY: '/nonexistent/key.pem' });
+  it('reports files that are missing or unusable', async () => {
+    const r = await cli(['config', 'check'], { env: { GATEWAY_SCHEMA_DIR: '/nonexistent', GATEWAY_SIGNING_KEY: '/nonexistent/key.pem' } });
     expect(r.status).to.equal(1);
     expect(r.stderr).to.match(/^schemaDir: /m);
     expect(r.stderr).to.match(/^signing\.keyFile: /m);
   });
 
-  it('exits 2 on a usage error', () => {
-    expect(cli(['no-such-command']).status).to.equal(2);
+  it('exits 2 on a usage error', async () => {
+    expect((await cli(['no-such-command'])).status).to.equal(2);
   });
 });

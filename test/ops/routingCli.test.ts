@@ -27,8 +27,8 @@ describe('plo-gateway routing', function () {
   const code = (a: PlacedAddress) => (a.expected as { code: string }).code;
   const streetOf = (a: PlacedAddress) => `${a.street} ${a.number}${a.letter ?? ''}`;
 
-  it('build-index writes the index and prints what it read, indexed, skipped and how postcodes split', () => {
-    const r = cli([
+  it('build-index writes the index and prints what it read, indexed, skipped and how postcodes split', async () => {
+    const r = await cli([
       'routing',
       'build-index',
       '--addresses',
@@ -54,8 +54,8 @@ describe('plo-gateway routing', function () {
     expect(index).to.include({ validFrom: '2026-01-01', validTo: '2028-01-01' });
   });
 
-  it('build-index --json is for machines', () => {
-    const r = cli([
+  it('build-index --json is for machines', async () => {
+    const r = await cli([
       'routing',
       'build-index',
       '--addresses',
@@ -75,28 +75,30 @@ describe('plo-gateway routing', function () {
     expect(json.summary.postcodes).to.deep.equal([{ postcode: '0484', addresses: 6, bydeler: 2, perBydel: { '030103': 3, '030108': 3 } }]);
   });
 
-  it('build-index exits 2 on usage errors and 1 when a file cannot be read', () => {
+  it('build-index exits 2 on usage errors and 1 when a file cannot be read', async () => {
     const base = ['routing', 'build-index', '--addresses', csv, '--polygons', BYDEL_POLYGONS, '--out', join(dir, 'x.json')];
-    expect(cli([...base, '--valid-from', '2026-13-01']).status).to.equal(2);
-    expect(cli([...base, '--valid-from', '2028-01-01', '--valid-to', '2026-01-01']).status).to.equal(2);
-    expect(cli([...base, '--epsg', '3857']).status).to.equal(2);
-    expect(cli(['routing', 'build-index', '--addresses', csv]).status).to.equal(2);
-    const missing = cli(['routing', 'build-index', '--addresses', join(dir, 'none.csv'), '--polygons', BYDEL_POLYGONS, '--out', join(dir, 'x.json')]);
+    expect((await cli([...base, '--valid-from', '2026-13-01'])).status).to.equal(2);
+    expect((await cli([...base, '--valid-from', '2028-01-01', '--valid-to', '2026-01-01'])).status).to.equal(2);
+    expect((await cli([...base, '--epsg', '3857'])).status).to.equal(2);
+    expect((await cli(['routing', 'build-index', '--addresses', csv])).status).to.equal(2);
+    const missing = await cli(['routing', 'build-index', '--addresses', join(dir, 'none.csv'), '--polygons', BYDEL_POLYGONS, '--out', join(dir, 'x.json')]);
     expect(missing.status).to.equal(1);
     expect(missing.stderr).to.contain('none.csv');
   });
 
-  it('explain prints the decision and every rule, using the configured index', () => {
+  it('explain prints the decision and every rule, using the configured index', async () => {
     const a = addresses.find((x) => code(x) === '030108')!;
-    const r = cli(['routing', 'explain', '--street', streetOf(a), '--postcode', '0484', '--date', '2027-06-01'], { GATEWAY_ADDRESS_INDEX: out });
+    const r = await cli(['routing', 'explain', '--street', streetOf(a), '--postcode', '0484', '--date', '2027-06-01'], { env: { GATEWAY_ADDRESS_INDEX: out } });
     expect(r.status, r.stderr).to.equal(0);
     expect(r.stdout).to.contain('decision: 030108 Nordre Aker, by rule address');
     for (const rule of ['override', 'epj-hint', 'address', 'postcode']) expect(r.stdout).to.match(new RegExp(`^${rule}\\s`, 'm'));
     expect(r.stdout).to.match(/^postcode\s+no\s+the postcode is split/m);
   });
 
-  it('explain --json, and an unknown address that would be held', () => {
-    const r = cli(['routing', 'explain', '--street', 'Ukjentveien 99', '--postcode', '0484', '--date', '2027-06-01', '--json'], { GATEWAY_ADDRESS_INDEX: out });
+  it('explain --json, and an unknown address that would be held', async () => {
+    const r = await cli(['routing', 'explain', '--street', 'Ukjentveien 99', '--postcode', '0484', '--date', '2027-06-01', '--json'], {
+      env: { GATEWAY_ADDRESS_INDEX: out },
+    });
     expect(r.status, r.stderr).to.equal(0);
     const json = JSON.parse(r.stdout);
     expect(json.decision.decided).to.equal(false);
@@ -104,18 +106,20 @@ describe('plo-gateway routing', function () {
     expect(json.addressIndex).to.include({ validFrom: '2026-01-01', validTo: '2028-01-01' });
   });
 
-  it('explain uses the index valid on the date given, and exits 2 on usage errors', () => {
+  it('explain uses the index valid on the date given, and exits 2 on usage errors', async () => {
     const a = addresses[0];
-    const after = cli(['routing', 'explain', '--street', streetOf(a), '--postcode', '0484', '--date', '2028-01-01', '--json'], { GATEWAY_ADDRESS_INDEX: out });
+    const after = await cli(['routing', 'explain', '--street', streetOf(a), '--postcode', '0484', '--date', '2028-01-01', '--json'], {
+      env: { GATEWAY_ADDRESS_INDEX: out },
+    });
     expect(JSON.parse(after.stdout).rules[2].verdict).to.equal('address: no address index is valid on the message date');
-    expect(cli(['routing', 'explain', '--street', streetOf(a), '--postcode', '484']).status).to.equal(2);
-    expect(cli(['routing', 'explain', '--postcode', '0484']).status).to.equal(2);
+    expect((await cli(['routing', 'explain', '--street', streetOf(a), '--postcode', '484'])).status).to.equal(2);
+    expect((await cli(['routing', 'explain', '--postcode', '0484'])).status).to.equal(2);
   });
 
-  it('config check loads the address index files', () => {
+  it('config check loads the address index files', async () => {
     const broken = join(dir, 'broken.json');
     writeFileSync(broken, '{"format":"something else"}');
-    const r = cli(['config', 'check'], { GATEWAY_ADDRESS_INDEX: `${out},${broken}` });
+    const r = await cli(['config', 'check'], { env: { GATEWAY_ADDRESS_INDEX: `${out},${broken}` } });
     expect(r.status).to.equal(1);
     expect(r.stderr).to.match(/^routing\.addressIndexFiles: .*broken\.json: not an address index/m);
   });

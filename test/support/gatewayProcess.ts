@@ -2,7 +2,8 @@
 // of replicas, crashes and shutdown.
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { GatewayConfig } from '../../src/config/config.js';
-import { writeConfig } from './ops.js';
+import { cliCommand, cliEnv } from './cli.js';
+import { eventually } from './poll.js';
 
 export interface GatewayProcess {
   proc: ChildProcess;
@@ -13,33 +14,45 @@ export interface GatewayProcess {
   kill(signal?: NodeJS.Signals): void;
 }
 
-/**
- * Starts `plo-gateway start` with `config` and resolves once it logged its start-up line
- * (GW-2100: the config's log level must be info or lower); rejects if it exits first.
- */
-export async function spawnGateway(config: GatewayConfig, env: Record<string, string> = {}): Promise<GatewayProcess> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start'], {
-    env: { ...process.env, GATEWAY_CONFIG: writeConfig(config), DATABASE_URL: config.database.url, AMQP_URL: config.broker.url, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+export interface SpawnOptions {
+  /**
+   * Resolve once the process logged its start-up line (GW-2100), which needs a log level of info
+   * or lower; rejects if it exits first. With false, resolve once it is spawned (default true).
+   */
+  awaitStart?: boolean;
+}
+
+const LOGS_START_LINE = new Set(['info', 'debug', 'trace']);
+
+/** Starts `plo-gateway start` with `config` (its file, database and broker) and `env` on top. */
+export async function spawnGateway(config: GatewayConfig, env: Record<string, string> = {}, options: SpawnOptions = {}): Promise<GatewayProcess> {
+  const awaitStart = options.awaitStart ?? true;
+  if (awaitStart && !LOGS_START_LINE.has(env.GATEWAY_LOG_LEVEL ?? config.logLevel)) {
+    throw new Error(`log level ${env.GATEWAY_LOG_LEVEL ?? config.logLevel} hides the start-up line: use info, or spawnGateway(…, { awaitStart: false })`);
+  }
+  const [file, args] = cliCommand(['start']);
+  const proc = spawn(file, args, { env: { ...cliEnv(config), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const output: string[] = [];
   const lines = (b: Buffer) => output.push(...b.toString('utf8').split('\n').filter(Boolean));
-  proc.stdout!.on('data', lines);
-  proc.stderr!.on('data', lines);
+  proc.stdout?.on('data', lines);
+  proc.stderr?.on('data', lines);
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
   const gateway: GatewayProcess = { proc, output, exited, kill: (signal = 'SIGKILL') => void proc.kill(signal) };
-  await new Promise<void>((resolve, reject) => {
-    const started = () => output.some((l) => l.includes('"GW-2100"'));
-    const timer = setInterval(() => {
-      if (started()) {
-        clearInterval(timer);
-        resolve();
-      }
-    }, 50);
-    void exited.then((code) => {
-      clearInterval(timer);
-      if (!started()) reject(new Error(`gateway exited with ${code} before it started: ${output.slice(-20).join('\n')}`));
+  if (awaitStart) {
+    await eventually(
+      'the gateway process to log its start-up line (GW-2100)',
+      () => {
+        if (output.some((l) => l.includes('"GW-2100"'))) return true;
+        if (proc.exitCode !== null || proc.signalCode !== null) {
+          throw new Error(`gateway exited with ${proc.exitCode ?? proc.signalCode} before it started: ${output.slice(-20).join('\n')}`);
+        }
+        return false;
+      },
+      60_000,
+    ).catch((e) => {
+      proc.kill('SIGKILL');
+      throw e;
     });
-  });
+  }
   return gateway;
 }

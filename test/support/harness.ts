@@ -12,6 +12,7 @@ import { Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/observability/log.js';
 import { AddressRegister } from '../../src/routing/addressRegister.js';
 import { ADDRESS_REGISTER, POSTCODE_INDEX, SCHEMA_DIR } from './paths.js';
+import { sleep } from './poll.js';
 
 export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 
@@ -114,11 +115,11 @@ export class Peer {
   /** Waits until `count` messages have been taken from `queue` (or the time runs out). */
   async take(queue: string, count: number, timeoutMs = 15000): Promise<GetMessage[]> {
     const got: GetMessage[] = [];
-    const deadline = Date.now() + timeoutMs;
-    while (got.length < count && Date.now() < deadline) {
+    const deadline = performance.now() + timeoutMs; // not Date: some tests freeze it
+    while (got.length < count && performance.now() < deadline) {
       const m = await this.ch.get(queue, { noAck: true });
       if (m) got.push(m);
-      else await new Promise((r) => setTimeout(r, 25));
+      else await sleep(25);
     }
     return got;
   }

@@ -194,8 +194,8 @@ describe('plo-gateway report overtid and messages pending (CLI)', function () {
   });
   after(() => backend.removeAll());
 
-  it('report overtid --format csv prints one line per bydel and a total', () => {
-    const r = cli(['report', 'overtid', '--from', '2026-03-09', '--to', '2026-03-13', '--format', 'csv'], env);
+  it('report overtid --format csv prints one line per bydel and a total', async () => {
+    const r = await cli(['report', 'overtid', '--from', '2026-03-09', '--to', '2026-03-13', '--format', 'csv'], { env });
     expect(r.status, r.stderr).to.equal(0);
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]).to.equal(
@@ -204,23 +204,23 @@ describe('plo-gateway report overtid and messages pending (CLI)', function () {
     expect(lines.slice(1)).to.deep.equal(['030103,Sagene,3,1,60,60,1,1,3', '030105,Frogner,4,2,60,210,1,0,4', 'alle,Alle bydeler,7,3,60,210,2,1,7']);
   });
 
-  it('report overtid --format json carries the ledger lines; a bad date is a usage error', () => {
-    const r = cli(['report', 'overtid', '--from', '2026-03-09', '--to', '2026-03-13', '--format', 'json'], env);
+  it('report overtid --format json carries the ledger lines; a bad date is a usage error', async () => {
+    const r = await cli(['report', 'overtid', '--from', '2026-03-09', '--to', '2026-03-13', '--format', 'json'], { env });
     expect(r.status, r.stderr).to.equal(0);
     const report = JSON.parse(r.stdout);
     expect(report.bydeler.map((b: { bydel: string }) => b.bydel)).to.deep.equal([SAGENE, FROGNER, 'alle']);
     expect(report.notices).to.have.length(7);
-    expect(cli(['report', 'overtid', '--from', '9.3.2026', '--to', '2026-03-13'], env).status).to.equal(2);
+    expect((await cli(['report', 'overtid', '--from', '9.3.2026', '--to', '2026-03-13'], { env })).status).to.equal(2);
   });
 
-  it('messages pending --json lists open expectations soonest first, with bydel, type and age', () => {
-    const r = cli(['messages', 'pending', '--json'], env);
+  it('messages pending --json lists open expectations soonest first, with bydel, type and age', async () => {
+    const r = await cli(['messages', 'pending', '--json'], { env });
     expect(r.status, r.stderr).to.equal(0);
     const items = JSON.parse(r.stdout) as { dueAt: string; kind: string; msgType: string; bydel: string | null; ageMs: number }[];
     expect(items.length).to.be.greaterThan(0);
     expect(items.map((i) => i.dueAt)).to.deep.equal(items.map((i) => i.dueAt).sort());
     expect(items[0]).to.include.keys('bydel', 'msgType', 'kind', 'ageMs', 'alertState');
-    const table = cli(['messages', 'pending', '--kind', 'answer'], env);
+    const table = await cli(['messages', 'pending', '--kind', 'answer'], { env });
     expect(table.stdout.split('\n')[0]).to.match(/^due\s+state\s+waitingFor\s+type\s+bydel\s+receiverHerId\s+age\s+msgId$/);
   });
 });
