@@ -51,7 +51,7 @@ const ch = await conn.createConfirmChannel();
 const tap = (await ch.assertQueue('', { exclusive: true })).queue;
 await ch.bindQueue(tap, config.broker.exchanges.alerts, '#');
 const services = new Map<string, string>();
-for (const line of (await import('../src/gateway.js')).loadRouting(config).register.parties) {
+for (const line of (await import('../src/routing/load.js')).loadRouting(config).register.parties) {
   if (line.type === 'Service') services.set(line.herId, `${line.bydel ? bydelName(line.bydel) : line.name} / ${line.serviceCode ?? ''}`);
 }
 for (const q of [...services.keys()].map((h) => `${config.broker.receiverQueuePrefix}${h}`)) await ch.purgeQueue(q);

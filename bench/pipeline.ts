@@ -8,8 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import amqp, { type ConfirmChannel } from 'amqplib';
 import { loadConfig } from '../src/config/config.js';
-import { Gateway, loadRouting } from '../src/gateway.js';
+import { Gateway } from '../src/gateway.js';
 import { createLogger } from '../src/observability/log.js';
+import { loadRouting } from '../src/routing/load.js';
 import { readdressToOslo, readSample } from '../test/support/samples.js';
 
 const n = Number(process.env.BENCH_N ?? process.argv[2] ?? 5000);

@@ -15,31 +15,16 @@ import { EVENTS } from './observability/events.js';
 import type { Logger } from './observability/log.js';
 import { startHttpServer } from './ops/http.js';
 import { OpsRuntime } from './ops/runtime.js';
-import { OutboxPublisher } from './outbound/outboxRelay.js';
-import { loadAddressIndexes } from './routing/addressIndex/indexFile.js';
-import { AddressRegister } from './routing/addressRegister.js';
-import { loadOverrides } from './routing/overrides.js';
-import { loadPostcodeIndex } from './routing/postcodeIndex.js';
+import { OutboxPublisher, relayPolicy } from './outbox/relay.js';
+import { loadRouting } from './routing/load.js';
 import type { RoutingContext } from './routing/route.js';
+import { backoffDelay } from './shared/backoff.js';
 import { openDatabase } from './tracking/db.js';
 import { DeadlineRepository } from './tracking/deadlineRepository.js';
 import { alertPolicy } from './tracking/deadlines.js';
 import { DeadlineScheduler } from './tracking/scheduler.js';
 import { Store } from './tracking/store.js';
 import { WebhookRelay } from './tracking/webhook.js';
-
-export function loadRouting(config: GatewayConfig): RoutingContext {
-  const register = AddressRegister.load(config.routing.addressRegisterFile);
-  return {
-    register,
-    overrides: loadOverrides(config.routing.overridesFile),
-    postcodes: loadPostcodeIndex(config.routing.postcodeIndexFile),
-    postcodeMinShare: config.routing.postcodeMinShare,
-    addressIndexes: loadAddressIndexes(config.routing.addressIndexFiles ?? []),
-    routeByBydel: new Set(config.routing.routeByBydel ?? register.osloKommuneHerIds()),
-    serviceByType: config.routing.serviceByType,
-  };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -94,7 +79,7 @@ export class Gateway {
 
     this.broker = new Broker(config.broker, log);
     await this.broker.connect();
-    if (config.broker.receiverQueuePrefix) await this.declareReceiverQueues(routing, config.broker.receiverQueuePrefix);
+    if (config.broker.receiverQueuePrefix) await this.declareReceiverQueues(this.broker, routing, config.broker.receiverQueuePrefix);
     this.publisher = new Publisher(this.broker);
     await this.publisher.start();
 
@@ -103,13 +88,14 @@ export class Gateway {
       this.store,
       (exchange, routingKey, body, o) => publisher.publish(exchange, routingKey, body, { ...o, messageId: o.messageId ?? '' }),
       log,
-      { initialDelayMs: durationMs(config.retry.initialDelay), maxDelayMs: durationMs(config.retry.maxDelay), intervalMs: 1000, batchSize: 100 },
+      relayPolicy(config),
     );
     this.outbox.start();
     this.startDeadlines(this.store, this.outbox, options.deadlines !== false);
 
     // before the consumers: every delivery is counted and timed from the first one on
-    const ops = (this.ops = new OpsRuntime({ config, log, store: this.store, broker: this.broker, publisher, outbox: this.outbox, routing, signing }));
+    const ops = new OpsRuntime({ config, log, store: this.store, broker: this.broker, publisher, outbox: this.outbox, routing, signing });
+    this.ops = ops;
     const flow = new HospitalToBydelFlow({ config, log, store: this.store, schemas: this.schemas, routing, signing, outbox: this.outbox });
     this.consumer = await consume(this.broker, config.broker.queues.epjOutbound, (d) =>
       this.settle(d, () =>
@@ -135,7 +121,14 @@ export class Gateway {
         config.http.port,
         [
           { name: 'broker', reason: 'not connected to the message broker', check: () => this.broker?.isConnected() ?? false },
-          { name: 'database', reason: 'the database does not answer', check: async () => (await this.store?.ping(), true) },
+          {
+            name: 'database',
+            reason: 'the database does not answer',
+            check: async () => {
+              await this.store?.ping();
+              return true;
+            },
+          },
           { name: 'schemas', reason: 'the XSD schemas are not loaded', check: () => this.schemas !== undefined },
           { name: 'running', reason: 'shutting down', check: () => !this.stopping },
         ],
@@ -155,7 +148,7 @@ export class Gateway {
     const { config, log } = this;
     const repository = new DeadlineRepository(store, alertPolicy(config), {
       broker: config.broker,
-      graceMs: 2 * durationMs(config.broker.confirmTimeout),
+      lease: () => outbox.lease(),
       replica: `${hostname()}:${process.pid}`,
     });
     this.scheduler = new DeadlineScheduler(repository, outbox, log, config.tracking.scheduler);
@@ -202,16 +195,16 @@ export class Gateway {
           d.nack(true);
           return;
         }
-        const delay = Math.min(durationMs(retry.maxDelay), durationMs(retry.initialDelay) * 2 ** (attempt - 1));
+        const delay = backoffDelay({ initialMs: durationMs(retry.initialDelay), maxMs: durationMs(retry.maxDelay) }, attempt - 1);
         this.log.warn({ event: EVENTS.transientRetry, attempt, retryInMs: delay, reason }, 'transient failure: retrying');
         await sleep(delay);
       }
     }
   }
 
-  private async declareReceiverQueues(routing: RoutingContext, prefix: string): Promise<void> {
+  private async declareReceiverQueues(broker: Broker, routing: RoutingContext, prefix: string): Promise<void> {
     const services = routing.register.parties.filter((p) => p.type === 'Service' && p.active);
-    await this.broker!.withChannel(async (ch) => {
+    await broker.withChannel(async (ch) => {
       for (const s of services) await assertReceiverQueue(ch, prefix, s.herId, this.config.broker.exchanges.nhnOutbound);
     });
   }

@@ -3,6 +3,7 @@ import type { Channel, ChannelModel, RecoveringChannelModel } from 'amqplib';
 import amqp from 'amqplib';
 import type { Logger } from 'pino';
 import { durationMs } from '../config/config.js';
+import { backoffDelay } from '../shared/backoff.js';
 import { assertTopology, type BrokerConfig, topologyFor } from './topology.js';
 
 export interface BrokerEvents {
@@ -236,7 +237,7 @@ export class ManagedChannel<C extends Channel> {
   private scheduleReopen(model: ChannelModel): void {
     if (this.detached || this.retryTimer) return;
     const { reconnectInitialDelay, reconnectMaxDelay } = this.broker.config;
-    const delay = Math.min(durationMs(reconnectMaxDelay), durationMs(reconnectInitialDelay) * 2 ** this.failures++);
+    const delay = backoffDelay({ initialMs: durationMs(reconnectInitialDelay), maxMs: durationMs(reconnectMaxDelay) }, this.failures++);
     // When the whole connection drops its channels close first; by the time this fires the broker
     // has let go of that connection (or replaced it and re-attached us), so nothing happens.
     this.retryTimer = setTimeout(() => {

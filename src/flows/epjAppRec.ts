@@ -6,14 +6,17 @@
 import type { GatewayConfig } from '../config/config.js';
 import type { SchemaSet } from '../inbound/schemas.js';
 import { validateMessage } from '../inbound/validate.js';
-import { type AppRecModel, type ParsedMessage, permanent, type StageError } from '../mapping/model.js';
+import { type AppRecModel, type ParsedMessage, permanent } from '../mapping/model.js';
 import { EVENTS } from '../observability/events.js';
 import { type Logger, logStage } from '../observability/log.js';
-import { justStored, type OutboxPublisher } from '../outbound/outboxRelay.js';
 import { type PartnerContext, receiptItem } from '../outbound/package.js';
-import { appRecStatusOf, Receipts } from '../tracking/receipts.js';
+import type { OutboxPublisher } from '../outbox/relay.js';
+import type { OutboxRow } from '../outbox/table.js';
+import { type Outcome, outcome } from '../tracking/outcome.js';
+import { type AppRecStatus, appRecStatusOf, type IncomingMessage, type Receipts } from '../tracking/receipts.js';
+import type { OutcomeRecorder } from '../tracking/recorder.js';
 import type { Store } from '../tracking/store.js';
-import { relayGraceMs } from './packageDelivery.js';
+import type { Refusal } from './outcomes.js';
 
 export interface EpjAppRecDeps {
   config: GatewayConfig;
@@ -21,32 +24,40 @@ export interface EpjAppRecDeps {
   store: Store;
   schemas: SchemaSet;
   partners: PartnerContext;
+  receipts: Receipts;
   outbox: OutboxPublisher;
   now: () => Date;
 }
 
-/** Returned to the bydel (or found returned before); else why not, for the EPJ flow's rejection path. */
-export type AppRecReturn = { ok: true; outcome: 'delivered' | 'duplicate' | 'resumed' } | { ok: false; stage: 'validate' | 'route'; error: StageError };
+/** What to do with the EPJ's AppRec: return it, recognise one returned before, or refuse it. */
+export type AppRecPlan = { returns: Outcome<'returned'> } | { repeat: OutboxRow } | { refusal: Refusal };
 
-const refused = (stage: 'validate' | 'route', result: { error: StageError }): AppRecReturn => ({ ok: false, stage, error: result.error });
+const refused = (stage: 'validate' | 'route', result: { error: Refusal['error'] }): { refusal: Refusal } => ({ refusal: { stage, error: result.error } });
 
 export class EpjAppRecReturn {
-  private readonly receipts: Receipts;
-  private readonly graceMs: number;
+  constructor(private readonly deps: EpjAppRecDeps) {}
 
-  constructor(private readonly deps: EpjAppRecDeps) {
-    this.receipts = new Receipts(deps.store.db.kysely, deps.config.tracking);
-    this.graceMs = relayGraceMs(deps.config);
+  /** Returned (or found returned before); else why not, for the EPJ flow's rejection path. */
+  async handle(parsed: ParsedMessage, appRec: AppRecModel, recorder: OutcomeRecorder): Promise<'delivered' | 'duplicate' | 'resumed' | { refusal: Refusal }> {
+    // Twice at most: a second AppRec stored meanwhile by another consumer is then seen as such.
+    for (let attempt = 1; ; attempt++) {
+      const plan = await this.plan(parsed, appRec);
+      if ('refusal' in plan) return plan;
+      if ('repeat' in plan) return this.repeat(plan.repeat, appRec);
+      const recorded = await recorder.record(plan.returns);
+      if (recorded.stored) return 'delivered';
+      if (attempt === 2) return 'duplicate';
+    }
   }
 
-  async handle(parsed: ParsedMessage, appRec: AppRecModel): Promise<AppRecReturn> {
+  async plan(parsed: ParsedMessage, appRec: AppRecModel): Promise<AppRecPlan> {
     const valid = validateMessage(parsed, this.deps.schemas);
     if (!valid.ok) return refused('validate', valid);
     const status = appRecStatusOf(appRec.status);
     if (!status) return refused('validate', permanent('T02', `The AppRec Status ${appRec.status || '(empty)'} is not in code list 8258 (1, 2 or 3).`));
 
     const original = appRec.originalMsgId.id;
-    const incoming = await this.receipts.incomingFor(appRec);
+    const incoming = await this.deps.receipts.incomingFor(appRec);
     const bydelHerId = incoming?.row.sender_her_id;
     if (!incoming || !bydelHerId) {
       return refused(
@@ -57,39 +68,69 @@ export class EpjAppRecReturn {
         ),
       );
     }
-    const { row } = incoming;
-    const now = this.deps.now();
-    const item = receiptItem(
-      this.deps.partners,
-      { now, graceMs: this.graceMs },
-      {
-        appRecId: appRec.id,
-        appRecXml: parsed.businessXml,
-        fromHerId: row.receiver_l2_her_id ?? row.receiver_l1_her_id ?? this.deps.config.ownHerId,
-        toHerId: bydelHerId,
-        answers: { msgType: row.msg_type ?? appRec.originalMsgId.msgType, service: incoming.service, conversationId: row.conversation_id ?? row.msg_id },
-      },
-    );
-    const returned = await this.deps.store.inTransaction((tx) => this.receipts.returnAppRec(tx, row.id, { appRecId: appRec.id, status, item }, now));
-    const log = { msgId: appRec.id, type: 'APPREC', stage: 'route', originalMsgId: original, herId: bydelHerId };
-    switch (returned.kind) {
-      case 'recorded':
-        await this.deps.outbox.publishNow(justStored(row.id, [item], [returned.outboxId])[0]);
-        logStage(this.deps.log, { ...log, event: EVENTS.appRecReturned, decision: `AppRec ${status} returned to ${bydelHerId}` });
-        return { ok: true, outcome: 'delivered' };
-      case 'repeat': {
-        const resumed = returned.sent.state === 'pending' && (await this.deps.outbox.publishPending(returned.sent));
-        logStage(this.deps.log, { ...log, event: EVENTS.duplicate, decision: resumed ? 'resumed' : 'duplicate AppRec ignored' });
-        return { ok: true, outcome: resumed ? 'resumed' : 'duplicate' };
-      }
-      case 'final':
-        return refused(
-          'route',
-          permanent(
-            'X99',
-            `An AppRec for MsgId ${original} was already returned to HER-id ${bydelHerId}; an AppRec is final, so report later problems with DIALOG_AVVIK.`,
-          ),
-        );
+    if (incoming.row.apprec_status !== null) {
+      // An AppRec is final (AppRec 1.1 §3.2): the same one again is a repeat, another is refused.
+      const sent = (await this.deps.store.outboxForMessage(incoming.row.id)).filter((o) => o.purpose === 'receipt');
+      const same = sent.find((o) => (JSON.parse(o.headers) as Record<string, unknown>)['msg-id'] === appRec.id);
+      if (same) return { repeat: same };
+      return refused(
+        'route',
+        permanent(
+          'X99',
+          `An AppRec for MsgId ${original} was already returned to HER-id ${bydelHerId}; an AppRec is final, so report later problems with DIALOG_AVVIK.`,
+        ),
+      );
     }
+    return { returns: returnedAppRec(this.deps.partners, incoming, appRec, parsed.businessXml, status, bydelHerId, this.deps.now()) };
   }
+
+  private async repeat(sent: OutboxRow, appRec: AppRecModel): Promise<'duplicate' | 'resumed'> {
+    const resumed = (await this.deps.outbox.claimAndPublish(sent)) === 'published';
+    logStage(this.deps.log, {
+      event: EVENTS.duplicate,
+      msgId: appRec.id,
+      type: 'APPREC',
+      stage: 'route',
+      decision: resumed ? 'resumed' : 'duplicate AppRec ignored',
+      originalMsgId: appRec.originalMsgId.id,
+    });
+    return resumed ? 'resumed' : 'duplicate';
+  }
+}
+
+/** The AppRec, signed for the bydel, recorded on the message it answers: only if none was returned yet. */
+export function returnedAppRec(
+  partners: PartnerContext,
+  incoming: IncomingMessage,
+  appRec: AppRecModel,
+  appRecXml: string,
+  status: AppRecStatus,
+  bydelHerId: string,
+  now: Date,
+): Outcome<'returned'> {
+  const { row } = incoming;
+  const item = receiptItem(partners, {
+    appRecId: appRec.id,
+    appRecXml,
+    fromHerId: row.receiver_l2_her_id ?? row.receiver_l1_her_id ?? partners.config.ownHerId,
+    toHerId: bydelHerId,
+    answers: { msgType: row.msg_type ?? appRec.originalMsgId.msgType, service: incoming.service, conversationId: row.conversation_id ?? row.msg_id },
+  });
+  return outcome(
+    'returned',
+    { update: row.id, patch: { apprec_status: status, apprec_at: now.toISOString() }, guard: { unset: 'apprec_status' } },
+    {
+      event: EVENTS.appRecReturned,
+      msgId: appRec.id,
+      type: 'APPREC',
+      stage: 'route',
+      decision: `AppRec ${status} returned to ${bydelHerId}`,
+      originalMsgId: appRec.originalMsgId.id,
+      herId: bydelHerId,
+    },
+    {
+      events: [{ stage: 'receipt', event: 'apprec-returned', detail: { appRecId: appRec.id, status, herId: bydelHerId } }],
+      outbox: [item],
+    },
+  );
 }

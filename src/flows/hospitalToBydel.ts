@@ -1,49 +1,43 @@
-// Flow A (DESIGN §3): EPJ → parse → validate → dedupe → route → sign+package → store outbox
-// → publish → ack. Each stage is a function from typed input to a typed decision; this file
-// only sequences them and does the I/O at the edges.
+// Flow A (DESIGN §3): EPJ → parse → dedupe (MsgId, then content) → validate → route →
+// sign+package → store with outbox → publish → ack. Each stage is a function from typed input
+// to a typed decision; the decision becomes an Outcome (pure builders below), which the
+// recorder stores in one transaction and publishes. This class only sequences the stages.
 import { randomUUID } from 'node:crypto';
 import type { GatewayConfig } from '../config/config.js';
-import { durationMs } from '../config/config.js';
 import type { SchemaSet } from '../inbound/schemas.js';
 import { validateMessage } from '../inbound/validate.js';
 import { negativeAppRec } from '../mapping/apprec.js';
 import { contentHash } from '../mapping/contentHash.js';
-import type { MsgHeadModel, ParsedMessage, StageError } from '../mapping/model.js';
+import type { MsgHeadModel, ParsedMessage } from '../mapping/model.js';
 import { parseMessage } from '../mapping/parse.js';
 import { EVENTS } from '../observability/events.js';
 import { type Logger, logStage } from '../observability/log.js';
-import { alertItem, appRecItem, dlqItem, type NewOutboxItem, type RoutingHeaders } from '../outbound/outboxItems.js';
-import { justStored, type OutboxPublisher } from '../outbound/outboxRelay.js';
+import { alertItem, appRecItem, dlqItem, type RoutingHeaders } from '../outbox/items.js';
+import type { OutboxPublisher } from '../outbox/relay.js';
 import { isBydelCode } from '../routing/bydeler.js';
+import { ABSENT_INPUT } from '../routing/resolveBydel.js';
 import { type RouteDecision, type RoutingContext, routeMessage } from '../routing/route.js';
+import type { Stage } from '../shared/vocabulary.js';
 import { buildAlert } from '../tracking/alerts.js';
 import type { MessageRow } from '../tracking/db.js';
 import { alertPolicy } from '../tracking/deadlines.js';
 import { heldExpectation } from '../tracking/expectations.js';
+import { type Outcome, outcome } from '../tracking/outcome.js';
 import { ownEventTime } from '../tracking/overtid.js';
 import { closesAnswerWait, Receipts } from '../tracking/receipts.js';
-import {
-  DuplicateMessageError,
-  type NewEvent,
-  type NewExpectation,
-  type NewMessage,
-  type NewPayload,
-  type Store,
-  type StoreTransaction,
-} from '../tracking/store.js';
+import { OutcomeRecorder } from '../tracking/recorder.js';
+import type { NewMessage, Store } from '../tracking/store.js';
 import { EpjAppRecReturn } from './epjAppRec.js';
+import { type Arrival, contentDuplicate, duplicateOf, originalPayload, type Refusal, receivedEvent, rejection } from './outcomes.js';
 import { conversationIdOf, deliveryParts, type Packaged, packageDelivery, type SigningMaterial, senderHerId } from './packageDelivery.js';
 
 export type { SigningMaterial };
 
-export interface EpjDelivery {
-  body: Buffer;
-  contentType?: string;
+export interface EpjDelivery extends Arrival {
   /** AMQP header `x-bydel`: the EPJ's hint of the responsible bydel */
   bydelHint?: string;
   /** AMQP messageId, used to key a message that cannot be parsed at all */
   amqpMessageId?: string;
-  redelivered: boolean;
   /** set for a replay ops granted to bypass the MsgId dedupe (`dlq replay --skip-dedupe`): the dead letter's id */
   skipDedupeFor?: number;
 }
@@ -61,75 +55,98 @@ export interface FlowDeps {
 
 export type FlowOutcome = 'delivered' | 'held' | 'rejected' | 'duplicate' | 'resumed';
 
-type Stage = 'parse' | 'validate' | 'dedupe' | 'route' | 'sign' | 'store' | 'publish';
+/** What the CPU-only part of the flow decided for a message that parsed as a MsgHead. */
+export type Plan =
+  | { kind: 'reject'; refusal: Refusal }
+  | { kind: 'hold'; verdicts: string[]; reasons: Extract<RouteDecision, { action: 'hold' }>['reasons'] }
+  | { kind: 'deliver'; route: Extract<RouteDecision, { action: 'deliver' }>; packaged: Packaged };
 
-/** What one outcome writes: metadata, timeline, outbox; and the stage log line. */
-interface FlowRecord {
-  message: NewMessage;
-  events: NewEvent[];
-  outbox: NewOutboxItem[];
-  expectations?: NewExpectation[];
-  outcome: FlowOutcome;
-  log: { event: string; stage: string; decision: string } & Record<string, unknown>;
+/** What the outbound builders need besides the message. */
+export interface OutboundContext {
+  config: GatewayConfig;
+  now: Date;
 }
-
-type Plan =
-  | { kind: 'reject'; stage: Stage; error: StageError; parsed?: ParsedMessage }
-  | { kind: 'hold'; parsed: ParsedMessage; model: MsgHeadModel; verdicts: string[] }
-  | {
-      kind: 'deliver';
-      parsed: ParsedMessage;
-      model: MsgHeadModel;
-      route: Extract<RouteDecision, { action: 'deliver' }>;
-      packaged: Packaged;
-      conversationId: string;
-      fromHerId: string;
-    };
-
-type TransactionHook = (tx: StoreTransaction, messageId: number) => Promise<void>;
 
 export class HospitalToBydelFlow {
   private readonly now: () => Date;
-  private readonly graceMs: number;
-  private readonly receipts: Receipts;
+  private readonly recorder: OutcomeRecorder;
   private readonly appRecs: EpjAppRecReturn;
 
   constructor(private readonly deps: FlowDeps) {
     this.now = deps.now ?? (() => new Date());
-    this.graceMs = 2 * durationMs(deps.config.broker.confirmTimeout);
-    this.receipts = new Receipts(deps.store.db.kysely, deps.config.tracking);
-    this.appRecs = new EpjAppRecReturn({ ...deps, partners: { config: deps.config, register: deps.routing.register, signing: deps.signing }, now: this.now });
+    const receipts = new Receipts(deps.store.db.kysely, deps.config.tracking);
+    this.recorder = new OutcomeRecorder({ store: deps.store, receipts, log: deps.log, outbox: deps.outbox });
+    this.appRecs = new EpjAppRecReturn({
+      ...deps,
+      receipts,
+      partners: { config: deps.config, register: deps.routing.register, signing: deps.signing },
+      now: this.now,
+    });
   }
 
   /** Processes one delivery to a durable outcome. Throws only on transient failures (store down). */
   async handle(delivery: EpjDelivery): Promise<FlowOutcome> {
-    const parsed = parseMessage(delivery.body, {
-      contentType: delivery.contentType,
-      maxBytes: this.deps.config.limits.maxMessageBytes,
-    });
-    if (!parsed.ok) return this.finish(delivery, { kind: 'reject', stage: 'parse', error: parsed.error });
+    const ctx: OutboundContext = { config: this.deps.config, now: this.now() };
+    const parsed = parseMessage(delivery.body, { contentType: delivery.contentType, maxBytes: this.deps.config.limits.maxMessageBytes });
+    if (!parsed.ok) return this.record(rejectedOutbound(ctx, delivery, { stage: 'parse', error: parsed.error }));
 
     const doc = parsed.value.doc;
-    this.logOutcome(doc.kind === 'msghead' ? doc : { msg_id: doc.id, msg_type: 'APPREC' }, 'parse', `parsed (${parsed.value.framing})`, EVENTS.stagePassed, {});
+    this.passed(doc.kind === 'msghead' ? doc.msgId : doc.id, doc.kind === 'msghead' ? doc.type : 'APPREC', 'parse', `parsed (${parsed.value.framing})`);
     if (doc.kind !== 'msghead') {
       // The EPJ's AppRec for a message a bydel sent: back to that bydel (epjAppRec.ts).
-      const returned = await this.appRecs.handle(parsed.value, doc);
-      if (returned.ok) return returned.outcome;
-      return this.finish(delivery, { kind: 'reject', stage: returned.stage, parsed: parsed.value, error: returned.error });
+      const returned = await this.appRecs.handle(parsed.value, doc, this.recorder);
+      if (typeof returned === 'object') return this.record(rejectedOutbound(ctx, delivery, returned.refusal, parsed.value));
+      return returned;
     }
 
     const existing = await this.deps.store.findMessage('out', senderHerId(doc) ?? '', doc.msgId);
     if (existing && delivery.skipDedupeFor !== undefined) {
-      this.logOutcome(doc, 'dedupe', `dedupe skipped: replay of dead letter #${delivery.skipDedupeFor}`, EVENTS.dedupeSkipped, { state: existing.state });
+      logStage(this.deps.log, {
+        event: EVENTS.dedupeSkipped,
+        msgId: doc.msgId,
+        type: doc.type,
+        stage: 'dedupe',
+        decision: `dedupe skipped: replay of dead letter #${delivery.skipDedupeFor}`,
+        state: existing.state,
+      });
     } else if (existing) {
-      const resumed = await this.resumeOrIgnore(existing, doc);
-      if (resumed) return resumed;
+      const repeat = await this.seenBefore(existing);
+      if (repeat) return repeat;
     } else if (delivery.skipDedupeFor === undefined) {
       const twin = await this.contentTwin(parsed.value, doc);
-      if (twin) return this.recordContentDuplicate(delivery, parsed.value, doc, twin);
+      if (twin)
+        return this.record(
+          contentDuplicate(outboundMessage(doc, parsed.value), delivery, parsed.value.framing, twin, {
+            event: EVENTS.duplicate,
+            stage: 'dedupe',
+            decision: 'duplicate content',
+          }),
+        );
     }
 
-    return this.finish(delivery, this.plan(parsed.value, doc, delivery.bydelHint), existing);
+    const plan = this.plan(parsed.value, doc, delivery.bydelHint);
+    const decided = outboundOutcome(ctx, delivery, parsed.value, doc, plan);
+    return this.record(existing ? again(decided, existing) : decided);
+  }
+
+  /** The CPU-only part: validate, route, sign and package. */
+  private plan(parsed: ParsedMessage, model: MsgHeadModel, bydelHint: string | undefined): Plan {
+    const valid = validateMessage(parsed, this.deps.schemas);
+    if (!valid.ok) return { kind: 'reject', refusal: { stage: 'validate', error: valid.error } };
+    this.passed(model.msgId, model.type, 'validate', 'valid');
+
+    const routed = routeMessage(model, bydelHint, this.deps.routing);
+    if (!routed.ok) return { kind: 'reject', refusal: { stage: 'route', error: routed.error } };
+    const route = routed.value;
+    if (route.action === 'hold') return { kind: 'hold', verdicts: route.verdicts, reasons: route.reasons };
+    this.passed(model.msgId, model.type, 'route', route.rerouted ? `routed to bydel ${route.bydel} by ${route.rule}` : 'receiver kept', {
+      herId: route.toHerId,
+      ...(route.rerouted ? { bydel: route.bydel, rule: route.rule } : {}),
+    });
+
+    const packaged = packageDelivery(parsed, model, route, { config: this.deps.config, register: this.deps.routing.register, signing: this.deps.signing });
+    this.passed(model.msgId, model.type, 'sign', `signed ${packaged.algorithm}`, { herId: route.toHerId });
+    return { kind: 'deliver', route, packaged };
   }
 
   /**
@@ -142,252 +159,206 @@ export class HospitalToBydelFlow {
     return twins.find((m) => m.sender_her_id === sender && m.msg_id !== model.msgId && m.state !== 'rejected');
   }
 
-  /** Kept for the record (and for ops to replay with --skip-dedupe), but never delivered. */
-  private async recordContentDuplicate(delivery: EpjDelivery, parsed: ParsedMessage, model: MsgHeadModel, twin: MessageRow): Promise<FlowOutcome> {
-    await this.deps.store.recordMessage({
-      message: { ...this.baseMessage(model, parsed, model.msgId), state: 'duplicate', receiver_l1_her_id: model.receiver.level1.herId ?? null },
-      payloads: [{ kind: 'original', content_type: delivery.contentType ?? 'application/octet-stream', body: delivery.body }],
-      events: [
-        { stage: 'receive', event: 'received', detail: { framing: parsed.framing, redelivered: delivery.redelivered } },
-        { stage: 'dedupe', event: 'duplicate-content', detail: { of: twin.msg_id } },
-      ],
-      outbox: [],
-    });
-    this.logOutcome(model, 'dedupe', `duplicate content of ${twin.msg_id}`, EVENTS.duplicate, { of: twin.msg_id });
-    return 'duplicate';
-  }
-
-  /** The CPU-only part: validate, route, sign and package. */
-  private plan(parsed: ParsedMessage, model: MsgHeadModel, bydelHint: string | undefined): Plan {
-    const valid = validateMessage(parsed, this.deps.schemas);
-    if (!valid.ok) return { kind: 'reject', stage: 'validate', parsed, error: valid.error };
-    this.logOutcome(model, 'validate', 'valid', EVENTS.stagePassed, {});
-
-    const routed = routeMessage(model, bydelHint, this.deps.routing);
-    if (!routed.ok) return { kind: 'reject', stage: 'route', parsed, error: routed.error };
-    const route = routed.value;
-    if (route.action === 'hold') return { kind: 'hold', parsed, model, verdicts: route.verdicts };
-    this.logOutcome(
-      model,
-      'route',
-      route.rerouted ? `routed to bydel ${route.bydel} by ${route.rule}` : 'receiver kept',
-      EVENTS.stagePassed,
-      route.rerouted ? { bydel: route.bydel, rule: route.rule, herId: route.toHerId } : { herId: route.toHerId },
-    );
-
-    const packaged = packageDelivery(parsed, model, route, { config: this.deps.config, register: this.deps.routing.register, signing: this.deps.signing });
-    this.logOutcome(model, 'sign', `signed ${packaged.algorithm}`, EVENTS.stagePassed, { herId: route.toHerId });
-    return { kind: 'deliver', parsed, model, route, packaged, conversationId: packaged.conversationId, fromHerId: packaged.fromHerId };
-  }
-
   /**
-   * A MsgId we have seen before: finish what a crash interrupted, or recognise a duplicate.
-   * A duplicate of a rejected message is processed again (LESSONS §9.3).
+   * A MsgId stored before: finish what a crash interrupted (items whose lease ran out), leave
+   * alone what a live delivery is still publishing, or recognise a duplicate. Undefined for a
+   * settled rejection: that is processed again (LESSONS §9.3).
    */
-  private async resumeOrIgnore(existing: MessageRow, model: MsgHeadModel): Promise<FlowOutcome | undefined> {
-    const pending = (await this.deps.store.outboxForMessage(existing.id)).filter((o) => o.state === 'pending');
-    if (pending.length > 0) {
-      for (const item of pending) await this.deps.outbox.publishPending(item);
-      this.logOutcome(model, 'dedupe', 'resumed', EVENTS.delivered, { state: existing.state });
+  private async seenBefore(existing: MessageRow): Promise<FlowOutcome | undefined> {
+    const resumed = await this.deps.outbox.resume(existing.id);
+    if (resumed.published + resumed.deferred > 0) {
+      logStage(this.deps.log, {
+        event: EVENTS.delivered,
+        msgId: existing.msg_id,
+        type: existing.msg_type ?? undefined,
+        stage: 'dedupe',
+        decision: 'resumed',
+        state: existing.state,
+      });
       return 'resumed';
     }
-    if (existing.state === 'rejected') return undefined;
-    await this.deps.store.addEvent(existing.id, { stage: 'dedupe', event: 'duplicate-ignored' });
-    this.logOutcome(model, 'dedupe', 'duplicate', EVENTS.duplicate, { state: existing.state });
+    if (existing.state === 'rejected' && resumed.inProgress === 0) return undefined;
+    const why = resumed.inProgress > 0 ? 'duplicate: the first copy is being published' : 'duplicate';
+    await this.recorder.record(duplicateOf(existing, { event: EVENTS.duplicate, stage: 'dedupe', decision: why, state: existing.state }));
     return 'duplicate';
   }
 
-  /** Stores the outcome with its outbox items in one transaction, then publishes them. */
-  private async finish(delivery: EpjDelivery, plan: Plan, rejectedBefore?: MessageRow): Promise<FlowOutcome> {
-    const now = this.now();
-    const record =
-      plan.kind === 'deliver' ? this.deliveryRecord(plan, now) : plan.kind === 'hold' ? this.heldRecord(plan, now) : this.rejectionRecord(delivery, plan, now);
-    const framing = plan.parsed?.framing ?? 'unknown';
-    const events: NewEvent[] = [{ stage: 'receive', event: 'received', detail: { framing, redelivered: delivery.redelivered } }, ...record.events];
-    const payloads: NewPayload[] = [{ kind: 'original', content_type: delivery.contentType ?? 'application/octet-stream', body: delivery.body }];
-    if (plan.kind === 'deliver') payloads.push({ kind: 'signed', content_type: plan.packaged.contentType, body: plan.packaged.body });
-
-    const within = this.closeAnswerWait(plan, now);
-    let stored: { messageId: number; outboxIds: number[] };
-    try {
-      stored = rejectedBefore
-        ? await this.recordResend(rejectedBefore, record, events, within)
-        : await this.deps.store.recordMessage({ message: record.message, payloads, events, outbox: record.outbox, expectations: record.expectations, within });
-    } catch (e) {
-      if (e instanceof DuplicateMessageError) {
-        // Another consumer stored the same MsgId a moment ago: it is a duplicate.
-        this.logOutcome(record.message, 'dedupe', 'duplicate', EVENTS.duplicate, {});
-        return 'duplicate';
-      }
-      throw e;
-    }
-    for (const item of justStored(stored.messageId, record.outbox, stored.outboxIds)) await this.deps.outbox.publishNow(item);
-    logStage(
-      this.deps.log,
-      { ...record.log, msgId: record.message.msg_id, type: record.message.msg_type ?? undefined, storeId: stored.messageId },
-      plan.kind === 'reject' ? 'warn' : 'info',
-    );
-    return record.outcome;
+  /** Stores and publishes an outcome; a copy stored by another consumer a moment before makes this one a duplicate. */
+  private async record(o: Outcome): Promise<FlowOutcome> {
+    const recorded = await this.recorder.record(o);
+    if (recorded.stored) return o.kind as FlowOutcome;
+    const existing = recorded.conflict === 'duplicate' ? await this.deps.store.getMessage(recorded.existingId) : undefined;
+    return (existing && (await this.seenBefore(existing))) ?? 'duplicate';
   }
 
-  /** The same MsgId again after a rejection: the existing row takes the new outcome. */
-  private async recordResend(previous: MessageRow, record: FlowRecord, events: NewEvent[], within?: TransactionHook) {
-    const { msg_id, direction, sender_her_id, ...patch } = record.message;
-    const outboxIds = await this.deps.store.updateMessage(
-      previous.id,
-      patch,
+  private passed(msgId: string, type: string, stage: Stage, decision: string, extra: Record<string, unknown> = {}) {
+    logStage(this.deps.log, { event: EVENTS.stagePassed, msgId, type, stage, decision, ...extra });
+  }
+}
+
+// ------------------------------------------------------------ outcomes (pure)
+
+/** The columns every outgoing message has, whatever becomes of it. */
+export function outboundMessage(model: MsgHeadModel | undefined, parsed: ParsedMessage | undefined, fallbackId?: string): NewMessage {
+  return {
+    msg_id: model?.msgId ?? fallbackId ?? `unparsed-${randomUUID()}`,
+    direction: 'out',
+    sender_her_id: model ? senderHerId(model) : null,
+    msg_type: model?.type ?? null,
+    state: 'received',
+    conversation_id: model && parsed ? conversationIdOf(parsed, model) : null,
+    conversation_ref: model?.conversationRef?.refToConversation ?? null,
+    receiver_l1_her_id: model?.receiver.level1.herId ?? null,
+    receiver_l2_her_id: model?.receiver.level2?.herId ?? null,
+    content_hash: parsed ? contentHash(parsed.businessXml) : null,
+    gen_date: model?.genDate ?? null,
+    event_time: model ? ownEventTime(model) : null,
+    error_code: null,
+    error_reason: null,
+  };
+}
+
+/** The outcome of a message that parsed as a MsgHead, from the plan for it. */
+export function outboundOutcome(ctx: OutboundContext, delivery: EpjDelivery, parsed: ParsedMessage, model: MsgHeadModel, plan: Plan): Outcome {
+  switch (plan.kind) {
+    case 'reject':
+      return rejectedOutbound(ctx, delivery, plan.refusal, parsed);
+    case 'hold':
+      return held(ctx, delivery, parsed, model, plan);
+    case 'deliver':
+      return delivered(ctx, delivery, parsed, model, plan);
+  }
+}
+
+/** Signed for the bydel: the delivery, its payloads, its deadlines; and an answer wait it ends. */
+export function delivered(
+  ctx: OutboundContext,
+  delivery: Arrival,
+  parsed: ParsedMessage,
+  model: MsgHeadModel,
+  plan: Extract<Plan, { kind: 'deliver' }>,
+): Outcome<'delivered'> {
+  const parts = deliveryParts(model, plan.route, plan.packaged, ctx.config, ctx.now);
+  return outcome(
+    'delivered',
+    { insert: { ...outboundMessage(model, parsed), ...parts.patch } },
+    { event: EVENTS.delivered, msgId: model.msgId, type: model.type, stage: 'publish', decision: `delivered to ${plan.route.toHerId}`, ...parts.routedTo },
+    {
+      payloads: [originalPayload(delivery), parts.payload],
+      events: [receivedEvent(delivery, parsed.framing), { stage: 'validate', event: 'validated' }, ...parts.events],
+      expectations: parts.expectations,
+      outbox: parts.outbox,
+      effects: closesAnswerWait(model) ? [{ effect: 'close-answer-wait', model, conversationId: plan.packaged.conversationId }] : [],
+    },
+  );
+}
+
+/** No rule could decide the bydel: held for ops, with its `unroutable` alert firing at once. */
+export function held(
+  ctx: OutboundContext,
+  delivery: Arrival,
+  parsed: ParsedMessage,
+  model: MsgHeadModel,
+  plan: Extract<Plan, { kind: 'hold' }>,
+): Outcome<'held'> {
+  const message = { ...outboundMessage(model, parsed), state: 'held' as const, receiver_l2_her_id: null };
+  // Only the rules that had something to go on explain why: "no hint given" explains nothing.
+  const decisive = plan.verdicts.filter((_, i) => !ABSENT_INPUT.has(plan.reasons[i]));
+  const alert = buildAlert({
+    kind: 'unroutable',
+    state: 'firing',
+    severity: 'warning',
+    eventId: EVENTS.alertUnroutable,
+    msgId: model.msgId,
+    conversationId: message.conversation_id ?? undefined,
+    msgType: model.type,
+    receiverHerId: message.receiver_l1_her_id ?? undefined,
+    firedAt: ctx.now,
+    text: `Held for manual routing: no rule could decide the bydel (${decisive.join('; ') || 'no usable address'}).`,
+  });
+  return outcome(
+    'held',
+    { insert: message },
+    { event: EVENTS.held, msgId: model.msgId, type: model.type, stage: 'route', decision: 'held for manual routing' },
+    {
+      payloads: [originalPayload(delivery)],
+      events: [
+        receivedEvent(delivery, parsed.framing),
+        { stage: 'validate', event: 'validated' },
+        { stage: 'route', event: 'held-unroutable', detail: { verdicts: plan.verdicts, reasons: plan.reasons, alertId: alert.id } },
+      ],
+      expectations: [heldExpectation(ctx.now, alert.id, alertPolicy(ctx.config))],
+      outbox: [alertItem(ctx.config.broker, alert)],
+    },
+  );
+}
+
+/**
+ * Refused: a negative AppRec to the EPJ (never for an AppRec: one the gateway cannot return is
+ * for ops, in the DLQ) and the original, unchanged, to the DLQ.
+ */
+export function rejectedOutbound(ctx: OutboundContext, delivery: EpjDelivery, refusal: Refusal, parsed?: ParsedMessage): Outcome<'rejected'> {
+  const { config, now } = ctx;
+  const doc = parsed?.doc;
+  const model = doc?.kind === 'msghead' ? doc : undefined;
+  const appRecFromEpj = doc?.kind === 'apprec' ? doc : undefined;
+  const message = outboundMessage(model, parsed, appRecFromEpj?.id ?? delivery.amqpMessageId);
+  const original: RoutingHeaders = {
+    msgId: model?.msgId ?? appRecFromEpj?.id,
+    msgType: model?.type ?? (appRecFromEpj && 'APPREC'),
+    conversationId: message.conversation_id ?? undefined,
+    fromHerId: message.sender_her_id ?? undefined,
+    toHerId: model?.receiver.level2?.herId ?? model?.receiver.level1.herId,
+  };
+  const { code, reason } = refusal.error;
+  const error = { code, reason, stage: refusal.stage, sourceQueue: config.broker.queues.epjOutbound, firstFailedAt: now.toISOString(), attempts: 1 };
+  const dlq = dlqItem(config.broker, original, error, { body: delivery.body, contentType: delivery.contentType });
+  // the EPJ's bydel hint travels with the dead letter, so that a replay is routed as the original would have been
+  if (delivery.bydelHint && isBydelCode(delivery.bydelHint)) dlq.headers['x-bydel'] = delivery.bydelHint;
+  const gateway = { level1: { name: 'plo-gateway', herId: config.ownHerId } };
+  const appRecId = randomUUID();
+  const receipt = appRecFromEpj
+    ? undefined
+    : appRecItem(
+        config.broker,
+        {
+          msgId: appRecId,
+          msgType: 'APPREC',
+          conversationId: original.conversationId,
+          fromHerId: original.toHerId ?? config.ownHerId,
+          toHerId: original.fromHerId ?? config.ownHerId,
+        },
+        model?.msgId,
+        negativeAppRec({ id: appRecId, error: refusal.error, now, model, unreadable: { msgId: delivery.amqpMessageId ?? 'ukjent', party: gateway } }),
+      );
+  return rejection({
+    message,
+    arrival: delivery,
+    received: receivedEvent(delivery, parsed?.framing ?? 'unknown'),
+    refusal,
+    dlq,
+    receipt,
+    log: { event: EVENTS.rejected },
+  });
+}
+
+/**
+ * The same MsgId again after a rejection (or replayed with the dedupe skipped): the stored row
+ * takes the new outcome, with everything a first delivery writes (payloads, expectations).
+ */
+export function again<K extends Outcome['kind']>(o: Outcome<K>, previous: MessageRow): Outcome<K> {
+  if (!('insert' in o.message)) return o;
+  const { msg_id, direction, sender_her_id, ...patch } = o.message.insert;
+  return {
+    ...o,
+    message: { update: previous.id, patch, guard: { state: previous.state } },
+    events: [
       {
         stage: 'dedupe',
         event: previous.state === 'rejected' ? 'resent-after-rejection' : 'replayed-skipping-dedupe',
         detail: { previousCode: previous.error_code, previousState: previous.state },
       },
-      record.outbox,
-    );
-    for (const e of events) await this.deps.store.addEvent(previous.id, e);
-    if (within) await this.deps.store.inTransaction((tx) => within(tx, previous.id));
-    return { messageId: previous.id, outboxIds };
-  }
-
-  /** Delivering an avmelding, utskrevet, død or cancellation ends the wait for the kommune's answer. */
-  private closeAnswerWait(plan: Plan, now: Date): TransactionHook | undefined {
-    if (plan.kind !== 'deliver' || !closesAnswerWait(plan.model)) return undefined;
-    return (tx, messageId) => this.receipts.closeWaitOnDelivery(tx, plan.model, plan.conversationId, messageId, now);
-  }
-
-  private baseMessage(model: MsgHeadModel | undefined, parsed: ParsedMessage | undefined, fallbackId: string) {
-    return {
-      msg_id: model?.msgId ?? fallbackId,
-      direction: 'out' as const,
-      sender_her_id: model ? senderHerId(model) : null,
-      msg_type: model?.type ?? null,
-      conversation_id: model && parsed ? conversationIdOf(parsed, model) : null,
-      conversation_ref: model?.conversationRef?.refToConversation ?? null,
-      content_hash: parsed ? contentHash(parsed.businessXml) : null,
-      gen_date: model?.genDate ?? null,
-      event_time: model ? ownEventTime(model) : null,
-      error_code: null,
-      error_reason: null,
-    };
-  }
-
-  private deliveryRecord(plan: Extract<Plan, { kind: 'deliver' }>, now: Date): FlowRecord {
-    const { route, model } = plan;
-    const parts = deliveryParts(model, route, plan.packaged, this.deps.config, now);
-    return {
-      message: { ...this.baseMessage(model, plan.parsed, model.msgId), ...parts.patch },
-      events: [{ stage: 'validate', event: 'validated' }, ...parts.events],
-      outbox: parts.outbox,
-      expectations: parts.expectations,
-      outcome: 'delivered',
-      log: { event: EVENTS.delivered, stage: 'publish', decision: `delivered to ${route.toHerId}`, ...parts.routedTo },
-    };
-  }
-
-  private heldRecord(plan: Extract<Plan, { kind: 'hold' }>, now: Date): FlowRecord {
-    const message = {
-      ...this.baseMessage(plan.model, plan.parsed, plan.model.msgId),
-      state: 'held',
-      receiver_l1_her_id: plan.model.receiver.level1.herId ?? null,
-    };
-    const decisive = plan.verdicts.filter((v) => !v.includes('none given') && !v.includes('no entry'));
-    const alert = buildAlert({
-      kind: 'unroutable',
-      state: 'firing',
-      severity: 'warning',
-      eventId: EVENTS.alertUnroutable,
-      msgId: plan.model.msgId,
-      conversationId: message.conversation_id ?? undefined,
-      msgType: plan.model.type,
-      receiverHerId: message.receiver_l1_her_id ?? undefined,
-      firedAt: now,
-      text: `Held for manual routing: no rule could decide the bydel (${decisive.join('; ') || 'no usable address'}).`,
-    });
-    return {
-      message,
-      events: [
-        { stage: 'validate', event: 'validated' },
-        { stage: 'route', event: 'held-unroutable', detail: { verdicts: plan.verdicts, alertId: alert.id } },
-      ],
-      outbox: [alertItem(this.deps.config.broker, now, this.graceMs, alert)],
-      expectations: [heldExpectation(now, alert.id, alertPolicy(this.deps.config))],
-      outcome: 'held',
-      log: { event: EVENTS.held, stage: 'route', decision: 'held for manual routing' },
-    };
-  }
-
-  private rejectionRecord(delivery: EpjDelivery, plan: Extract<Plan, { kind: 'reject' }>, now: Date): FlowRecord {
-    const model = plan.parsed?.doc.kind === 'msghead' ? plan.parsed.doc : undefined;
-    const doc = plan.parsed?.doc;
-    const fallbackId = doc?.kind === 'apprec' ? doc.id : (delivery.amqpMessageId ?? `unparsed-${randomUUID()}`);
-    const message = {
-      ...this.baseMessage(model, plan.parsed, fallbackId),
-      state: 'rejected',
-      receiver_l1_her_id: model?.receiver.level1.herId ?? null,
-      receiver_l2_her_id: model?.receiver.level2?.herId ?? null,
-      error_code: plan.error.code,
-      error_reason: plan.error.reason,
-    };
-    const detail = { code: plan.error.code, reason: plan.error.reason };
-    return {
-      message,
-      events: [{ stage: plan.stage, event: 'rejected', detail }],
-      outbox: this.rejectionItems(delivery, plan, model, message.conversation_id ?? undefined, now),
-      outcome: 'rejected',
-      log: { event: EVENTS.rejected, stage: plan.stage, decision: `rejected ${plan.error.code}`, ...detail },
-    };
-  }
-
-  /** A negative AppRec to the EPJ (not for an AppRec) and the original, unchanged, to the DLQ (DESIGN §4.3). */
-  private rejectionItems(
-    delivery: EpjDelivery,
-    plan: Extract<Plan, { kind: 'reject' }>,
-    model: MsgHeadModel | undefined,
-    conversationId: string | undefined,
-    now: Date,
-  ): NewOutboxItem[] {
-    const { config } = this.deps;
-    const gateway = { level1: { name: 'plo-gateway', herId: config.ownHerId } };
-    const appRecId = randomUUID();
-    const appRec = negativeAppRec({ id: appRecId, error: plan.error, now, model, unreadable: { msgId: delivery.amqpMessageId ?? 'ukjent', party: gateway } });
-    const appRecFromEpj = plan.parsed?.doc.kind === 'apprec' ? plan.parsed.doc : undefined;
-    const original: RoutingHeaders = {
-      msgId: model?.msgId ?? appRecFromEpj?.id,
-      msgType: model?.type ?? (appRecFromEpj && 'APPREC'),
-      conversationId,
-      fromHerId: model ? (senderHerId(model) ?? undefined) : undefined,
-      toHerId: model?.receiver.level2?.herId ?? model?.receiver.level1.herId,
-    };
-    const receipt: RoutingHeaders = {
-      msgId: appRecId,
-      msgType: 'APPREC',
-      conversationId,
-      fromHerId: original.toHerId ?? config.ownHerId,
-      toHerId: original.fromHerId ?? config.ownHerId,
-    };
-    const error = {
-      code: plan.error.code,
-      reason: plan.error.reason,
-      stage: plan.stage,
-      sourceQueue: config.broker.queues.epjOutbound,
-      firstFailedAt: now.toISOString(),
-      attempts: 1,
-    };
-    const dead = dlqItem(config.broker, now, this.graceMs, original, error, { body: delivery.body, contentType: delivery.contentType });
-    // the EPJ's bydel hint travels with the dead letter, so that a replay is routed as the original would have been
-    if (delivery.bydelHint && isBydelCode(delivery.bydelHint)) dead.headers['x-bydel'] = delivery.bydelHint;
-    // An AppRec is never answered with an AppRec: one the gateway cannot return is for ops, in the DLQ.
-    if (appRecFromEpj) return [dead];
-    return [appRecItem(config.broker, now, this.graceMs, receipt, model?.msgId, appRec), dead];
-  }
-
-  private logOutcome(
-    m: { msg_id: string; msg_type?: string | null } | MsgHeadModel,
-    stage: Stage,
-    decision: string,
-    event: string,
-    extra: Record<string, unknown>,
-  ) {
-    const [msgId, type] = 'kind' in m ? [m.msgId, m.type] : [m.msg_id, m.msg_type ?? undefined];
-    logStage(this.deps.log, { event, msgId, type, stage, decision, ...extra });
-  }
+      ...o.events,
+    ],
+  };
 }

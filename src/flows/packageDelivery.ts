@@ -3,14 +3,14 @@
 // expectations). The flow and ops' manual routing both use it, so a message routed by hand
 // leaves exactly like one routed by a rule.
 import type { GatewayConfig } from '../config/config.js';
-import { durationMs } from '../config/config.js';
 import type { MsgHeadModel, ParsedMessage } from '../mapping/model.js';
 import { rewriteReceiver } from '../mapping/readdress.js';
-import { deliverItem, type NewOutboxItem } from '../outbound/outboxItems.js';
 import { packageFor, signingAlgorithmFor } from '../outbound/package.js';
 import { signEnveloped } from '../outbound/xmldsig.js';
+import { deliverItem, type NewOutboxItem } from '../outbox/items.js';
 import type { AddressRegister } from '../routing/addressRegister.js';
 import type { RouteDecision } from '../routing/route.js';
+import type { MessageState } from '../shared/vocabulary.js';
 import { workingCalendar } from '../tracking/deadlines.js';
 import { expectationsFor, patientKey } from '../tracking/expectations.js';
 import type { MessagePatch, NewEvent, NewExpectation, NewPayload } from '../tracking/store.js';
@@ -48,9 +48,6 @@ export const senderHerId = (m: MsgHeadModel) => m.sender.level2?.herId ?? m.send
 /** ConversationId is shared by a whole conversation; its first MsgId identifies it stably. */
 export const conversationIdOf = (p: ParsedMessage, m: MsgHeadModel) => p.ebxml?.conversationId ?? m.conversationRef?.refToConversation ?? m.msgId;
 
-/** How long the outbox relay leaves a just-stored item to the live publish. */
-export const relayGraceMs = (config: GatewayConfig) => 2 * durationMs(config.broker.confirmTimeout);
-
 export function packageDelivery(parsed: ParsedMessage, model: MsgHeadModel, target: DeliveryTarget, deps: PackagingDeps): Packaged {
   const { signing, config } = deps;
   const algorithm = signingAlgorithmFor(config, target.toHerId);
@@ -66,7 +63,7 @@ export function packageDelivery(parsed: ParsedMessage, model: MsgHeadModel, targ
 
 export interface DeliveryParts {
   /** the message's routing and delivery columns */
-  patch: MessagePatch & { state: string };
+  patch: MessagePatch & { state: MessageState };
   /** route and sign, for the timeline */
   events: NewEvent[];
   outbox: NewOutboxItem[];
@@ -93,7 +90,7 @@ export function deliveryParts(model: MsgHeadModel, target: DeliveryTarget, packa
       { stage: 'route', event: target.rerouted ? 'routed' : 'receiver-kept', detail: { ...routedTo, explanation: target.explanation } },
       { stage: 'sign', event: 'signed', detail: { ebxmlMessageId: packaged.ebxmlMessageId } },
     ],
-    outbox: [deliverItem(config.broker, now, relayGraceMs(config), headers, packaged.contentType, packaged.body)],
+    outbox: [deliverItem(config.broker, headers, packaged.contentType, packaged.body)],
     payload: { kind: 'signed', content_type: packaged.contentType, body: packaged.body },
     expectations: expectationsFor(model, now, config.tracking, workingCalendar(config)),
     routedTo,

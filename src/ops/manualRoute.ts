@@ -3,22 +3,24 @@
 // from the stored original; the state change, the delivery, its expectations, the resolved
 // `unroutable` alert and the audit row commit in one transaction.
 import type { GatewayConfig } from '../config/config.js';
-import { type DeliveryParts, deliveryParts, type ManualTarget, packageDelivery, relayGraceMs, type SigningMaterial } from '../flows/packageDelivery.js';
+import { type DeliveryParts, deliveryParts, type ManualTarget, packageDelivery, type SigningMaterial } from '../flows/packageDelivery.js';
 import type { MsgHeadModel } from '../mapping/model.js';
 import { parseMessage } from '../mapping/parse.js';
 import { EVENTS } from '../observability/events.js';
-import { type Logger, logStage } from '../observability/log.js';
-import { alertItem } from '../outbound/outboxItems.js';
-import { justStored, type OutboxPublisher } from '../outbound/outboxRelay.js';
+import type { Logger } from '../observability/log.js';
+import { alertItem } from '../outbox/items.js';
+import type { OutboxPublisher } from '../outbox/relay.js';
 import { bydelName, isBydelCode, serviceBydel } from '../routing/bydeler.js';
 import type { RoutingContext } from '../routing/route.js';
 import { messageDay } from '../routing/validity.js';
 import type { Alert } from '../tracking/alerts.js';
 import type { ExpectationRow, MessageRow } from '../tracking/db.js';
 import { alertPolicy, conditionAlert } from '../tracking/deadlines.js';
-import type { Store, StoreTransaction } from '../tracking/store.js';
+import { type Outcome, outcome } from '../tracking/outcome.js';
+import { closesAnswerWait, Receipts } from '../tracking/receipts.js';
+import { OutcomeRecorder } from '../tracking/recorder.js';
+import type { Store } from '../tracking/store.js';
 import { type Actor, fail, type OpsResult } from './result.js';
-import { auditRow } from './schema.js';
 
 export interface ManualRouteDeps {
   config: GatewayConfig;
@@ -49,7 +51,7 @@ export async function routeHeldMessage(msgId: string, bydel: string, by: Actor, 
   if (!found.ok) return found;
   const message = found.value;
 
-  const original = (await deps.store.payloads(message.id)).find((p) => p.kind === 'original');
+  const original = await deps.store.latestPayload(message.id, 'original');
   if (!original) return fail('invalid', `the original payload of ${msgId} is missing`);
   const parsed = parseMessage(Buffer.from(original.body), { contentType: original.content_type, maxBytes: deps.config.limits.maxMessageBytes });
   if (!parsed.ok || parsed.value.doc.kind !== 'msghead') return fail('invalid', `the stored original of ${msgId} cannot be read as a MsgHead`);
@@ -60,21 +62,17 @@ export async function routeHeldMessage(msgId: string, bydel: string, by: Actor, 
   const packaged = packageDelivery(parsed.value, model, target.value, { config: deps.config, register: deps.routing.register, signing: deps.signing });
   const parts = deliveryParts(model, target.value, packaged, deps.config, now);
 
-  const stored = await deps.store.inTransaction((tx) => commitRoute(tx, message, parts, target.value, by, deps.config, now));
-  if (!stored) return fail('conflict', `${msgId} is no longer held (routed by someone else meanwhile)`);
-
-  let published = true;
-  for (const item of stored) published = (deps.outbox ? await deps.outbox.publishNow(item) : false) && published;
-  logStage(deps.log, {
-    event: EVENTS.routedManually,
-    msgId,
-    type: model.type,
-    stage: 'route',
-    decision: `routed manually to bydel ${target.value.bydel}`,
-    ...parts.routedTo,
-    storeId: message.id,
+  const hold = await deps.store.expectation(message.id, 'routing');
+  const routed = routedByOps(message, model, target.value, parts, hold, by, deps.config, now);
+  const recorder = new OutcomeRecorder({
+    store: deps.store,
+    receipts: new Receipts(deps.store.db.kysely, deps.config.tracking),
+    log: deps.log,
+    outbox: deps.outbox,
   });
-  return { ok: true, value: { messageId: message.id, msgId, bydel: target.value.bydel, toHerId: target.value.toHerId, published } };
+  const recorded = await recorder.record(routed);
+  if (!recorded.stored) return fail('conflict', `${msgId} is no longer held (routed by someone else meanwhile)`);
+  return { ok: true, value: { messageId: message.id, msgId, bydel: target.value.bydel, toHerId: target.value.toHerId, published: recorded.published } };
 }
 
 async function heldMessage(store: Store, msgId: string): Promise<OpsResult<MessageRow>> {
@@ -113,80 +111,60 @@ export function manualTarget(model: MsgHeadModel, bydel: string, routing: Routin
   };
 }
 
-/** Returns the stored outbox items, or undefined when the message was no longer held. */
-async function commitRoute(tx: StoreTransaction, message: MessageRow, parts: DeliveryParts, target: ManualTarget, by: Actor, config: GatewayConfig, now: Date) {
-  const at = now.toISOString();
-  const updated = await tx.trx
-    .updateTable('messages')
-    .set({ ...parts.patch, updated_at: at })
-    .where('id', '=', message.id)
-    .where('state', '=', 'held')
-    .executeTakeFirst();
-  if (updated.numUpdatedRows === 0n) return undefined;
-
-  await tx.trx
-    .insertInto('payloads')
-    .values({
-      message_id: message.id,
-      kind: parts.payload.kind,
-      content_type: parts.payload.content_type,
-      body: Buffer.from(parts.payload.body),
-      created_at: at,
-    })
-    .execute();
-  for (const e of parts.events) await tx.addEvent(message.id, e);
-  if (parts.expectations.length > 0) {
-    await tx.trx
-      .insertInto('expectations')
-      .values(parts.expectations.map((x) => ({ message_id: message.id, kind: x.kind, due_at: x.dueAt.toISOString(), state: 'open', created_at: at })))
-      .onConflict((oc) => oc.columns(['message_id', 'kind']).doNothing())
-      .execute();
-  }
-  const items = [...parts.outbox];
-  const resolved = await closeHold(tx, message, target, config, now);
-  if (resolved) items.push(alertItem(config.broker, now, relayGraceMs(config), resolved));
-  const ids: number[] = [];
-  for (const item of items) ids.push(await tx.addOutbox(message.id, item));
-  await tx.trx
-    .insertInto('audit')
-    .values(
-      auditRow(
+/**
+ * A held message routed by ops: it leaves as one routed by a rule would (packageDelivery), its
+ * routing expectation is met, its `unroutable` alert resolves, and the decision is audited; only
+ * while it is still held.
+ */
+export function routedByOps(
+  message: MessageRow,
+  model: MsgHeadModel,
+  target: ManualTarget,
+  parts: DeliveryParts,
+  hold: ExpectationRow | undefined,
+  by: Actor,
+  config: GatewayConfig,
+  now: Date,
+): Outcome<'routed'> {
+  // A message held before expectations existed has no row, but did publish its firing alert.
+  const firing = !hold || hold.alert_state === 'firing';
+  const resolved = firing ? resolvedAlert(message, target, hold, config, now) : undefined;
+  return outcome(
+    'routed',
+    { update: message.id, patch: parts.patch, guard: { state: 'held' } },
+    {
+      event: EVENTS.routedManually,
+      msgId: message.msg_id,
+      type: model.type,
+      stage: 'route',
+      decision: `routed manually to bydel ${target.bydel}`,
+      ...parts.routedTo,
+    },
+    {
+      payloads: [parts.payload],
+      events: parts.events,
+      expectations: parts.expectations,
+      outbox: resolved ? [...parts.outbox, alertItem(config.broker, resolved)] : parts.outbox,
+      effects: [
+        { effect: 'resolve', kind: 'routing', by: RESOLVED_BY, alertResolved: firing },
+        ...(closesAnswerWait(model) ? [{ effect: 'close-answer-wait' as const, model, conversationId: message.conversation_id ?? model.msgId }] : []),
         {
-          actor: by.actor,
-          action: 'message.route',
-          target: `message:${message.msg_id}`,
-          reason: by.reason,
-          detail: { via: by.via, bydel: target.bydel, toHerId: target.toHerId, storeId: message.id },
+          effect: 'audit',
+          entry: {
+            actor: by.actor,
+            action: 'message.route',
+            target: `message:${message.msg_id}`,
+            reason: by.reason,
+            detail: { via: by.via, bydel: target.bydel, toHerId: target.toHerId, storeId: message.id },
+          },
         },
-        at,
-      ),
-    )
-    .execute();
-  return justStored(message.id, items, ids);
+      ],
+    },
+  );
 }
 
-/**
- * The held message's routing expectation is met, and its `unroutable` alert resolves here, in
- * the same transaction (the deadline engine then finds nothing left to resolve). A message held
- * before expectations existed has no row, but did publish its firing alert.
- */
-async function closeHold(tx: StoreTransaction, message: MessageRow, target: ManualTarget, config: GatewayConfig, now: Date): Promise<Alert | undefined> {
-  const at = now.toISOString();
-  const hold: ExpectationRow | undefined = await tx.trx
-    .selectFrom('expectations')
-    .selectAll()
-    .where('message_id', '=', message.id)
-    .where('kind', '=', 'routing')
-    .executeTakeFirst();
-  const firing = !hold || hold.alert_state === 'firing';
-  if (hold && hold.state === 'open') {
-    await tx.trx
-      .updateTable('expectations')
-      .set({ state: 'met', resolved_at: at, resolved_by: RESOLVED_BY, ...(firing ? { alert_state: 'resolved', last_alert_at: at, next_alert_at: null } : {}) })
-      .where('id', '=', hold.id)
-      .execute();
-  }
-  if (!firing) return undefined;
+/** The resolution of the held message's `unroutable` alert (the deadline engine then finds nothing left to resolve). */
+function resolvedAlert(message: MessageRow, target: ManualTarget, hold: ExpectationRow | undefined, config: GatewayConfig, now: Date): Alert {
   return conditionAlert(
     'resolved',
     {

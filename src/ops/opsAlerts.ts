@@ -2,15 +2,15 @@
 // backing up, and no traffic during working hours. Each check is a typed condition; the store
 // keeps each condition's state, so an episode raises one `firing` and one `resolved` alert,
 // across restarts and replicas, never one per check.
-import type { Transaction } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Broker } from '../broker/connection.js';
 import { durationMs, type GatewayConfig } from '../config/config.js';
-import { relayGraceMs } from '../flows/packageDelivery.js';
 import { EVENTS } from '../observability/events.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
-import { alertItem } from '../outbound/outboxItems.js';
-import type { OutboxPublisher, Publishable } from '../outbound/outboxRelay.js';
+import { alertItem, type Publishable } from '../outbox/items.js';
+import type { OutboxPublisher } from '../outbox/relay.js';
+import { insertOutboxItems } from '../outbox/table.js';
 import { type Alert, type AlertKind, buildAlert } from '../tracking/alerts.js';
 import type { Store } from '../tracking/store.js';
 import type { WorkingCalendar } from '../tracking/workingTime.js';
@@ -172,8 +172,8 @@ export class OpsChecker {
         ...(wasFiring ? { firingId: current.alert_id } : {}),
       });
       if (!(await claim(trx, c, current, alert, now))) return undefined;
-      const item = alertItem(config.broker, now, relayGraceMs(config), alert);
-      const id = await tx.addOutbox(null, item);
+      const item = alertItem(config.broker, alert);
+      const [id] = await insertOutboxItems(tx.trx, null, [item], this.deps.outbox.lease(), tx.now);
       return { alert, item: { ...item, id, message_id: null, attempts: 0 } };
     });
     if (!emitted) return;
@@ -189,7 +189,7 @@ export class OpsChecker {
  * Moves the stored state from what was read to the alert's, conditionally: of two replicas
  * seeing the same change, one update (or insert) lands and only that one publishes.
  */
-async function claim(trx: Transaction<OpsSchema>, c: Condition, current: OpsAlertRow | undefined, alert: Alert, now: Date): Promise<boolean> {
+async function claim(trx: Kysely<OpsSchema>, c: Condition, current: OpsAlertRow | undefined, alert: Alert, now: Date): Promise<boolean> {
   const at = now.toISOString();
   if (!current) {
     const inserted = await trx

@@ -5,8 +5,13 @@
 import { type ExpressionBuilder, type Kysely, sql } from 'kysely';
 import { EVENTS } from '../observability/events.js';
 import type { Logger } from '../observability/log.js';
+import { emptyPublishedBodies } from '../outbox/table.js';
 import type { Db } from '../tracking/db.js';
-import { auditRow, type OpsSchema, opsKysely } from './schema.js';
+import { insertAudit } from '../tracking/tables/audit.js';
+import { insertEventForEach } from '../tracking/tables/events.js';
+import { deletePayloadsBefore } from '../tracking/tables/payloads.js';
+import { DeadLetterRepository } from './deadLetters/repository.js';
+import { type OpsSchema, opsKysely } from './schema.js';
 
 export interface RetentionResult {
   cutoff: string;
@@ -33,6 +38,7 @@ function resolved(eb: ExpressionBuilder<OpsSchema, 'messages'>) {
 
 export class PayloadRetention {
   private readonly kysely: Kysely<OpsSchema>;
+  private readonly deadLetters: DeadLetterRepository;
 
   constructor(
     db: Db,
@@ -41,6 +47,7 @@ export class PayloadRetention {
     private readonly clock: () => Date = () => new Date(),
   ) {
     this.kysely = opsKysely(db);
+    this.deadLetters = new DeadLetterRepository(db, clock);
   }
 
   async runOnce(): Promise<RetentionResult> {
@@ -53,12 +60,13 @@ export class PayloadRetention {
       result.outboxBodies += batch.outboxBodies;
       if (batch.messages < BATCH) break;
     }
-    result.deadLetterBodies = await this.expireDeadLetterBodies(cutoff);
+    result.deadLetterBodies = await this.deadLetters.expireBodies(cutoff);
     if (result.messages + result.outboxBodies + result.deadLetterBodies > 0) {
-      await this.kysely
-        .insertInto('audit')
-        .values(auditRow({ actor: 'retention', action: 'retention.expire-payloads', detail: { ...result, payloadDays: this.payloadDays } }, now.toISOString()))
-        .execute();
+      await insertAudit(
+        this.kysely,
+        { actor: 'retention', action: 'retention.expire-payloads', detail: { ...result, payloadDays: this.payloadDays } },
+        now.toISOString(),
+      );
       this.log.info({ event: EVENTS.payloadsExpired, ...result }, 'payload retention: expired bodies');
     }
     return result;
@@ -91,28 +99,11 @@ export class PayloadRetention {
           .execute()
       ).map((r) => r.id);
       if (ids.length === 0) return { messages: 0, outboxBodies: 0 };
-      await trx.deleteFrom('payloads').where('message_id', 'in', ids).where('created_at', '<', cutoff).execute();
-      const emptied = await trx
-        .updateTable('outbox')
-        .set({ body: Buffer.alloc(0) })
-        .where('message_id', 'in', ids)
-        .where('state', '=', 'published')
-        .where('created_at', '<', cutoff)
-        .where(sql<number>`length(body)`, '>', 0)
-        .executeTakeFirst();
-      await trx
-        .insertInto('events')
-        .values(ids.map((id) => ({ message_id: id, at, stage: 'retention', event: 'payload-expired', detail: JSON.stringify({ cutoff }) })))
-        .execute();
-      return { messages: ids.length, outboxBodies: Number(emptied.numUpdatedRows) };
+      const store = trx as Kysely<OpsSchema>;
+      await deletePayloadsBefore(store, ids, cutoff);
+      const outboxBodies = await emptyPublishedBodies(store, ids, cutoff);
+      await insertEventForEach(store, ids, { stage: 'retention', event: 'payload-expired', detail: { cutoff } }, at);
+      return { messages: ids.length, outboxBodies };
     });
-  }
-
-  private async expireDeadLetterBodies(cutoff: string): Promise<number> {
-    const result = await this.kysely
-      .deleteFrom('dead_letter_bodies')
-      .where('dead_letter_id', 'in', (eb) => eb.selectFrom('dead_letters').select('id').where('state', '<>', 'open').where('received_at', '<', cutoff))
-      .executeTakeFirst();
-    return Number(result.numDeletedRows);
   }
 }

@@ -9,7 +9,7 @@ import type { SigningMaterial } from '../flows/packageDelivery.js';
 import { EVENTS } from '../observability/events.js';
 import type { Logger } from '../observability/log.js';
 import { Metrics } from '../observability/metrics.js';
-import type { OutboxPublisher } from '../outbound/outboxRelay.js';
+import type { OutboxPublisher } from '../outbox/relay.js';
 import type { RoutingContext } from '../routing/route.js';
 import { logFailure, Periodic } from '../shared/periodic.js';
 import { workingCalendar } from '../tracking/deadlines.js';

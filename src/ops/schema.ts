@@ -1,8 +1,7 @@
 // The ops tables of migration 004_ops, typed for Kysely. They are added to the store's schema
 // with `withTables` where ops code needs them, so the tracking schema stays the flows' own.
-import type { Generated, Kysely, Selectable, Transaction } from 'kysely';
+import type { Generated, Kysely, Selectable } from 'kysely';
 import type { Db, Schema } from '../tracking/db.js';
-import type { NewAudit } from '../tracking/store.js';
 
 export type DeadLetterState = 'open' | 'replayed' | 'discarded';
 
@@ -80,16 +79,4 @@ export type OpsAlertRow = Selectable<OpsAlertsTable>;
 export const opsKysely = (db: Db): Kysely<OpsSchema> => db.kysely.withTables<OpsTables>();
 
 /** The same for a transaction of `Store.inTransaction`. */
-export const opsTrx = (trx: Transaction<Schema>): Transaction<OpsSchema> => trx.withTables<OpsTables>();
-
-/** An audit row to insert inside a transaction (`Store.audit` writes one on its own). */
-export function auditRow(a: NewAudit, at: string) {
-  return {
-    at,
-    actor: a.actor,
-    action: a.action,
-    target: a.target ?? null,
-    reason: a.reason ?? null,
-    detail: a.detail === undefined ? null : JSON.stringify(a.detail),
-  };
-}
+export const opsTrx = (trx: Kysely<Schema>): Kysely<OpsSchema> => trx.withTables<OpsTables>();

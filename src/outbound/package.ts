@@ -2,9 +2,9 @@
 // address register say about that partner: its signature algorithm and its CPA. Used for
 // deliveries to a bydel and for the AppRecs the hospital returns to one.
 import type { GatewayConfig } from '../config/config.js';
+import { deliverItem, type NewOutboxItem } from '../outbox/items.js';
 import type { AddressRegister } from '../routing/addressRegister.js';
 import { buildEbxmlMessage, cpaIdFor, type EbxmlInput, type EbxmlMessage } from './ebxml.js';
-import { deliverItem, type NewOutboxItem } from './outboxItems.js';
 import type { SignatureAlgorithm } from './xmldsig.js';
 
 export interface PartnerContext {
@@ -38,7 +38,6 @@ export interface Answered {
  */
 export function receiptItem(
   ctx: PartnerContext,
-  at: { now: Date; graceMs: number },
   receipt: { appRecId: string; appRecXml: string; fromHerId: string; toHerId: string; answers: Answered },
 ): NewOutboxItem {
   const { answers } = receipt;
@@ -59,5 +58,5 @@ export function receiptItem(
     fromHerId: receipt.fromHerId,
     toHerId: receipt.toHerId,
   };
-  return deliverItem(ctx.config.broker, at.now, at.graceMs, headers, packaged.contentType, packaged.body, 'receipt');
+  return deliverItem(ctx.config.broker, headers, packaged.contentType, packaged.body, 'receipt');
 }

@@ -23,7 +23,28 @@ export interface BydelUndecided {
   decided: false;
   /** every rule's verdict, for the timeline and ops */
   verdicts: string[];
+  /** the same, machine-readable: what callers decide on (never on the sentences) */
+  reasons: VerdictReason[];
 }
+
+/** Why a rule did not decide (or 'decided'). */
+export type VerdictReason =
+  | 'decided'
+  /** the rule had nothing to go on: no override entry, no hint */
+  | 'no-entry'
+  | 'none-given'
+  | 'not-a-bydel-code'
+  | 'served-by-several'
+  | 'no-address-index'
+  | 'no-street-address'
+  | 'no-message-date'
+  | 'no-index-valid'
+  | 'not-in-address-index'
+  | 'no-postcode'
+  | 'postcode-undecided';
+
+/** Reasons that say a rule had no input at all, as opposed to input it could not use. */
+export const ABSENT_INPUT: ReadonlySet<VerdictReason> = new Set(['no-entry', 'none-given']);
 
 export interface RoutingData {
   overrides: OverrideTable;
@@ -37,6 +58,7 @@ export interface RoutingData {
 export interface RuleVerdict {
   rule: BydelRule;
   decision?: BydelDecision;
+  reason: VerdictReason;
   verdict: string;
 }
 
@@ -69,18 +91,20 @@ function decide(geographic: string, rule: BydelRule, why: string): BydelDecision
 }
 
 const fromDecide = (rule: BydelRule, d: BydelDecision | string): RuleVerdict =>
-  typeof d === 'string' ? { rule, verdict: `${rule}: ${d}` } : { rule, decision: d, verdict: `${rule}: ${d.explanation}` };
+  typeof d === 'string'
+    ? { rule, reason: 'served-by-several', verdict: `${rule}: ${d}` }
+    : { rule, decision: d, reason: 'decided', verdict: `${rule}: ${d.explanation}` };
 
 function overrideRule({ address, addressKind, data }: RuleInput): RuleVerdict {
   const override = address && lookupOverride(data.overrides, address.street, address.postalCode);
-  if (!override) return { rule: 'override', verdict: 'override: no entry for this address' };
+  if (!override) return { rule: 'override', reason: 'no-entry', verdict: 'override: no entry for this address' };
   return fromDecide('override', decide(override, 'override', `the ops override for the patient's ${addressKind}`));
 }
 
 function hintRule({ hint }: RuleInput): RuleVerdict {
-  if (hint === undefined) return { rule: 'epj-hint', verdict: 'epj-hint: none given' };
+  if (hint === undefined) return { rule: 'epj-hint', reason: 'none-given', verdict: 'epj-hint: none given' };
   const h = hint.trim();
-  if (!isBydelCode(h)) return { rule: 'epj-hint', verdict: `epj-hint: "${h.slice(0, 12)}" is not a bydel code (030101–030117)` };
+  if (!isBydelCode(h)) return { rule: 'epj-hint', reason: 'not-a-bydel-code', verdict: `epj-hint: "${h.slice(0, 12)}" is not a bydel code (030101–030117)` };
   return fromDecide('epj-hint', decide(h, 'epj-hint', 'the EPJ bydel hint'));
 }
 
@@ -100,27 +124,29 @@ function addressDecision(match: Extract<AddressMatch, { found: true }>, index: A
 }
 
 function addressRule({ address, addressKind, data, day }: RuleInput): RuleVerdict {
-  const miss = (reason: string): RuleVerdict => ({ rule: 'address', verdict: `address: ${reason}` });
-  if (!data.addressIndexes?.size) return miss('no address index is configured');
-  if (!address?.street || !address.postalCode) return miss('the patient has no street address with a postcode');
-  const index = day ? data.addressIndexes.validOn(day) : undefined;
-  if (!index) return miss(day ? 'no address index is valid on the message date' : 'no message date to choose an address index by');
+  const miss = (reason: VerdictReason, why: string): RuleVerdict => ({ rule: 'address', reason, verdict: `address: ${why}` });
+  if (!data.addressIndexes?.size) return miss('no-address-index', 'no address index is configured');
+  if (!address?.street || !address.postalCode) return miss('no-street-address', 'the patient has no street address with a postcode');
+  if (!day) return miss('no-message-date', 'no message date to choose an address index by');
+  const index = data.addressIndexes.validOn(day);
+  if (!index) return miss('no-index-valid', 'no address index is valid on the message date');
   const match = lookupAddress(index, address.street, address.postalCode);
-  if (!match.found) return miss(match.reason);
+  if (!match.found) return miss('not-in-address-index', match.reason);
   const decision = addressDecision(match, index, addressKind);
-  return { rule: 'address', decision, verdict: `address: ${decision.explanation}` };
+  return { rule: 'address', decision, reason: 'decided', verdict: `address: ${decision.explanation}` };
 }
 
 function postcodeRule({ address, addressKind, data }: RuleInput): RuleVerdict {
-  if (!address?.postalCode) return { rule: 'postcode', verdict: 'postcode: the patient has no address with a postcode' };
+  if (!address?.postalCode) return { rule: 'postcode', reason: 'no-postcode', verdict: 'postcode: the patient has no address with a postcode' };
   const p = lookupPostcode(data.postcodes, address.postalCode.trim(), data.postcodeMinShare);
-  if (!p.decided) return { rule: 'postcode', verdict: `postcode: ${p.reason}` };
+  if (!p.decided) return { rule: 'postcode', reason: 'postcode-undecided', verdict: `postcode: ${p.reason}` };
   const geo = p.geographic.map((b) => `${bydelName(b)} (${b})`).join(' and ');
   const via = p.geographic.length === 1 && p.geographic[0] === p.bydel ? '' : `, served by ${bydelName(p.bydel)} (${p.bydel})`;
   const explanation = `the postcode of the patient's ${addressKind} gives ${geo} (${Math.round(p.share * 100)} %)${via}`;
   return {
     rule: 'postcode',
     decision: { decided: true, bydel: p.bydel, geographicBydel: p.geographic[0], rule: 'postcode', explanation },
+    reason: 'decided',
     verdict: `postcode: ${explanation}`,
   };
 }
@@ -136,13 +162,13 @@ function ruleInput(patient: Patient | undefined, hint: string | undefined, data:
 /** The first rule that decides wins; `day` is the message's day (see validity.ts messageDay). */
 export function resolveBydel(patient: Patient | undefined, hint: string | undefined, data: RoutingData, day?: string): BydelDecision | BydelUndecided {
   const input = ruleInput(patient, hint, data, day);
-  const verdicts: string[] = [];
+  const verdicts: RuleVerdict[] = [];
   for (const rule of RULES) {
     const v = rule(input);
     if (v.decision) return v.decision;
-    verdicts.push(v.verdict);
+    verdicts.push(v);
   }
-  return { decided: false, verdicts };
+  return undecided(verdicts);
 }
 
 /** Every rule's verdict, also those after the deciding one: for `routing explain`. */
@@ -155,5 +181,11 @@ export function explainBydel(
   const input = ruleInput(patient, hint, data, day);
   const verdicts = RULES.map((rule) => rule(input));
   const decision = verdicts.find((v) => v.decision)?.decision;
-  return { decision: decision ?? { decided: false, verdicts: verdicts.map((v) => v.verdict) }, verdicts };
+  return { decision: decision ?? undecided(verdicts), verdicts };
 }
+
+const undecided = (verdicts: RuleVerdict[]): BydelUndecided => ({
+  decided: false,
+  verdicts: verdicts.map((v) => v.verdict),
+  reasons: verdicts.map((v) => v.reason),
+});

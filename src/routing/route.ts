@@ -4,7 +4,7 @@ import { type MsgHeadModel, ok, permanent, type StageResult } from '../mapping/m
 import type { NewReceiver } from '../mapping/readdress.js';
 import type { AddressRegister } from './addressRegister.js';
 import { bydelName } from './bydeler.js';
-import { type BydelRule, type RoutingData, resolveBydel } from './resolveBydel.js';
+import { type BydelRule, type RoutingData, resolveBydel, type VerdictReason } from './resolveBydel.js';
 import { messageDay } from './validity.js';
 
 export interface RoutingContext extends RoutingData {
@@ -25,7 +25,7 @@ export type RouteDecision =
       toHerId: string;
     }
   | { action: 'deliver'; rerouted: false; toHerId: string; explanation: string }
-  | { action: 'hold'; verdicts: string[] };
+  | { action: 'hold'; verdicts: string[]; reasons: VerdictReason[] };
 
 /** `now` only matters for a message without a readable GenDate: it picks the versioned routing data. */
 export function routeMessage(msg: MsgHeadModel, bydelHint: string | undefined, ctx: RoutingContext, now = new Date()): StageResult<RouteDecision> {
@@ -46,7 +46,7 @@ export function routeMessage(msg: MsgHeadModel, bydelHint: string | undefined, c
   }
   const day = messageDay(msg.genDate, now);
   const decision = resolveBydel(msg.patient, bydelHint, ctx, day);
-  if (!decision.decided) return ok({ action: 'hold', verdicts: decision.verdicts });
+  if (!decision.decided) return ok({ action: 'hold', verdicts: decision.verdicts, reasons: decision.reasons });
 
   const target = ctx.register.bydelService(decision.bydel, serviceCode, day);
   if (!target) {

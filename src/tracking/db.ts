@@ -3,6 +3,20 @@ import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { type Generated, Kysely, Migrator, PostgresDialect, type Selectable, SqliteDialect } from 'kysely';
 import pg from 'pg';
+import type { OutboxTable } from '../outbox/table.js';
+import type {
+  AnswerState,
+  AppRecStatus,
+  ExpectationAlertState,
+  ExpectationKind,
+  ExpectationState,
+  MatchRule,
+  MessageState,
+  PayloadKind,
+  Stage,
+  TimelineEvent,
+  TransportState,
+} from '../shared/vocabulary.js';
 import { migrations } from './migrations.js';
 
 export type DialectName = 'sqlite' | 'postgres';
@@ -10,7 +24,7 @@ export type DialectName = 'sqlite' | 'postgres';
 /** 'out' = hospital → bydel, 'in' = bydel/NHN → hospital. */
 export type Direction = 'out' | 'in';
 
-export type OutboxState = 'pending' | 'published';
+export type { OutboxRow, OutboxState, OutboxTable } from '../outbox/table.js';
 
 // Timestamps are ISO-8601 strings in UTC (`Date.prototype.toISOString`, fixed width), so they
 // compare and sort the same way as text on both dialects. No column other than payload and
@@ -23,8 +37,7 @@ export interface MessagesTable {
   /** null only when the message could not be parsed far enough to know its sender */
   sender_her_id: string | null;
   msg_type: string | null;
-  /** 'received' | 'held' | 'published' | 'rejected', extended by later stages */
-  state: string;
+  state: MessageState;
   /** ebXML ConversationId */
   conversation_id: string | null;
   /** MsgHead ConversationRef/RefToConversation */
@@ -44,20 +57,17 @@ export interface MessagesTable {
   ebxml_message_id: string | null;
   /** keyed hash of the patient's fnr/dnr: matches an answer without ConversationRef; not reversible without the key */
   patient_key: string | null;
-  /** 'acked' | 'error' (ebXML Acknowledgment / MessageError) */
-  transport_state: string | null;
+  transport_state: TransportState | null;
   transport_at: string | null;
-  /** 'ok' | 'rejected' | 'partial' (AppRec status 1 / 2 / 3) */
-  apprec_status: string | null;
+  apprec_status: AppRecStatus | null;
   apprec_at: string | null;
   /** JSON list of { code, text } from the AppRec (8221 codes) */
   apprec_errors: string | null;
-  /** for LOG_UTSKRIVNINGSKLAR: 'answered' | 'closed' */
-  answer_state: string | null;
+  /** for LOG_UTSKRIVNINGSKLAR */
+  answer_state: AnswerState | null;
   answered_at: string | null;
   answer_msg_id: string | null;
-  /** which rule matched the answer: 'conversation-ref' | 'fallback' */
-  answer_rule: string | null;
+  answer_rule: MatchRule | null;
   /** what closed the wait: e.g. LOG_AVMELDING, LOG_UTSKREVET, LOG_DOD, cancellation */
   closed_by: string | null;
   /** for Pasientlogistikk: TidspunktForHendelse of the message's own Hendelsekode, as sent (local date or date-time) */
@@ -67,16 +77,14 @@ export interface MessagesTable {
 export interface ExpectationsTable {
   id: Generated<number>;
   message_id: number;
-  /** 'transport-ack' | 'apprec' | 'answer' | 'innleggelsesrapport' */
-  kind: string;
+  kind: ExpectationKind;
   due_at: string;
-  /** 'open' | 'met' | 'closed' */
-  state: string;
+  state: ExpectationState;
   created_at: string;
   resolved_at: string | null;
   resolved_by: string | null;
-  /** 'firing' | 'resolved' once an alert was raised for it */
-  alert_state: string | null;
+  /** set once an alert was raised for it */
+  alert_state: ExpectationAlertState | null;
   last_alert_at: string | null;
   reminders: Generated<number>;
   /** the id of the firing alert: its reminders and its resolution carry it as `firingId` */
@@ -103,8 +111,7 @@ export interface WebhookDeliveriesTable {
 export interface PayloadsTable {
   id: Generated<number>;
   message_id: number;
-  /** 'original' | 'signed' | … */
-  kind: string;
+  kind: PayloadKind;
   content_type: string;
   body: Buffer;
   created_at: string;
@@ -114,31 +121,10 @@ export interface EventsTable {
   id: Generated<number>;
   message_id: number;
   at: string;
-  stage: string;
-  event: string;
+  stage: Stage;
+  event: TimelineEvent;
   /** JSON object; never personal data */
   detail: string | null;
-}
-
-export interface OutboxTable {
-  id: Generated<number>;
-  message_id: number | null;
-  /** 'deliver' | 'apprec' | 'dlq' | 'alert' */
-  purpose: string;
-  exchange: string;
-  routing_key: string;
-  /** JSON object of AMQP headers */
-  headers: string;
-  content_type: string;
-  /** AMQP `messageId` property */
-  message_id_prop: string | null;
-  body: Buffer;
-  state: OutboxState;
-  attempts: number;
-  next_attempt_at: string;
-  last_error: string | null;
-  created_at: string;
-  published_at: string | null;
 }
 
 export interface AuditTable {
@@ -165,7 +151,6 @@ export interface Schema {
 export type MessageRow = Selectable<MessagesTable>;
 export type PayloadRow = Selectable<PayloadsTable>;
 export type EventRow = Selectable<EventsTable>;
-export type OutboxRow = Selectable<OutboxTable>;
 export type AuditRow = Selectable<AuditTable>;
 export type ExpectationRow = Selectable<ExpectationsTable>;
 export type WebhookDeliveryRow = Selectable<WebhookDeliveriesTable>;

@@ -5,14 +5,16 @@
 // and never act on the same one. Every update also re-checks the claim condition, which keeps
 // a single SQLite writer (and any race) to exactly once. The webhook takes alerts from the
 // outbox (webhook.ts), so it needs nothing here.
-import type { Expression, ExpressionBuilder, SqlBool, Transaction } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { GatewayConfig } from '../config/config.js';
-import { alertItem } from '../outbound/outboxItems.js';
-import type { Publishable } from '../outbound/outboxRelay.js';
+import { alertItem, type Publishable } from '../outbox/items.js';
+import { type Claim, insertOutboxItems } from '../outbox/table.js';
 import type { Alert } from './alerts.js';
 import type { Schema } from './db.js';
 import { type AlertPolicy, type ConditionContext, type ConditionKind, conditionAlert, nextReminderAt, type Transition } from './deadlines.js';
 import type { Store, StoreTransaction } from './store.js';
+import { insertEvents } from './tables/events.js';
+import { claimTransition, closeRoutedHolds, DUE, insertRaisedRejection, setAlertId, type TransitionColumns } from './tables/expectations.js';
 
 /** An alert whose state change is committed, with its stored outbox item to publish now. */
 export interface Emission {
@@ -22,20 +24,11 @@ export interface Emission {
 
 export interface DeadlineRepositoryOptions {
   broker: GatewayConfig['broker'];
-  /** how long the outbox relay leaves a just-stored item to the live path */
-  graceMs: number;
+  /** the lease its alert items are stored under: the publisher that publishes them at once */
+  lease: () => Claim;
   /** who acted (host:pid), recorded on the message's timeline */
   replica: string;
 }
-
-type Where = (eb: ExpressionBuilder<Schema, 'expectations'>, now: string) => Expression<SqlBool>;
-
-/** Which rows each transition acts on; also re-checked by the update that claims a row. */
-const DUE: Record<Transition, Where> = {
-  firing: (eb, now) => eb.and([eb('state', '=', 'open'), eb('alert_state', 'is', null), eb('due_at', '<=', now)]),
-  reminder: (eb, now) => eb.and([eb('state', '=', 'open'), eb('alert_state', '=', 'firing'), eb('next_alert_at', '<=', now)]),
-  resolved: (eb) => eb.and([eb('alert_state', '=', 'firing'), eb('state', '<>', 'open')]),
-};
 
 const ORDER: Record<Transition, 'due_at' | 'next_alert_at' | 'id'> = { firing: 'due_at', reminder: 'next_alert_at', resolved: 'id' };
 
@@ -65,13 +58,8 @@ export class DeadlineRepository {
       const emissions: Emission[] = [];
       for (const c of await this.contexts(tx.trx, ids)) {
         const alert = conditionAlert(step, c, now, this.policy);
-        const claimed = await tx.trx
-          .updateTable('expectations')
-          .set(this.alertColumns(step, c, alert, now))
-          .where('id', '=', c.expectationId)
-          .where((eb) => DUE[step](eb, at))
-          .executeTakeFirst();
-        if (claimed.numUpdatedRows === 1n) emissions.push(await this.emit(tx, c, alert, step, now));
+        if (await claimTransition(tx.trx, c.expectationId, step, this.alertColumns(step, c, alert, now), at))
+          emissions.push(await this.emit(tx, c, alert, step));
       }
       return emissions;
     });
@@ -98,29 +86,12 @@ export class DeadlineRepository {
         .execute();
       const emissions: Emission[] = [];
       for (const m of rejected) {
-        const inserted = await tx.trx
-          .insertInto('expectations')
-          // Nothing more to wait for: the row is closed at once and only records that the
-          // rejection was raised ('raised': a single alert that no later event resolves).
-          .values({
-            message_id: m.id,
-            kind: 'apprec-rejected',
-            due_at: m.apprec_at ?? at,
-            state: 'closed',
-            created_at: at,
-            resolved_at: at,
-            resolved_by: 'apprec:rejected',
-            alert_state: 'raised',
-            last_alert_at: at,
-          })
-          .onConflict((oc) => oc.columns(['message_id', 'kind']).doNothing())
-          .returning('id')
-          .executeTakeFirst();
-        if (!inserted) continue;
-        const [c] = await this.contexts(tx.trx, [inserted.id]);
+        const inserted = await insertRaisedRejection(tx.trx, m.id, m.apprec_at ?? at, at);
+        if (inserted === undefined) continue;
+        const [c] = await this.contexts(tx.trx, [inserted]);
         const alert = conditionAlert('firing', c, now, this.policy);
-        await tx.trx.updateTable('expectations').set({ alert_id: alert.id }).where('id', '=', inserted.id).execute();
-        emissions.push(await this.emit(tx, c, alert, 'firing', now));
+        await setAlertId(tx.trx, inserted, alert.id);
+        emissions.push(await this.emit(tx, c, alert, 'firing'));
       }
       return emissions;
     });
@@ -128,19 +99,10 @@ export class DeadlineRepository {
 
   /** A held message that ops routed (or discarded) no longer waits: its routing row is met. */
   async closeRoutedHolds(now: Date): Promise<number> {
-    const result = await this.store.db.kysely
-      .updateTable('expectations')
-      .set({ state: 'met', resolved_at: now.toISOString(), resolved_by: 'no-longer-held' })
-      .where('kind', '=', 'routing')
-      .where('state', '=', 'open')
-      .where(({ exists, selectFrom }) =>
-        exists(selectFrom('messages as m').select('m.id').whereRef('m.id', '=', 'expectations.message_id').where('m.state', '<>', 'held')),
-      )
-      .executeTakeFirst();
-    return Number(result.numUpdatedRows);
+    return closeRoutedHolds(this.store.db.kysely, now.toISOString());
   }
 
-  private async contexts(trx: Transaction<Schema>, ids: number[]): Promise<ConditionContext[]> {
+  private async contexts(trx: Kysely<Schema>, ids: number[]): Promise<ConditionContext[]> {
     if (ids.length === 0) return [];
     const rows = await trx
       .selectFrom('expectations as e')
@@ -173,7 +135,7 @@ export class DeadlineRepository {
     }));
   }
 
-  private alertColumns(step: Transition, c: ConditionContext, alert: Alert, now: Date) {
+  private alertColumns(step: Transition, c: ConditionContext, alert: Alert, now: Date): TransitionColumns {
     const at = now.toISOString();
     const next = () => nextReminderAt(c, now, this.policy)?.toISOString() ?? null;
     switch (step) {
@@ -186,14 +148,15 @@ export class DeadlineRepository {
     }
   }
 
-  private async emit(tx: StoreTransaction, c: ConditionContext, alert: Alert, step: Transition, now: Date): Promise<Emission> {
-    const item = alertItem(this.options.broker, now, this.options.graceMs, alert);
-    const id = await tx.addOutbox(c.messageId, item);
-    await tx.addEvent(c.messageId, {
-      stage: 'deadline',
-      event: `alert-${step}`,
-      detail: { kind: alert.kind, alertId: alert.id, severity: alert.severity, replica: this.options.replica },
-    });
+  private async emit(tx: StoreTransaction, c: ConditionContext, alert: Alert, step: Transition): Promise<Emission> {
+    const item = alertItem(this.options.broker, alert);
+    const [id] = await insertOutboxItems(tx.trx, c.messageId, [item], this.options.lease(), tx.now);
+    await insertEvents(
+      tx.trx,
+      c.messageId,
+      [{ stage: 'deadline', event: `alert-${step}`, detail: { kind: alert.kind, alertId: alert.id, severity: alert.severity, replica: this.options.replica } }],
+      tx.now,
+    );
     return { alert, item: { ...item, id, message_id: c.messageId, attempts: 0 } };
   }
 }

@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noExplicitAny: a migration sees the schema as it was then, not today's typed Schema (Kysely's documented form)
 import { type ColumnDefinitionBuilder, type Kysely, type Migration, sql } from 'kysely';
 import type { DialectName } from './db.js';
 
@@ -246,6 +247,14 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
 
         // "No traffic during working hours" asks for the newest message in each direction.
         await db.schema.createIndex('messages_direction_created').on('messages').columns(['direction', 'created_at']).execute();
+      },
+    },
+    '005_outbox_lease': {
+      async up(db: Kysely<any>) {
+        // Who holds a pending item until its next_attempt_at: a publish in progress (in this
+        // process or another replica) is left alone; one whose holder crashed is claimed after
+        // the lease runs out (outbox/table.ts).
+        await db.schema.alterTable('outbox').addColumn('claimed_by', 'text').execute();
       },
     },
   };

@@ -1,5 +1,6 @@
 // What the gateway is still waiting for: open expectations, soonest due first, with the
 // metadata ops need to chase them (never patient data).
+import type { ExpectationKind } from '../shared/vocabulary.js';
 import type { Db } from './db.js';
 
 export interface PendingItem {
@@ -18,7 +19,7 @@ export interface PendingItem {
 
 export interface PendingFilter {
   bydel?: string;
-  kind?: string;
+  kind?: ExpectationKind;
   limit: number;
 }
 

@@ -12,8 +12,12 @@ import { durationMs, type GatewayConfig } from '../config/config.js';
 import { ERROR_TEXTS } from '../mapping/apprec.js';
 import type { AppRecModel, MsgHeadModel } from '../mapping/model.js';
 import type { SignalMessage } from '../mapping/parse.js';
-import type { MessageRow, OutboxRow, Schema } from './db.js';
-import type { MessagePatch, NewEvent, NewExpectation, NewOutboxItem, StoreTransaction } from './store.js';
+import type { AppRecStatus, ExpectationKind, MatchRule, Stage, TimelineEvent } from '../shared/vocabulary.js';
+import type { MessageRow, Schema } from './db.js';
+import type { StoreTransaction } from './store.js';
+import { insertEvents, type NewEvent } from './tables/events.js';
+import { resolveExpectation } from './tables/expectations.js';
+import { type MessageGuard, type MessagePatch, updateMessage } from './tables/messages.js';
 
 /** The outgoing message something refers to. */
 export interface Target {
@@ -22,13 +26,7 @@ export interface Target {
   msgType: string | null;
 }
 
-export type AppRecStatus = 'ok' | 'rejected' | 'partial';
-
-/** What `returnAppRec` did: stored it, found the same AppRec already stored, or refused a second one. */
-export type ReturnedAppRec = { kind: 'recorded'; outboxId: number } | { kind: 'repeat'; sent: OutboxRow } | { kind: 'final' };
-
-/** How an answer or an Innleggelsesrapport found its message. */
-export type MatchRule = 'conversation-ref' | 'fallback';
+export type { AppRecStatus, MatchRule };
 
 export type Correlation =
   | { kind: 'transport'; target: Target; state: 'acked' | 'error'; errorCodes: string[] }
@@ -95,7 +93,7 @@ export class Receipts {
 
   constructor(
     private readonly db: Kysely<Schema>,
-    tracking: GatewayConfig['tracking'],
+    tracking: Pick<GatewayConfig['tracking'], 'answerFallbackWindow'>,
   ) {
     this.fallbackWindowMs = durationMs(tracking.answerFallbackWindow);
   }
@@ -225,43 +223,35 @@ export class Receipts {
   /** Records `c` on its target(s), inside the caller's transaction. */
   async apply(tx: StoreTransaction, c: Correlation, by: Correlating, now: Date): Promise<void> {
     const at = now.toISOString();
+    const note = (id: number, stage: Stage, name: TimelineEvent, detail: Record<string, unknown>) => insertEvents(tx.trx, id, [event(stage, name, detail)], at);
     switch (c.kind) {
       case 'transport': {
-        const first = await this.setOnce(tx, c.target.id, 'transport_state', { transport_state: c.state, transport_at: at }, at);
-        await this.resolve(tx, c.target.id, 'transport-ack', 'met', `transport:${c.state}`, at);
-        return tx.addEvent(
-          c.target.id,
-          event('transport', first ? `transport-${c.state}` : 'transport-signal-repeated', {
-            signalMessageId: by.msgId,
-            state: c.state,
-            errorCodes: c.errorCodes,
-          }),
-        );
+        const first = await setOnce(tx, c.target.id, 'transport_state', { transport_state: c.state, transport_at: at });
+        await met(tx, c.target.id, 'transport-ack', `transport:${c.state}`);
+        const name = first ? (c.state === 'acked' ? 'transport-acked' : 'transport-error') : 'transport-signal-repeated';
+        return note(c.target.id, 'transport', name, { signalMessageId: by.msgId, state: c.state, errorCodes: c.errorCodes });
       }
       case 'apprec': {
         const errors = c.errors.length > 0 ? JSON.stringify(c.errors) : null;
-        const first = await this.setOnce(tx, c.target.id, 'apprec_status', { apprec_status: c.status, apprec_at: at, apprec_errors: errors }, at);
-        await this.resolve(tx, c.target.id, 'apprec', 'met', `apprec:${c.status}`, at);
+        const first = await setOnce(tx, c.target.id, 'apprec_status', { apprec_status: c.status, apprec_at: at, apprec_errors: errors });
+        await met(tx, c.target.id, 'apprec', `apprec:${c.status}`);
         // An AppRec is final (AppRec 1.1 §3.2): a second one is kept on the timeline only.
-        return tx.addEvent(
-          c.target.id,
-          event('apprec', first ? `apprec-${c.status}` : 'apprec-repeated', { appRecId: by.msgId, status: c.status, errors: c.errors }),
-        );
+        return note(c.target.id, 'apprec', first ? `apprec-${c.status}` : 'apprec-repeated', { appRecId: by.msgId, status: c.status, errors: c.errors });
       }
       case 'answer': {
-        const fields = { answer_state: 'answered', answered_at: at, answer_msg_id: by.msgId, answer_rule: c.rule };
-        const first = await this.setOnce(tx, c.target.id, 'answer_state', fields, at);
-        await this.resolve(tx, c.target.id, 'answer', 'met', `answer:${c.rule}`, at);
-        return tx.addEvent(c.target.id, event('answer', first ? 'answered' : 'answer-repeated', { answerMsgId: by.msgId, msgType: by.msgType, rule: c.rule }));
+        const fields: MessagePatch = { answer_state: 'answered', answered_at: at, answer_msg_id: by.msgId, answer_rule: c.rule };
+        const first = await setOnce(tx, c.target.id, 'answer_state', fields);
+        await met(tx, c.target.id, 'answer', `answer:${c.rule}`);
+        return note(c.target.id, 'answer', first ? 'answered' : 'answer-repeated', { answerMsgId: by.msgId, msgType: by.msgType, rule: c.rule });
       }
       case 'innleggelsesrapport':
-        await this.resolve(tx, c.target.id, 'innleggelsesrapport', 'met', `innleggelsesrapport:${c.rule}`, at);
-        return tx.addEvent(c.target.id, event('innleggelsesrapport', 'innleggelsesrapport-received', { msgId: by.msgId, rule: c.rule }));
+        await met(tx, c.target.id, 'innleggelsesrapport', `innleggelsesrapport:${c.rule}`);
+        return note(c.target.id, 'innleggelsesrapport', 'innleggelsesrapport-received', { msgId: by.msgId, rule: c.rule });
       case 'close':
         for (const target of c.targets) {
-          await this.setOnce(tx, target.id, 'answer_state', { answer_state: 'closed', closed_by: c.by }, at);
-          await this.resolve(tx, target.id, 'answer', 'closed', c.by, at);
-          await tx.addEvent(target.id, event('answer', 'wait-closed', { by: c.by, msgId: by.msgId, msgType: by.msgType }));
+          await setOnce(tx, target.id, 'answer_state', { answer_state: 'closed', closed_by: c.by });
+          await resolveExpectation(tx.trx, target.id, 'answer', { state: 'closed', by: c.by }, tx.now);
+          await note(target.id, 'answer', 'wait-closed', { by: c.by, msgId: by.msgId, msgType: by.msgType });
         }
         return;
       case 'none':
@@ -270,31 +260,7 @@ export class Receipts {
   }
 
   /**
-   * Records that the AppRec `appRecId` goes back for an incoming message, with its outbox item.
-   * An AppRec is final (AppRec 1.1 §3.2): if one was already returned, nothing is written and the
-   * answer says whether it was this same one (a repeat) or another.
-   */
-  async returnAppRec(
-    tx: StoreTransaction,
-    incomingId: number,
-    receipt: { appRecId: string; status: AppRecStatus; item: NewOutboxItem },
-    now: Date,
-  ): Promise<ReturnedAppRec> {
-    const at = now.toISOString();
-    if (await this.setOnce(tx, incomingId, 'apprec_status', { apprec_status: receipt.status, apprec_at: at }, at)) {
-      await tx.addEvent(
-        incomingId,
-        event('receipt', 'apprec-returned', { appRecId: receipt.appRecId, status: receipt.status, herId: receipt.item.routing_key }),
-      );
-      return { kind: 'recorded', outboxId: await tx.addOutbox(incomingId, receipt.item) };
-    }
-    const sent = await tx.trx.selectFrom('outbox').selectAll().where('message_id', '=', incomingId).where('purpose', '=', 'receipt').execute();
-    const same = sent.find((o) => (JSON.parse(o.headers) as Record<string, unknown>)['msg-id'] === receipt.appRecId);
-    return same ? { kind: 'repeat', sent: same } : { kind: 'final' };
-  }
-
-  /**
-   * The hook the outbound path runs as it stores a delivery: a LOG_AVMELDING, LOG_UTSKREVET,
+   * The effect the outbound path records with a delivery: a LOG_AVMELDING, LOG_UTSKREVET,
    * LOG_DOD or cancellation ends the wait for the kommune's answer in its conversation.
    */
   async closeWaitOnDelivery(tx: StoreTransaction, m: MsgHeadModel, conversationId: string, messageId: number, now: Date): Promise<void> {
@@ -303,14 +269,8 @@ export class Receipts {
     // Read in the caller's transaction: SQLite has one connection, and it is holding it.
     const closing = await this.forClose(m, by, conversationId, tx.trx);
     if (closing.kind === 'close') await this.apply(tx, closing, { msgId: m.msgId, msgType: m.type }, now);
-    await tx.addEvent(
-      messageId,
-      event(
-        'correlate',
-        closing.kind === 'close' ? 'closed-answer-wait' : 'nothing-to-close',
-        closing.kind === 'close' ? { msgIds: closing.targets.map((t) => t.msgId) } : {},
-      ),
-    );
+    const detail = closing.kind === 'close' ? { msgIds: closing.targets.map((t) => t.msgId) } : {};
+    await insertEvents(tx.trx, messageId, [event('correlate', closing.kind === 'close' ? 'closed-answer-wait' : 'nothing-to-close', detail)], tx.now);
   }
 
   // ------------------------------------------------------------ helpers
@@ -319,35 +279,15 @@ export class Receipts {
   private outgoing(db: Executor = this.db) {
     return db.selectFrom('messages').selectAll().where('direction', '=', 'out').where('ebxml_message_id', 'is not', null);
   }
-
-  /** Sets `fields` unless `guard` is already set; true if this call set them. */
-  private async setOnce(
-    tx: StoreTransaction,
-    id: number,
-    guard: 'transport_state' | 'apprec_status' | 'answer_state',
-    fields: MessagePatch,
-    at: string,
-  ): Promise<boolean> {
-    const result = await tx.trx
-      .updateTable('messages')
-      .set({ ...fields, updated_at: at })
-      .where('id', '=', id)
-      .where(guard, 'is', null)
-      .executeTakeFirst();
-    return result.numUpdatedRows > 0n;
-  }
-
-  private async resolve(tx: StoreTransaction, messageId: number, kind: NewExpectation['kind'], state: 'met' | 'closed', by: string, at: string): Promise<void> {
-    await tx.trx
-      .updateTable('expectations')
-      .set({ state, resolved_at: at, resolved_by: by })
-      .where('message_id', '=', messageId)
-      .where('kind', '=', kind)
-      .where('state', '=', 'open')
-      .execute();
-  }
 }
 
-function event(stage: string, name: string, detail: Record<string, unknown>): NewEvent {
+/** Sets `fields` unless `column` is already set (the first receipt is final); true if this call set them. */
+const setOnce = (tx: StoreTransaction, id: number, column: Extract<MessageGuard, { unset: string }>['unset'], fields: MessagePatch) =>
+  updateMessage(tx.trx, id, fields, tx.now, { unset: column });
+
+const met = (tx: StoreTransaction, messageId: number, kind: ExpectationKind, by: string) =>
+  resolveExpectation(tx.trx, messageId, kind, { state: 'met', by }, tx.now);
+
+function event(stage: Stage, name: TimelineEvent, detail: Record<string, unknown>): NewEvent {
   return { stage, event: name, detail };
 }

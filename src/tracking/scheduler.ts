@@ -6,7 +6,7 @@
 import cron, { type ScheduledTask } from 'node-cron';
 import { EVENTS } from '../observability/events.js';
 import type { Logger } from '../observability/log.js';
-import type { OutboxPublisher } from '../outbound/outboxRelay.js';
+import type { OutboxPublisher } from '../outbox/relay.js';
 import type { DeadlineRepository, Emission } from './deadlineRepository.js';
 import type { Transition } from './deadlines.js';
 

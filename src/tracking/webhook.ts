@@ -5,6 +5,7 @@
 // same alerts still reach `gateway.alerts`.
 import { EVENTS } from '../observability/events.js';
 import type { Logger } from '../observability/log.js';
+import { backoffDelay } from '../shared/backoff.js';
 import { Periodic } from '../shared/periodic.js';
 import type { WebhookDeliveryRow } from './db.js';
 import type { Store } from './store.js';
@@ -141,7 +142,7 @@ export class WebhookRelay {
       this.log.error({ event: EVENTS.webhookGaveUp, alertId: row.alert_id, attempts, reason: failure }, 'webhook delivery given up');
       return false;
     }
-    const delay = Math.min(this.policy.maxDelayMs, this.policy.initialDelayMs * 2 ** row.attempts);
+    const delay = backoffDelay({ initialMs: this.policy.initialDelayMs, maxMs: this.policy.maxDelayMs }, row.attempts);
     const next = new Date(this.now().getTime() + delay).toISOString();
     await kysely.updateTable('webhook_deliveries').set({ attempts, next_attempt_at: next, last_error: failure }).where('id', '=', row.id).execute();
     this.log.warn({ event: EVENTS.webhookDeferred, alertId: row.alert_id, attempts, retryInMs: delay, reason: failure }, 'webhook delivery deferred');

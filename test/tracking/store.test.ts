@@ -6,8 +6,16 @@ import { expect } from 'chai';
 import { sql } from 'kysely';
 import { type Db, openDatabase } from '../../src/tracking/db.js';
 import { migrations } from '../../src/tracking/migrations.js';
-import { DuplicateMessageError, type NewMessage, type NewOutboxItem, Store } from '../../src/tracking/store.js';
+import { createLogger } from '../../src/observability/log.js';
+import type { NewOutboxItem } from '../../src/outbox/items.js';
+import { OutboxPublisher } from '../../src/outbox/relay.js';
+import { insertOutboxItems } from '../../src/outbox/table.js';
+import { type Outcome, outcome } from '../../src/tracking/outcome.js';
+import { Receipts } from '../../src/tracking/receipts.js';
+import { OutcomeRecorder, type Recorded } from '../../src/tracking/recorder.js';
+import { type NewMessage, Store } from '../../src/tracking/store.js';
 import { postgresBackend, sqliteBackend } from '../support/databases.js';
+import { eventually } from '../support/poll.js';
 
 const ALL_MIGRATIONS = Object.keys(migrations('sqlite')).sort();
 
@@ -55,6 +63,16 @@ function deliver(routingKey: string, overrides: Partial<NewOutboxItem> = {}): Ne
   };
 }
 
+type Parts = Partial<Omit<Outcome, 'kind' | 'message' | 'log'>>;
+
+/** An outcome with a new message row, as a flow builds one. */
+const inserting = (message: NewMessage, parts: Parts = {}) => outcome('delivered', { insert: message }, { event: 'GW-TEST', stage: 'store', decision: 'test' }, parts);
+
+function stored(r: Recorded): { messageId: number; outboxIds: number[] } {
+  if (!r.stored) throw new Error(`not stored: ${r.conflict}`);
+  return { messageId: r.messageId, outboxIds: r.items.map((i) => i.id) };
+}
+
 async function rowCounts(db: Db) {
   const count = async (table: 'messages' | 'payloads' | 'events' | 'outbox' | 'audit') =>
     (
@@ -77,12 +95,16 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
     let url: string;
     let db: Db;
     let store: Store;
+    let recorder: OutcomeRecorder;
     let now: Date;
+    const record = async (o: Outcome) => stored(await recorder.record(o));
 
     before(async () => {
       url = await backend.create();
       db = await openDatabase(url);
       store = new Store(db, () => now);
+      // no publisher: what is stored is due for a relay at once
+      recorder = new OutcomeRecorder({ store, receipts: new Receipts(db.kysely, { answerFallbackWindow: 'P14D' }), log: createLogger('silent') });
     });
 
     after(async () => {
@@ -98,7 +120,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
     });
 
     it('opening the store again finds the schema in place and applies nothing twice', async () => {
-      const { messageId } = await store.recordMessage({ message: outgoing(), payloads: [], events: [], outbox: [] });
+      const { messageId } = await record(inserting(outgoing()));
       const again = await openDatabase(url);
       try {
         const applied = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(again.kysely);
@@ -122,24 +144,25 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       }
     });
 
-    it('a received message is stored with its payloads, timeline and outbox in one go', async () => {
+    it('an outcome is stored with its payloads, timeline, expectations and outbox in one go', async () => {
       const message = outgoing({ bydel: '030105', route_rule: 'address', receiver_l1_her_id: '1001', receiver_l2_her_id: '1005' });
-      const { messageId, outboxIds } = await store.recordMessage({
-        message,
-        payloads: [
-          { kind: 'original', content_type: 'application/xml', body: Buffer.from('<MsgHead/>') },
-          { kind: 'signed', content_type: 'application/xml', body: Buffer.from('<Envelope/>') },
-        ],
-        events: [
-          { stage: 'receive', event: 'received', detail: { queue: 'epj.outbound' } },
-          { stage: 'route', event: 'routed', detail: { bydel: '030105', rule: 'address' } },
-        ],
-        outbox: [deliver('1005'), deliver('1005', { purpose: 'apprec', exchange: '', routing_key: 'epj.inbound' })],
-      });
+      const { messageId, outboxIds } = await record(
+        inserting(message, {
+          payloads: [
+            { kind: 'original', content_type: 'application/xml', body: Buffer.from('<MsgHead/>') },
+            { kind: 'signed', content_type: 'application/xml', body: Buffer.from('<Envelope/>') },
+          ],
+          events: [
+            { stage: 'receive', event: 'received', detail: { queue: 'epj.outbound' } },
+            { stage: 'route', event: 'routed', detail: { bydel: '030105', rule: 'address' } },
+          ],
+          expectations: [{ kind: 'apprec', dueAt: seconds(3600) }],
+          outbox: [deliver('1005'), deliver('1005', { purpose: 'apprec', exchange: '', routing_key: 'epj.inbound' })],
+        }),
+      );
 
       expect(messageId).to.be.a('number');
       expect(outboxIds).to.have.length(2);
-      expect(outboxIds.every((id) => typeof id === 'number')).to.equal(true);
       expect(outboxIds[0]).to.be.lessThan(outboxIds[1]);
 
       const row = await store.getMessage(messageId);
@@ -150,6 +173,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
         ['original', '<MsgHead/>'],
         ['signed', '<Envelope/>'],
       ]);
+      expect(await store.expectation(messageId, 'apprec')).to.include({ state: 'open', due_at: seconds(3600).toISOString(), alert_state: null });
 
       const outbox = await store.outboxForMessage(messageId);
       expect(outbox.map((o) => o.id)).to.deep.equal(outboxIds);
@@ -160,7 +184,9 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
         routing_key: '1005',
         state: 'pending',
         attempts: 0,
+        // no publisher in this process: due for the relay at once, held by no one
         next_attempt_at: T0.toISOString(),
+        claimed_by: null,
         published_at: null,
       });
       expect(JSON.parse(outbox[0].headers)).to.deep.equal({ 'msg-type': 'LOG_UTSKRIVNINGSKLAR', 'to-her-id': '1005' });
@@ -173,169 +199,242 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       ]);
     });
 
-    it('a resent message (same sender HER-id and MsgId) is refused and nothing of it is written', async () => {
+    it('a resent message (same sender HER-id and MsgId) conflicts and nothing of it is written', async () => {
       const message = outgoing();
-      const first = await store.recordMessage({
-        message,
-        payloads: [{ kind: 'original', content_type: 'application/xml', body: Buffer.from('first') }],
-        events: [{ stage: 'receive', event: 'received' }],
-        outbox: [deliver('1005')],
-      });
+      const first = await record(
+        inserting(message, {
+          payloads: [{ kind: 'original', content_type: 'application/xml', body: Buffer.from('first') }],
+          events: [{ stage: 'receive', event: 'received' }],
+          outbox: [deliver('1005')],
+        }),
+      );
       const before = await rowCounts(db);
 
-      const resend = store.recordMessage({
-        message: { ...message, content_hash: 'another' },
-        payloads: [{ kind: 'original', content_type: 'application/xml', body: Buffer.from('second') }],
-        events: [{ stage: 'receive', event: 'received' }],
-        outbox: [deliver('1005')],
-      });
-      const error = await resend.then(
-        () => expect.fail('a duplicate was accepted'),
-        (e: unknown) => e,
+      const resend = await recorder.record(
+        inserting(
+          { ...message, content_hash: 'another' },
+          {
+            payloads: [{ kind: 'original', content_type: 'application/xml', body: Buffer.from('second') }],
+            events: [{ stage: 'receive', event: 'received' }],
+            outbox: [deliver('1005')],
+          },
+        ),
       );
-      expect(error).to.be.instanceOf(DuplicateMessageError);
-      expect(error).to.include({ existingId: first.messageId, direction: 'out', senderHerId: message.sender_her_id, msgId: message.msg_id });
+      expect(resend).to.deep.equal({ stored: false, conflict: 'duplicate', existingId: first.messageId });
       expect(await rowCounts(db)).to.deep.equal(before);
       expect((await store.payloads(first.messageId)).map((p) => p.body.toString())).to.deep.equal(['first']);
 
       // The store still works after the refused transaction (nothing half-open on the connection).
-      await store.recordMessage({ message: { ...message, sender_her_id: '999' }, payloads: [], events: [], outbox: [] });
-      await store.recordMessage({ message: { ...message, direction: 'in' }, payloads: [], events: [], outbox: [] });
+      await record(inserting({ ...message, sender_her_id: '999' }));
+      await record(inserting({ ...message, direction: 'in' }));
       expect(await store.findByMsgId(message.msg_id)).to.have.length(3);
     });
 
     it('a write that fails halfway leaves nothing behind', async () => {
       const message = outgoing();
       const broken = { ...deliver('1005'), exchange: null as unknown as string };
-      await store
-        .recordMessage({
-          message,
-          payloads: [{ kind: 'original', content_type: 'application/xml', body: Buffer.from('x') }],
-          events: [{ stage: 'receive', event: 'received' }],
-          outbox: [deliver('1005'), broken],
-        })
+      await recorder
+        .record(
+          inserting(message, {
+            payloads: [{ kind: 'original', content_type: 'application/xml', body: Buffer.from('x') }],
+            events: [{ stage: 'receive', event: 'received' }],
+            expectations: [{ kind: 'apprec', dueAt: seconds(60) }],
+            outbox: [deliver('1005'), broken],
+          }),
+        )
         .then(
           () => expect.fail('the NOT NULL violation was not reported'),
-          (e: unknown) => expect(e).not.to.be.instanceOf(DuplicateMessageError),
+          (e: unknown) => expect(String(e)).to.match(/null|NOT NULL/i),
         );
       expect(await rowCounts(db)).to.deep.equal({ messages: 0, payloads: 0, events: 0, outbox: 0, audit: 0 });
 
       // the dedupe key is free: the retry of the same delivery is stored normally
-      await store.recordMessage({ message, payloads: [], events: [], outbox: [deliver('1005')] });
+      await record(inserting(message, { outbox: [deliver('1005')] }));
       expect(await store.findMessage('out', message.sender_her_id!, message.msg_id)).to.include({ msg_id: message.msg_id });
     });
 
     it('messages whose sender could not be read are kept, and never collide with each other', async () => {
       const message = outgoing({ sender_her_id: null, msg_type: null, state: 'rejected', error_code: 'T01' });
-      await store.recordMessage({ message, payloads: [], events: [], outbox: [] });
-      await store.recordMessage({ message, payloads: [], events: [], outbox: [] });
+      await record(inserting(message));
+      await record(inserting(message));
       expect((await store.findByMsgId(message.msg_id)).map((m) => m.sender_her_id)).to.deep.equal([null, null]);
     });
 
-    it('the outbox hands out due items longest-waiting first, retries deferred ones later and forgets published ones', async () => {
-      const first = await store.recordMessage({ message: outgoing(), payloads: [], events: [], outbox: [deliver('1005')] });
-      now = seconds(1);
-      const second = await store.recordMessage({
-        message: outgoing(),
-        payloads: [],
-        events: [],
-        outbox: [deliver('1006'), deliver('1007', { next_attempt_at: seconds(600) })],
+    it('an update in place holds only while its guard does: a held message is routed once', async () => {
+      const message = outgoing({ state: 'held' });
+      const { messageId } = await record(inserting(message, { events: [{ stage: 'route', event: 'held-unroutable' }] }));
+      now = seconds(60);
+      const routed = (by: string) =>
+        outcome(
+          'routed',
+          { update: messageId, patch: { state: 'received', bydel: '030103', route_rule: 'manual' }, guard: { state: 'held' } },
+          { event: 'GW-TEST', stage: 'route', decision: 'test' },
+          {
+            events: [{ stage: 'route', event: 'routed', detail: { bydel: '030103' } }],
+            outbox: [deliver('1003')],
+            effects: [{ effect: 'audit', entry: { actor: by, action: 'message.route', target: `message:${message.msg_id}` } }],
+          },
+        );
+      const first = await record(routed('ops:kari'));
+      expect(first.outboxIds).to.have.length(1);
+      expect(await store.getMessage(messageId)).to.include({ state: 'received', bydel: '030103', route_rule: 'manual', created_at: T0.toISOString(), updated_at: seconds(60).toISOString() });
+
+      const before = await rowCounts(db);
+      expect(await recorder.record(routed('ops:ola'))).to.deep.equal({ stored: false, conflict: 'changed' });
+      expect(await rowCounts(db)).to.deep.equal(before);
+      expect((await store.timeline(message.msg_id))[0].events.map((e) => e.event)).to.deep.equal(['held-unroutable', 'routed']);
+      expect((await db.kysely.selectFrom('audit').select('actor').execute()).map((a) => a.actor)).to.deep.equal(['ops:kari']);
+    });
+
+    it('a repeat adds to the stored message only: its timeline and an item to publish again', async () => {
+      const { messageId } = await record(inserting(outgoing(), { outbox: [deliver('1005')] }));
+      const again = await record(
+        outcome('duplicate', { existing: messageId }, { event: 'GW-TEST', stage: 'dedupe', decision: 'test' }, {
+          events: [{ stage: 'dedupe', event: 'duplicate-answered-again' }],
+          outbox: [deliver('1005', { purpose: 'receipt' })],
+        }),
+      );
+      expect(again.messageId).to.equal(messageId);
+      expect((await store.outboxForMessage(messageId)).map((o) => o.purpose)).to.deep.equal(['deliver', 'receipt']);
+      expect((await rowCounts(db)).messages).to.equal(1);
+    });
+
+    it('an expectation the outcome resolves is met, with its firing alert resolved in the same transaction', async () => {
+      const { messageId } = await record(
+        inserting(outgoing({ state: 'held' }), { expectations: [{ kind: 'routing', dueAt: T0, firing: { alertId: 'a-1', nextAlertAt: seconds(3600) } }] }),
+      );
+      expect(await store.expectation(messageId, 'routing')).to.include({ state: 'open', alert_state: 'firing', alert_id: 'a-1', next_alert_at: seconds(3600).toISOString() });
+      now = seconds(10);
+      await record(
+        outcome('routed', { update: messageId, patch: { state: 'received' } }, { event: 'GW-TEST', stage: 'route', decision: 'test' }, {
+          effects: [{ effect: 'resolve', kind: 'routing', by: 'manual-route', alertResolved: true }],
+        }),
+      );
+      expect(await store.expectation(messageId, 'routing')).to.include({
+        state: 'met',
+        resolved_by: 'manual-route',
+        resolved_at: seconds(10).toISOString(),
+        alert_state: 'resolved',
+        next_alert_at: null,
       });
+    });
+
+    it('the outbox hands out due items longest-waiting first, retries deferred ones later and forgets published ones', async () => {
+      const first = await record(inserting(outgoing(), { outbox: [deliver('1005')] }));
+      now = seconds(1);
+      const second = await record(inserting(outgoing(), { outbox: [deliver('1006'), deliver('1007')] }));
       const [o1] = first.outboxIds;
       const [o2, o3] = second.outboxIds;
-      const due = async (at: Date, limit = 10) => (await store.pendingOutbox(at, limit)).map((o) => o.id);
+      const due = async (at: Date, limit = 10) => (await store.dueOutbox(at, limit)).map((o) => o.id);
 
-      expect(await due(seconds(2))).to.deep.equal([o1, o2]);
+      expect(await due(seconds(2))).to.deep.equal([o1, o2, o3]);
       expect(await due(seconds(2), 1)).to.deep.equal([o1]);
 
       await store.deferOutbox(o1, seconds(300), 'confirm timeout');
       await store.deferOutbox(o1, seconds(300), 'channel closed');
+      await store.deferOutbox(o3, seconds(600), 'channel closed');
       expect(await due(seconds(2))).to.deep.equal([o2]);
       expect(await due(seconds(300))).to.deep.equal([o2, o1]);
       const [deferred] = await store.outboxForMessage(first.messageId);
-      expect(deferred).to.include({ attempts: 2, last_error: 'channel closed', next_attempt_at: seconds(300).toISOString(), state: 'pending' });
+      expect(deferred).to.include({ attempts: 2, last_error: 'channel closed', next_attempt_at: seconds(300).toISOString(), state: 'pending', claimed_by: null });
 
       now = seconds(3);
-      await store.markOutboxPublished(o2, { stage: 'publish', event: 'published', detail: { routingKey: '1006' } });
+      const [item] = (await store.outboxForMessage(second.messageId)).map((r) => ({ ...r, headers: JSON.parse(r.headers) }));
+      await store.markOutboxPublished(item);
       expect(await due(seconds(3600))).to.deep.equal([o1, o3]);
       const published = (await store.outboxForMessage(second.messageId))[0];
       expect(published).to.include({ state: 'published', published_at: seconds(3).toISOString() });
-      const [entry] = await store.timeline((await store.getMessage(second.messageId))!.msg_id);
-      expect(entry.events.map((e) => [e.event, e.at])).to.deep.equal([['published', seconds(3).toISOString()]]);
+      const message = (await store.getMessage(second.messageId))!;
+      expect(message.state).to.equal('published');
+      const [entry] = await store.timeline(message.msg_id);
+      expect(entry.events.map((e) => [e.event, e.at])).to.deep.equal([['deliver-published', seconds(3).toISOString()]]);
     });
 
-    it('an alert can be queued without a message, and publishing it writes no timeline event', async () => {
-      const id = await store.enqueueOutbox(null, {
-        purpose: 'alert',
-        exchange: 'gateway.alerts',
-        routing_key: 'dlq-not-empty',
-        headers: {},
-        content_type: 'application/json',
-        body: Buffer.from('{"kind":"dlq-not-empty"}'),
-      });
-      expect((await store.pendingOutbox(T0, 10)).map((o) => [o.id, o.message_id])).to.deep.equal([[id, null]]);
-      await store.markOutboxPublished(id, { stage: 'publish', event: 'published' });
-      expect(await store.pendingOutbox(T0, 10)).to.deep.equal([]);
+    it('an item is leased to the process that stored it: another claims it only once the lease has run out, and only one of many does', async () => {
+      const policy = { initialDelayMs: 1000, maxDelayMs: 60000, intervalMs: 1000, batchSize: 10, leaseMs: 20000 };
+      const sent: string[] = [];
+      // the live publish is held at the broker until the test lets it go
+      let confirm: () => void = () => {};
+      const confirmed = new Promise<void>((r) => (confirm = r));
+      const live = new OutboxPublisher(store, () => confirmed, createLogger('silent'), policy, () => now);
+      const other = () => new OutboxPublisher(store, async (_e, key) => void sent.push(key), createLogger('silent'), policy, () => now);
+      const liveRecorder = new OutcomeRecorder({ store, receipts: new Receipts(db.kysely, { answerFallbackWindow: 'P14D' }), log: createLogger('silent'), outbox: live });
+
+      const recording = liveRecorder.record(inserting(outgoing(), { outbox: [deliver('1005')] }));
+      let row = await eventually('the stored item', async () => (await store.dueOutbox(seconds(3600), 10))[0]);
+      expect(row).to.include({ state: 'pending', claimed_by: live.owner, next_attempt_at: seconds(20).toISOString() });
+      const messageId = row.message_id!;
+
+      // a second copy arriving meanwhile finds the publish in progress and leaves it alone
+      now = seconds(5);
+      expect(await other().resume(messageId)).to.deep.equal({ published: 0, inProgress: 1, deferred: 0 });
+      expect(sent).to.deep.equal([]);
+
+      // the live publish confirms: the item is published once, and there is nothing left to resume
+      confirm();
+      expect((await recording).stored).to.equal(true);
+      expect(await other().resume(messageId)).to.deep.equal({ published: 0, inProgress: 0, deferred: 0 });
+
+      // a holder that died: after its lease, exactly one of five replicas takes the item over
+      now = seconds(100);
+      const crashed = new OutboxPublisher(store, () => new Promise(() => {}), createLogger('silent'), policy, () => now);
+      void new OutcomeRecorder({ store, receipts: new Receipts(db.kysely, { answerFallbackWindow: 'P14D' }), log: createLogger('silent'), outbox: crashed }).record(
+        inserting(outgoing(), { outbox: [deliver('1006')] }),
+      );
+      row = await eventually('the crashed holder\'s item', async () => (await store.dueOutbox(seconds(3600), 10)).find((o) => o.routing_key === '1006'));
+      expect(row.claimed_by).to.equal(crashed.owner);
+      now = seconds(119);
+      expect((await Promise.all([1, 2, 3, 4, 5].map(() => other().resume(row.message_id!)))).map((r) => r.inProgress)).to.deep.equal([1, 1, 1, 1, 1]);
+      now = seconds(121);
+      const results = await Promise.all([1, 2, 3, 4, 5].map(() => other().resume(row.message_id!)));
+      expect(results.map((r) => r.published).reduce((a, b) => a + b)).to.equal(1);
+      expect(sent).to.deep.equal(['1006']);
+      expect((await store.outboxForMessage(row.message_id!))[0].state).to.equal('published');
+    });
+
+    it('an alert without a message is relayed without a timeline event', async () => {
+      const alert = { ...deliver('dlq-not-empty'), purpose: 'alert' as const, exchange: 'gateway.alerts' };
+      const [id] = await insertOutboxItems(db.kysely, null, [alert], { owner: null, until: T0 }, T0.toISOString());
+      const sent: string[] = [];
+      const relay = new OutboxPublisher(store, async (_e, key) => void sent.push(key), createLogger('silent'), { initialDelayMs: 1000, maxDelayMs: 60000, intervalMs: 1000, batchSize: 10, leaseMs: 20000 }, () => now);
+      expect(await relay.relayOnce()).to.equal(1);
+      expect(sent).to.deep.equal(['dlq-not-empty']);
+      expect((await db.kysely.selectFrom('outbox').select('state').where('id', '=', id).executeTakeFirstOrThrow()).state).to.equal('published');
       expect((await rowCounts(db)).events).to.equal(0);
-    });
-
-    it('a held message routed later changes state, gets its event and its delivery in one go', async () => {
-      const message = outgoing({ state: 'held' });
-      const { messageId } = await store.recordMessage({ message, payloads: [], events: [{ stage: 'route', event: 'held' }], outbox: [] });
-      now = seconds(60);
-      const outboxIds = await store.updateMessage(
-        messageId,
-        { state: 'published', bydel: '030103', route_rule: 'manual' },
-        { stage: 'route', event: 'routed-manually', detail: { bydel: '030103' } },
-        [deliver('1003')],
-      );
-      expect(outboxIds).to.have.length(1);
-      expect(await store.getMessage(messageId)).to.include({
-        state: 'published',
-        bydel: '030103',
-        route_rule: 'manual',
-        created_at: T0.toISOString(),
-        updated_at: seconds(60).toISOString(),
-      });
-      expect((await store.outboxForMessage(messageId)).map((o) => o.id)).to.deep.equal(outboxIds);
-
-      await store.updateMessage(messageId, { error_code: null });
-      expect((await store.timeline(message.msg_id))[0].events.map((e) => e.event)).to.deep.equal(['held', 'routed-manually']);
-      await store.updateMessage(-1, { state: 'x' }).then(
-        () => expect.fail('updating a missing message succeeded'),
-        (e: Error) => expect(e.message).to.match(/does not exist/),
-      );
     });
 
     it('the timeline shows every row of a MsgId with its events in the order they happened', async () => {
       const message = outgoing();
-      const out = await store.recordMessage({
-        message,
-        payloads: [],
-        events: [
-          { stage: 'receive', event: 'received', at: seconds(0) },
-          { stage: 'validate', event: 'validated', at: seconds(0) },
-          { stage: 'route', event: 'routed', at: seconds(1) },
-        ],
-        outbox: [],
-      });
+      const out = await record(
+        inserting(message, {
+          events: [
+            { stage: 'receive', event: 'received', at: seconds(0) },
+            { stage: 'validate', event: 'validated', at: seconds(0) },
+            { stage: 'route', event: 'routed', at: seconds(1) },
+          ],
+        }),
+      );
       // an AppRec that echoes the MsgId comes back from the bydel
-      const back = await store.recordMessage({
-        message: { ...message, direction: 'in', sender_her_id: '1005', msg_type: 'APPREC' },
-        payloads: [],
-        events: [{ stage: 'receive', event: 'received', at: seconds(30) }],
-        outbox: [],
-      });
-      await store.addEvent(out.messageId, { stage: 'publish', event: 'published', at: seconds(2) });
+      const back = await record(inserting({ ...message, direction: 'in', sender_her_id: '1005', msg_type: 'APPREC' }, { events: [{ stage: 'receive', event: 'received', at: seconds(30) }] }));
+      const later = (events: Parts['events']) => record(outcome('duplicate', { existing: out.messageId }, { event: 'GW-TEST', stage: 'store', decision: 'test' }, { events }));
+      await later([{ stage: 'publish', event: 'deliver-published', at: seconds(2) }]);
       // recorded late, but it happened before the AppRec arrived
-      await store.addEvent(out.messageId, { stage: 'transport', event: 'acknowledged', at: seconds(20) });
+      await later([{ stage: 'transport', event: 'transport-acked', at: seconds(20) }]);
       now = seconds(40);
-      await store.addEvent(out.messageId, { stage: 'receipt', event: 'apprec-ok' });
-      await store.addEvent(out.messageId, { stage: 'transport', event: 'ack-late', at: seconds(10) });
+      await later([{ stage: 'apprec', event: 'apprec-ok' }]);
+      await later([{ stage: 'transport', event: 'transport-signal-repeated', at: seconds(10) }]);
 
       const timeline = await store.timeline(message.msg_id);
       expect(timeline.map((t) => t.message.id)).to.deep.equal([out.messageId, back.messageId]);
-      expect(timeline[0].events.map((e) => e.event)).to.deep.equal(['received', 'validated', 'routed', 'published', 'ack-late', 'acknowledged', 'apprec-ok']);
+      expect(timeline[0].events.map((e) => e.event)).to.deep.equal([
+        'received',
+        'validated',
+        'routed',
+        'deliver-published',
+        'transport-signal-repeated',
+        'transport-acked',
+        'apprec-ok',
+      ]);
       expect(timeline[1].events.map((e) => e.event)).to.deep.equal(['received']);
       expect(await store.timeline('no-such-msg-id')).to.deep.equal([]);
     });
@@ -347,27 +446,28 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       // a view into a larger buffer, not a Buffer of its own
       const view = new Uint8Array(randomBytes(64).buffer, 16, 32);
       const bodies = [everyByte, notUtf8, large, Buffer.alloc(0), view];
-      const { messageId } = await store.recordMessage({
-        message: outgoing(),
-        payloads: bodies.map((body, i) => ({ kind: `part${i}`, content_type: 'application/octet-stream', body })),
-        events: [],
-        outbox: [deliver('1005', { body: notUtf8 })],
-      });
+      const { messageId } = await record(
+        inserting(outgoing(), {
+          payloads: bodies.map((body) => ({ kind: 'original' as const, content_type: 'application/octet-stream', body })),
+          outbox: [deliver('1005', { body: notUtf8 })],
+        }),
+      );
       const stored = await store.payloads(messageId);
-      expect(stored.map((p) => p.kind)).to.deep.equal(['part0', 'part1', 'part2', 'part3', 'part4']);
+      expect(stored).to.have.length(5);
       stored.forEach((p, i) => {
         expect(Buffer.isBuffer(p.body)).to.equal(true);
-        expect(Buffer.compare(p.body, Buffer.from(bodies[i])), p.kind).to.equal(0);
+        expect(Buffer.compare(p.body, Buffer.from(bodies[i])), `part ${i}`).to.equal(0);
       });
       expect(Buffer.compare((await store.outboxForMessage(messageId))[0].body, notUtf8)).to.equal(0);
+      expect(Buffer.compare((await store.latestPayload(messageId, 'original'))!.body, Buffer.from(view))).to.equal(0);
     });
 
     it('messages are found by dedupe key, by content hash and by MsgId', async () => {
       const hash = 'a'.repeat(64);
-      const a = await store.recordMessage({ message: outgoing({ content_hash: hash }), payloads: [], events: [], outbox: [] });
+      const a = await record(inserting(outgoing({ content_hash: hash })));
       // the EPJ resends the same content under a new MsgId
-      const b = await store.recordMessage({ message: outgoing({ content_hash: hash }), payloads: [], events: [], outbox: [] });
-      await store.recordMessage({ message: outgoing({ direction: 'in', content_hash: hash }), payloads: [], events: [], outbox: [] });
+      const b = await record(inserting(outgoing({ content_hash: hash })));
+      await record(inserting(outgoing({ direction: 'in', content_hash: hash })));
 
       expect((await store.findByContentHash('out', hash)).map((m) => m.id)).to.deep.equal([a.messageId, b.messageId]);
       expect(await store.findByContentHash('out', 'b'.repeat(64))).to.deep.equal([]);
@@ -404,7 +504,7 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
 
     if (backend.dialect === 'postgres') {
       it('BIGINT ids and counts come back as numbers, as on SQLite', async () => {
-        const { messageId } = await store.recordMessage({ message: outgoing(), payloads: [], events: [], outbox: [] });
+        const { messageId } = await record(inserting(outgoing()));
         const types = await sql<{ t: string }>`select pg_typeof(id)::text as t from messages limit 1`.execute(db.kysely);
         expect(types.rows[0].t).to.equal('bigint');
         expect(messageId).to.be.a('number');

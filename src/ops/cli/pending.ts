@@ -1,7 +1,8 @@
 // `messages pending`: what the gateway is still waiting for (transport acks, AppRecs, the
 // kommune's answers, innleggelsesrapporter, manual routing), soonest due first.
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { DateTime } from 'luxon';
+import { EXPECTATION_KINDS, type ExpectationKind } from '../../shared/vocabulary.js';
 import { openDatabase } from '../../tracking/db.js';
 import { openExpectations, type PendingItem } from '../../tracking/pending.js';
 import { configOrExit, printTable } from './common.js';
@@ -33,9 +34,9 @@ export function addPendingCommand(messages: Command): Command {
     .description('open expectations (transport ack, AppRec, answer, innleggelsesrapport, manual routing), soonest due first')
     .option('--json', 'machine-readable output')
     .option('--bydel <code>', 'only this bydel (030101..030117)')
-    .option('--kind <kind>', 'only transport-ack | apprec | answer | innleggelsesrapport | routing')
+    .addOption(new Option('--kind <kind>', 'only this kind').choices(EXPECTATION_KINDS.filter((k) => k !== 'apprec-rejected')))
     .option('--limit <n>', 'at most this many', (v) => Number.parseInt(v, 10), 1000)
-    .action(async (opts: { json?: boolean; bydel?: string; kind?: string; limit: number }) => {
+    .action(async (opts: { json?: boolean; bydel?: string; kind?: ExpectationKind; limit: number }) => {
       const config = configOrExit();
       const db = await openDatabase(config.database.url);
       try {

@@ -3,9 +3,9 @@
 import { readFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError } from 'commander';
 import { Publisher } from '../../broker/publisher.js';
-import { durationMs } from '../../config/config.js';
-import { OutboxPublisher } from '../../outbound/outboxRelay.js';
+import { OutboxPublisher, relayPolicy } from '../../outbox/relay.js';
 import { isBydelCode } from '../../routing/bydeler.js';
+import { loadRouting } from '../../routing/load.js';
 import { routeHeldMessage } from '../manualRoute.js';
 import { actorName, connectBroker, failed, type OpsContext, printJson, withStore } from './opsContext.js';
 
@@ -35,7 +35,6 @@ export function registerRouteCommands(program: Command): void {
 
 async function route(ctx: OpsContext, msgId: string, o: RouteOptions): Promise<void> {
   const { config, store, log } = ctx;
-  const { loadRouting } = await import('../../gateway.js');
   const routing = loadRouting(config);
   const signing = { keyPem: readFileSync(config.signing.keyFile, 'utf8'), certPem: readFileSync(config.signing.certFile, 'utf8') };
   // Without a broker the delivery is still stored: a running gateway's outbox relay sends it.
@@ -45,12 +44,12 @@ async function route(ctx: OpsContext, msgId: string, o: RouteOptions): Promise<v
   try {
     const outbox =
       publisher &&
-      new OutboxPublisher(store, (exchange, key, body, p) => publisher.publish(exchange, key, body, { ...p, messageId: p.messageId ?? '' }), log, {
-        initialDelayMs: durationMs(config.retry.initialDelay),
-        maxDelayMs: durationMs(config.retry.maxDelay),
-        intervalMs: 1000,
-        batchSize: 100,
-      });
+      new OutboxPublisher(
+        store,
+        (exchange, key, body, p) => publisher.publish(exchange, key, body, { ...p, messageId: p.messageId ?? '' }),
+        log,
+        relayPolicy(config),
+      );
     const r = await routeHeldMessage(
       msgId,
       o.bydel,

@@ -3,12 +3,10 @@
 import type { Command } from 'commander';
 import { type BuildSummary, DEFAULT_MAX_MARKA_KM } from '../../routing/addressIndex/build.js';
 import { buildAddressIndexFromFiles, writeAddressIndex } from '../../routing/addressIndex/files.js';
-import { loadAddressIndexes } from '../../routing/addressIndex/indexFile.js';
 import { isSupportedEpsg } from '../../routing/addressIndex/projection.js';
 import { bydelName } from '../../routing/bydeler.js';
-import { loadOverrides } from '../../routing/overrides.js';
-import { loadPostcodeIndex } from '../../routing/postcodeIndex.js';
-import { explainBydel, type RoutingData } from '../../routing/resolveBydel.js';
+import { loadRoutingData } from '../../routing/load.js';
+import { explainBydel } from '../../routing/resolveBydel.js';
 import { isoDay, osloDay } from '../../routing/validity.js';
 import { configOrExit, printTable } from './common.js';
 
@@ -114,16 +112,6 @@ function registerBuildIndex(routing: Command): void {
     });
 }
 
-function loadRoutingData(): RoutingData {
-  const config = configOrExit();
-  return {
-    overrides: loadOverrides(config.routing.overridesFile),
-    postcodes: loadPostcodeIndex(config.routing.postcodeIndexFile),
-    postcodeMinShare: config.routing.postcodeMinShare,
-    addressIndexes: loadAddressIndexes(config.routing.addressIndexFiles ?? []),
-  };
-}
-
 function registerExplain(routing: Command): void {
   routing
     .command('explain')
@@ -136,7 +124,7 @@ function registerExplain(routing: Command): void {
     .action((opts: ExplainOptions, cmd: Command) => {
       if (!/^\d{4}$/.test(opts.postcode.trim())) usage(cmd, '--postcode must be four digits');
       const day = dayOption(cmd, '--date', opts.date) ?? osloDay(new Date());
-      const data = loadRoutingData();
+      const data = loadRoutingData(configOrExit());
       const patient = { idents: [], addresses: [{ type: 'H', street: opts.street, postalCode: opts.postcode.trim() }] };
       const { decision, verdicts } = explainBydel(patient, opts.hint, data, day);
       const index = data.addressIndexes?.validOn(day);

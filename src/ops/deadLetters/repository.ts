@@ -3,7 +3,8 @@
 import type { Kysely } from 'kysely';
 import type { Db } from '../../tracking/db.js';
 import type { NewAudit } from '../../tracking/store.js';
-import { auditRow, type DeadLetterRow, type DeadLetterState, type OpsSchema, opsKysely } from '../schema.js';
+import { insertAudit } from '../../tracking/tables/audit.js';
+import { type DeadLetterRow, type DeadLetterState, type OpsSchema, opsKysely } from '../schema.js';
 import type { DeadLetterFacts } from './classify.js';
 
 export type { DeadLetterRow };
@@ -142,7 +143,7 @@ export class DeadLetterRepository {
         .where('state', '=', 'open')
         .executeTakeFirst();
       if (result.numUpdatedRows === 0n) return false;
-      await trx.insertInto('audit').values(auditRow(audit, now)).execute();
+      await insertAudit(trx as Kysely<OpsSchema>, audit, now);
       return true;
     });
   }
@@ -164,12 +165,21 @@ export class DeadLetterRepository {
           .onConflict((oc) => oc.column('name').doUpdateSet({ value, updated_at: now, updated_by: audit.actor }))
           .execute();
       }
-      await trx.insertInto('audit').values(auditRow(audit, now)).execute();
+      await insertAudit(trx as Kysely<OpsSchema>, audit, now);
     });
   }
 
+  /** Payload retention: the bodies of dead letters resolved and received before `cutoff`; returns how many. */
+  async expireBodies(cutoff: string): Promise<number> {
+    const result = await this.kysely
+      .deleteFrom('dead_letter_bodies')
+      .where('dead_letter_id', 'in', (eb) => eb.selectFrom('dead_letters').select('id').where('state', '<>', 'open').where('received_at', '<', cutoff))
+      .executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+
   async audit(entry: NewAudit): Promise<void> {
-    await this.kysely.insertInto('audit').values(auditRow(entry, this.clock().toISOString())).execute();
+    await insertAudit(this.kysely, entry, this.clock().toISOString());
   }
 
   /** The bydel of the stored outgoing message with this MsgId, for the listing. */

@@ -1,11 +1,23 @@
 // Everything the gateway publishes goes through the outbox: these build the items, with the
-// AMQP headers of DESIGN §4.3 (metadata only, never personal data).
+// AMQP headers of DESIGN §4.3 (metadata only, never personal data). When an item may be
+// published is not theirs to say: the store leases each item to the process that stores it.
 import { randomUUID } from 'node:crypto';
 import type { GatewayConfig } from '../config/config.js';
-import type { Alert } from '../tracking/alerts.js';
-import type { NewOutboxItem } from '../tracking/store.js';
+import type { OutboxPurpose } from '../shared/vocabulary.js';
 
-export type { NewOutboxItem };
+export interface NewOutboxItem {
+  purpose: OutboxPurpose;
+  exchange: string;
+  routing_key: string;
+  /** AMQP headers, stored as JSON; never personal data (DESIGN §4.3) */
+  headers: Record<string, unknown>;
+  content_type: string;
+  message_id_prop?: string | null;
+  body: Uint8Array;
+}
+
+/** A stored outbox item, from a row read back or straight from what was just written. */
+export type Publishable = NewOutboxItem & { id: number; message_id: number | null; attempts: number };
 
 export interface RoutingHeaders {
   msgId?: string;
@@ -31,17 +43,12 @@ export function contractHeaders(h: RoutingHeaders): Record<string, string> {
 
 type Broker = GatewayConfig['broker'];
 
-/** The live path publishes at once; the relay only picks an item up after this grace period. */
-const relayAfter = (now: Date, graceMs: number) => new Date(now.getTime() + graceMs);
-
 /**
  * A signed ebXML message to a partner on nhn.outbound. Purpose 'receipt' for an AppRec the
  * hospital returns for an incoming message: it must not mark that message 'published'.
  */
 export function deliverItem(
   b: Broker,
-  now: Date,
-  graceMs: number,
   h: RoutingHeaders & { toHerId: string },
   contentType: string,
   body: Buffer,
@@ -55,29 +62,20 @@ export function deliverItem(
     content_type: contentType,
     message_id_prop: randomUUID(),
     body,
-    next_attempt_at: relayAfter(now, graceMs),
   };
 }
 
 /** The gateway's own AppRec for the EPJ, on epj.inbound. */
-export function appRecItem(b: Broker, now: Date, graceMs: number, h: RoutingHeaders, originalMsgId: string | undefined, appRecXml: string): NewOutboxItem {
-  return epjInboundItem('apprec', b, now, graceMs, h, appRecXml, originalMsgId);
+export function appRecItem(b: Broker, h: RoutingHeaders, originalMsgId: string | undefined, appRecXml: string): NewOutboxItem {
+  return epjInboundItem('apprec', b, h, appRecXml, originalMsgId);
 }
 
 /** A message from a bydel (MsgHead or AppRec) handed to the EPJ as it came, on epj.inbound. */
-export function forwardItem(b: Broker, now: Date, graceMs: number, h: RoutingHeaders, businessXml: string, originalMsgId?: string): NewOutboxItem {
-  return epjInboundItem('forward', b, now, graceMs, h, businessXml, originalMsgId);
+export function forwardItem(b: Broker, h: RoutingHeaders, businessXml: string, originalMsgId?: string): NewOutboxItem {
+  return epjInboundItem('forward', b, h, businessXml, originalMsgId);
 }
 
-function epjInboundItem(
-  purpose: string,
-  b: Broker,
-  now: Date,
-  graceMs: number,
-  h: RoutingHeaders,
-  xml: string,
-  originalMsgId: string | undefined,
-): NewOutboxItem {
+function epjInboundItem(purpose: 'apprec' | 'forward', b: Broker, h: RoutingHeaders, xml: string, originalMsgId: string | undefined): NewOutboxItem {
   const headers = { ...contractHeaders(h), ...(originalMsgId ? { 'x-original-msg-id': originalMsgId } : {}) };
   return {
     purpose,
@@ -87,7 +85,6 @@ function epjInboundItem(
     content_type: 'application/xml; charset=UTF-8',
     message_id_prop: randomUUID(),
     body: Buffer.from(xml, 'utf8'),
-    next_attempt_at: relayAfter(now, graceMs),
   };
 }
 
@@ -100,14 +97,7 @@ export interface DlqError {
   attempts: number;
 }
 
-export function dlqItem(
-  b: Broker,
-  now: Date,
-  graceMs: number,
-  h: RoutingHeaders,
-  err: DlqError,
-  original: { body: Buffer; contentType?: string },
-): NewOutboxItem {
+export function dlqItem(b: Broker, h: RoutingHeaders, err: DlqError, original: { body: Buffer; contentType?: string }): NewOutboxItem {
   const headers = {
     ...contractHeaders(h),
     'x-error-code': err.code,
@@ -125,11 +115,11 @@ export function dlqItem(
     content_type: original.contentType ?? 'application/octet-stream',
     message_id_prop: randomUUID(),
     body: original.body,
-    next_attempt_at: relayAfter(now, graceMs),
   };
 }
 
-export function alertItem(b: Broker, now: Date, graceMs: number, alert: Alert): NewOutboxItem {
+/** The alert as JSON on gateway.alerts (DESIGN §4.4), routed by its kind. */
+export function alertItem(b: Broker, alert: { id: string; kind: string; state: string; eventId: string }): NewOutboxItem {
   return {
     purpose: 'alert',
     exchange: b.exchanges.alerts,
@@ -138,6 +128,26 @@ export function alertItem(b: Broker, now: Date, graceMs: number, alert: Alert): 
     content_type: 'application/json',
     message_id_prop: alert.id,
     body: Buffer.from(JSON.stringify(alert), 'utf8'),
-    next_attempt_at: relayAfter(now, graceMs),
+  };
+}
+
+/** The same item once more, exactly as it was stored: the receiver's MSH drops it if it has it. */
+export function again(row: {
+  purpose: OutboxPurpose;
+  exchange: string;
+  routing_key: string;
+  headers: string;
+  content_type: string;
+  message_id_prop: string | null;
+  body: Uint8Array;
+}): NewOutboxItem {
+  return {
+    purpose: row.purpose,
+    exchange: row.exchange,
+    routing_key: row.routing_key,
+    headers: JSON.parse(row.headers) as Record<string, unknown>,
+    content_type: row.content_type,
+    message_id_prop: row.message_id_prop,
+    body: row.body,
   };
 }

@@ -15,7 +15,11 @@ export type MessageState =
   /** refused: a negative AppRec and a dead letter went out */
   | 'rejected'
   /** the same content as an earlier message under another MsgId: kept, never sent */
-  | 'duplicate';
+  | 'duplicate'
+  /** a transport signal (Acknowledgment / MessageError), recorded on the message it refers to */
+  | 'correlated'
+  /** a transport signal that refers to nothing the gateway sent */
+  | 'unmatched';
 
 /** events.stage: where on the path something happened. */
 export type Stage =
@@ -92,15 +96,17 @@ export type TimelineEvent =
 export type PayloadKind = 'original' | 'signed';
 
 /** expectations.kind: what must come back (or be done) for a message by its due time. */
-export type ExpectationKind =
-  | 'transport-ack'
-  | 'apprec'
-  | 'answer'
-  | 'innleggelsesrapport'
+export const EXPECTATION_KINDS = [
+  'transport-ack',
+  'apprec',
+  'answer',
+  'innleggelsesrapport',
   /** a held message waits for ops to route it */
-  | 'routing'
+  'routing',
   /** records that a rejecting AppRec was raised (a single alert, closed at once) */
-  | 'apprec-rejected';
+  'apprec-rejected',
+] as const;
+export type ExpectationKind = (typeof EXPECTATION_KINDS)[number];
 
 /** expectations.state */
 export type ExpectationState = 'open' | 'met' | 'closed';

@@ -1,0 +1,136 @@
+// The expectations table (what must come back for a message, by when, and its alert's state):
+// every write to it is here. The deadline engine's transitions are conditional updates whose
+// condition is the same as the query that found the row, so a row is acted on exactly once,
+// by one replica, also under SKIP LOCKED races and on a single SQLite writer.
+import type { Expression, ExpressionBuilder, Kysely, SqlBool } from 'kysely';
+import type { ExpectationKind, ExpectationState } from '../../shared/vocabulary.js';
+import type { Schema } from '../db.js';
+
+/** Something that must come back (or be done) for a message by `dueAt` (DESIGN §3 C). */
+export interface NewExpectation {
+  kind: Exclude<ExpectationKind, 'apprec-rejected'>;
+  dueAt: Date;
+  /** set when its alert is raised in the same transaction (a held message's `unroutable`) */
+  firing?: { alertId: string; nextAlertAt: Date | null };
+}
+
+export type Transition = 'firing' | 'reminder' | 'resolved';
+
+type Db = Kysely<Schema>;
+type Where = (eb: ExpressionBuilder<Schema, 'expectations'>, now: string) => Expression<SqlBool>;
+
+/** Which rows each transition acts on. */
+export const DUE: Record<Transition, Where> = {
+  firing: (eb, now) => eb.and([eb('state', '=', 'open'), eb('alert_state', 'is', null), eb('due_at', '<=', now)]),
+  reminder: (eb, now) => eb.and([eb('state', '=', 'open'), eb('alert_state', '=', 'firing'), eb('next_alert_at', '<=', now)]),
+  resolved: (eb) => eb.and([eb('alert_state', '=', 'firing'), eb('state', '<>', 'open')]),
+};
+
+/** An expectation already stored for the same kind (a message routed again) is kept. */
+export async function insertExpectations(db: Db, messageId: number, list: NewExpectation[], now: string): Promise<void> {
+  if (list.length === 0) return;
+  await db
+    .insertInto('expectations')
+    .values(
+      list.map((x) => ({
+        message_id: messageId,
+        kind: x.kind,
+        due_at: x.dueAt.toISOString(),
+        state: 'open' as const,
+        created_at: now,
+        ...firingColumns(x, now),
+      })),
+    )
+    .onConflict((oc) => oc.columns(['message_id', 'kind']).doNothing())
+    .execute();
+}
+
+/** The alert columns of an expectation whose alert fired as it was stored. */
+function firingColumns(x: NewExpectation, now: string) {
+  if (!x.firing) return {};
+  return { alert_state: 'firing' as const, alert_id: x.firing.alertId, last_alert_at: now, next_alert_at: x.firing.nextAlertAt?.toISOString() ?? null };
+}
+
+/**
+ * The open expectation of this kind is met or closed, `by` saying what did it. With
+ * `alertResolved` its firing alert is resolved here too (the caller publishes the resolution).
+ */
+export async function resolveExpectation(
+  db: Db,
+  messageId: number,
+  kind: ExpectationKind,
+  outcome: { state: Exclude<ExpectationState, 'open'>; by: string; alertResolved?: boolean },
+  at: string,
+): Promise<void> {
+  await db
+    .updateTable('expectations')
+    .set({
+      state: outcome.state,
+      resolved_at: at,
+      resolved_by: outcome.by,
+      ...(outcome.alertResolved ? { alert_state: 'resolved' as const, last_alert_at: at, next_alert_at: null } : {}),
+    })
+    .where('message_id', '=', messageId)
+    .where('kind', '=', kind)
+    .where('state', '=', 'open')
+    .execute();
+}
+
+/** The alert columns a transition writes. */
+export type TransitionColumns =
+  | { alert_state: 'firing'; alert_id: string; last_alert_at: string; next_alert_at: string | null }
+  | { reminders: number; last_alert_at: string; next_alert_at: string | null }
+  | { alert_state: 'resolved'; last_alert_at: string; next_alert_at: null };
+
+/** Writes a transition if the row is still due for it; true for the one caller that got it. */
+export async function claimTransition(db: Db, id: number, step: Transition, columns: TransitionColumns, at: string): Promise<boolean> {
+  const claimed = await db
+    .updateTable('expectations')
+    .set(columns)
+    .where('id', '=', id)
+    .where((eb) => DUE[step](eb, at))
+    .executeTakeFirst();
+  return claimed.numUpdatedRows === 1n;
+}
+
+/**
+ * Records that a rejecting AppRec was raised: closed at once ('raised': a single alert that no
+ * later event resolves). Unique per message, so of several replicas only one insert lands.
+ */
+export async function insertRaisedRejection(db: Db, messageId: number, dueAt: string, at: string): Promise<number | undefined> {
+  const inserted = await db
+    .insertInto('expectations')
+    .values({
+      message_id: messageId,
+      kind: 'apprec-rejected',
+      due_at: dueAt,
+      state: 'closed',
+      created_at: at,
+      resolved_at: at,
+      resolved_by: 'apprec:rejected',
+      alert_state: 'raised',
+      last_alert_at: at,
+    })
+    .onConflict((oc) => oc.columns(['message_id', 'kind']).doNothing())
+    .returning('id')
+    .executeTakeFirst();
+  return inserted?.id;
+}
+
+export async function setAlertId(db: Db, id: number, alertId: string): Promise<void> {
+  await db.updateTable('expectations').set({ alert_id: alertId }).where('id', '=', id).execute();
+}
+
+/** A held message that ops routed (or discarded) no longer waits: its routing row is met. */
+export async function closeRoutedHolds(db: Db, at: string): Promise<number> {
+  const result = await db
+    .updateTable('expectations')
+    .set({ state: 'met', resolved_at: at, resolved_by: 'no-longer-held' })
+    .where('kind', '=', 'routing')
+    .where('state', '=', 'open')
+    .where(({ exists, selectFrom }) =>
+      exists(selectFrom('messages as m').select('m.id').whereRef('m.id', '=', 'expectations.message_id').where('m.state', '<>', 'held')),
+    )
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}
