@@ -10,7 +10,7 @@ import { loadConfig } from '../../src/config/config.js';
 import { openDatabase } from '../../src/tracking/db.js';
 import { workingCalendar } from '../../src/tracking/deadlines.js';
 import { expectationsFor } from '../../src/tracking/expectations.js';
-import { loadLedger, overtidReport, percentile } from '../../src/tracking/overtid.js';
+import { loadLedger, overtidReport } from '../../src/tracking/overtid.js';
 import { Store } from '../../src/tracking/store.js';
 import { cli } from '../support/cli.js';
 import { type Backend, postgresBackend, sqliteBackend } from '../support/databases.js';
@@ -222,14 +222,5 @@ describe('plo-gateway report overtid and messages pending (CLI)', function () {
     expect(items[0]).to.include.keys('bydel', 'msgType', 'kind', 'ageMs', 'alertState');
     const table = await cli(['messages', 'pending', '--kind', 'answer'], { env });
     expect(table.stdout.split('\n')[0]).to.match(/^due\s+state\s+waitingFor\s+type\s+bydel\s+receiverHerId\s+age\s+msgId$/);
-  });
-});
-
-describe('nearest-rank percentile', () => {
-  it('takes a value that occurred', () => {
-    expect(percentile([], 50)).to.equal(null);
-    expect(percentile([10, 20, 30, 40], 50)).to.equal(20);
-    expect(percentile([10, 20, 30, 40], 90)).to.equal(40);
-    expect(percentile([7], 90)).to.equal(7);
   });
 });
