@@ -8,8 +8,11 @@ import type { Gateway } from '../../src/gateway.js';
 import type { MsgHeadModel } from '../../src/mapping/model.js';
 import { parseMessage } from '../../src/mapping/parse.js';
 import { verifyEbxmlMessage } from '../../src/outbound/ebxml.js';
+import { openDatabase } from '../../src/tracking/db.js';
+import { Store } from '../../src/tracking/store.js';
 import { cli } from '../support/cli.js';
 import { type LogCapture, Peer, startGateway, testConfig, testSigningKeys } from '../support/harness.js';
+import { eventually } from '../support/poll.js';
 import { readdressToOslo, readSample, sampleFiles } from '../support/samples.js';
 
 const FROGNER = { KD0501: '9920005', KP02: '9930005' };
@@ -202,6 +205,41 @@ describe('hospital → bydel, end to end (RabbitMQ + SQLite)', function () {
     await peer.send(config.broker.queues.epjOutbound, good.xml);
     const [m] = await peer.take(bydelQueue(FROGNER.KP02), 1);
     expect(m?.properties.headers?.['msg-id']).to.equal(good.msgId);
+
+    // what is stored is what a first delivery stores: payloads, deadlines, state
+    const first = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Innlagt_pasient_v1-6_Ny.xml'));
+    await peer.send(config.broker.queues.epjOutbound, first.xml);
+    await peer.take(bydelQueue(FROGNER.KP02), 1);
+    const store = new Store(await openDatabase(config.database.url));
+    try {
+      const stored = async (msgId: string) => {
+        const row = await eventually(`${msgId} published`, async () => (await store.findByMsgId(msgId)).find((r) => r.state === 'published'));
+        const expectations = await store.db.kysely
+          .selectFrom('expectations')
+          .select(['kind', 'state'])
+          .where('message_id', '=', row.id)
+          .orderBy('id')
+          .execute();
+        return {
+          row,
+          payloads: (await store.payloads(row.id)).map((p) => p.kind),
+          expectations,
+          events: (await store.timeline(msgId))[0].events.map((e) => e.event),
+        };
+      };
+      const resent = await stored(good.msgId);
+      const fresh = await stored(first.msgId);
+      expect(resent.row).to.include({ error_code: null, error_reason: null, route_rule: fresh.row.route_rule, bydel: fresh.row.bydel });
+      expect(resent.row.ebxml_message_id).to.be.a('string');
+      expect(resent.expectations).to.deep.equal(fresh.expectations);
+      expect(resent.expectations.map((x) => x.kind)).to.deep.equal(['transport-ack', 'apprec', 'innleggelsesrapport']);
+      // the rejected original stays beside the corrected one
+      expect(resent.payloads).to.deep.equal(['original', ...fresh.payloads]);
+      expect(Buffer.from((await store.latestPayload(resent.row.id, 'original'))!.body).toString('utf8')).to.equal(good.xml);
+      expect(resent.events.slice(resent.events.indexOf('resent-after-rejection'))).to.deep.equal(['resent-after-rejection', ...fresh.events]);
+    } finally {
+      await store.close();
+    }
   });
 
   it('ops read the timeline of a delivered message: routed by which rule to which HER-id, signed, published; no personal data', async () => {
