@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { GatewayConfig } from '../config/config.js';
 import type { OutboxPurpose } from '../shared/vocabulary.js';
+import type { OutboxRow } from './table.js';
 
 export interface NewOutboxItem {
   purpose: OutboxPurpose;
@@ -132,15 +133,7 @@ export function alertItem(b: Broker, alert: { id: string; kind: string; state: s
 }
 
 /** The same item once more, exactly as it was stored: the receiver's MSH drops it if it has it. */
-export function again(row: {
-  purpose: OutboxPurpose;
-  exchange: string;
-  routing_key: string;
-  headers: string;
-  content_type: string;
-  message_id_prop: string | null;
-  body: Uint8Array;
-}): NewOutboxItem {
+export function again(row: Pick<OutboxRow, 'purpose' | 'exchange' | 'routing_key' | 'headers' | 'content_type' | 'message_id_prop' | 'body'>): NewOutboxItem {
   return {
     purpose: row.purpose,
     exchange: row.exchange,

@@ -1,17 +1,9 @@
 // Alerts in the contract format (DESIGN §4.4). Built only from metadata: never patient data.
 import { randomUUID } from 'node:crypto';
 
-export type AlertKind =
-  | 'unroutable'
-  | 'apprec-missing'
-  | 'apprec-rejected'
-  | 'utskrivningsklar-unanswered'
-  | 'innleggelsesrapport-missing'
-  | 'transport-ack-missing'
-  | 'dlq-not-empty'
-  // the gateway's own health (src/ops/opsAlerts.ts)
-  | 'queue-backlog'
-  | 'no-traffic';
+import type { AlertKind } from '../shared/vocabulary.js';
+
+export type { AlertKind };
 
 export interface Alert {
   id: string;
