@@ -11,6 +11,7 @@ import { postgresBackend } from '../support/databases.js';
 import { type GatewayProcess, spawnGateway } from '../support/gatewayProcess.js';
 import { Peer, testConfig } from '../support/harness.js';
 import { eventually, sleep } from '../support/poll.js';
+import { seedMessage } from '../support/seed.js';
 
 const DUE_NOTICES = 40;
 const REJECTED = 10;
@@ -50,7 +51,7 @@ describe('deadline scheduler with two gateway processes on one PostgreSQL', func
     const past = new Date(Date.now() - 60_000);
     for (let i = 0; i < DUE_NOTICES + REJECTED; i++) {
       const rejected = i >= DUE_NOTICES;
-      await store.recordMessage({
+      await seedMessage(store, {
         message: {
           msg_id: randomUUID(),
           direction: 'out',

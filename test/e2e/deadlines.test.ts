@@ -9,6 +9,7 @@ import sinon from 'sinon';
 import type { GatewayConfig } from '../../src/config/config.js';
 import { Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/observability/log.js';
+import type { ExpectationKind } from '../../src/shared/vocabulary.js';
 import type { Alert } from '../../src/tracking/alerts.js';
 import { type Db, openDatabase } from '../../src/tracking/db.js';
 import { LogCapture, Peer, testConfig } from '../support/harness.js';
@@ -89,7 +90,7 @@ describe('deadlines and alerts, end to end (RabbitMQ + SQLite, controlled clock)
     return row.id;
   }
 
-  async function expectation(msgId: string, kind: string) {
+  async function expectation(msgId: string, kind: ExpectationKind) {
     return db.kysely
       .selectFrom('expectations')
       .selectAll()
@@ -99,7 +100,7 @@ describe('deadlines and alerts, end to end (RabbitMQ + SQLite, controlled clock)
   }
 
   /** What the inbound path records when something comes back (DESIGN §3 B). */
-  async function resolve(msgId: string, kind: string, state: 'met' | 'closed', by: string, message: Record<string, string> = {}) {
+  async function resolve(msgId: string, kind: ExpectationKind, state: 'met' | 'closed', by: string, message: Record<string, string> = {}) {
     const id = await messageId(msgId);
     const at = new Date().toISOString();
     if (Object.keys(message).length) await db.kysely.updateTable('messages').set(message).where('id', '=', id).execute();

@@ -9,6 +9,7 @@ import { Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/observability/log.js';
 import { DeadLetterRepository } from '../../src/ops/deadLetters/repository.js';
 import { openDatabase } from '../../src/tracking/db.js';
+import { OutcomeRecorder } from '../../src/tracking/recorder.js';
 import { Store } from '../../src/tracking/store.js';
 import { cli as runCli, writeConfig } from '../support/cli.js';
 import { LogCapture, Peer, testConfig } from '../support/harness.js';
@@ -136,7 +137,7 @@ describe('ops: dead letters, manual routing, metrics (RabbitMQ + SQLite + CLI + 
   });
 
   it('a message the broker dead-letters at its delivery limit is recorded, replayed with confirms, and reaches its bydel', async () => {
-    const write = sandbox.stub(Store.prototype, 'recordMessage').rejects(new Error('SQLITE_BUSY: database is locked'));
+    const write = sandbox.stub(OutcomeRecorder.prototype, 'record').rejects(new Error('SQLITE_BUSY: database is locked'));
     const { xml, msgId } = readdressToOslo(readSample(UTSKRIVNINGSKLAR), { postalCode: '0350' });
     await peer.send(config.broker.queues.epjOutbound, xml);
     const dead = await openDeadLetter(msgId);

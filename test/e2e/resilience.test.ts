@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import sinon from 'sinon';
 import type { GatewayConfig } from '../../src/config/config.js';
 import type { Gateway } from '../../src/gateway.js';
-import { Store } from '../../src/tracking/store.js';
+import { OutcomeRecorder } from '../../src/tracking/recorder.js';
 import { AMQP_URL, type LogCapture, Peer, startGateway, testConfig } from '../support/harness.js';
 import { sleep } from '../support/poll.js';
 import { readdressToOslo, readSample } from '../support/samples.js';
@@ -96,7 +96,7 @@ describe('the database fails for a moment', function () {
   });
 
   it('the message waits and is retried, never dead-lettered, then goes through', async () => {
-    const write = sandbox.stub(Store.prototype, 'recordMessage');
+    const write = sandbox.stub(OutcomeRecorder.prototype, 'record');
     write.onFirstCall().rejects(new Error('SQLITE_BUSY: database is locked'));
     write.onSecondCall().rejects(new Error('SQLITE_BUSY: database is locked'));
     write.callThrough();

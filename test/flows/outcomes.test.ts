@@ -49,7 +49,11 @@ function message(sample: string, postalCode = '0350'): { parsed: ParsedMessage; 
 function deliverPlan(parsed: ParsedMessage, model: MsgHeadModel) {
   const routed = routeMessage(model, undefined, routing, NOW);
   if (!routed.ok || routed.value.action !== 'deliver') throw new Error('not routed');
-  return { kind: 'deliver' as const, route: routed.value, packaged: packageDelivery(parsed, model, routed.value, { config, register: routing.register, signing }) };
+  return {
+    kind: 'deliver' as const,
+    route: routed.value,
+    packaged: packageDelivery(parsed, model, routed.value, { config, register: routing.register, signing }),
+  };
 }
 
 const inserted = (o: Outcome) => {
@@ -57,7 +61,8 @@ const inserted = (o: Outcome) => {
   return o.message.insert;
 };
 const eventNames = (o: Outcome) => o.events.map((e) => `${e.stage}/${e.event}`);
-const storedRow = (overrides: Partial<MessageRow>): MessageRow => ({ id: 7, msg_id: 'm-1', msg_type: 'LOG_UTSKRIVNINGSKLAR', state: 'rejected', error_code: 'T02', ...overrides }) as MessageRow;
+const storedRow = (overrides: Partial<MessageRow>): MessageRow =>
+  ({ id: 7, msg_id: 'm-1', msg_type: 'LOG_UTSKRIVNINGSKLAR', state: 'rejected', error_code: 'T02', ...overrides }) as MessageRow;
 
 describe('outcomes: what each decision writes (pure builders)', () => {
   describe('hospital → bydel', () => {
@@ -65,7 +70,14 @@ describe('outcomes: what each decision writes (pure builders)', () => {
       const { parsed, model, delivery } = message(UTSKRIVNINGSKLAR);
       const o = delivered(ctx, delivery, parsed, model, deliverPlan(parsed, model));
       expect(o.kind).to.equal('delivered');
-      expect(inserted(o)).to.include({ msg_id: model.msgId, direction: 'out', state: 'received', bydel: '030105', route_rule: 'postcode', receiver_l2_her_id: FROGNER_KD0501 });
+      expect(inserted(o)).to.include({
+        msg_id: model.msgId,
+        direction: 'out',
+        state: 'received',
+        bydel: '030105',
+        route_rule: 'postcode',
+        receiver_l2_her_id: FROGNER_KD0501,
+      });
       expect(inserted(o).ebxml_message_id).to.be.a('string');
       expect(inserted(o).patient_key).to.match(/^[0-9a-f]{64}$/);
       expect(o.payloads.map((p) => p.kind)).to.deep.equal(['original', 'signed']);
@@ -106,25 +118,44 @@ describe('outcomes: what each decision writes (pure builders)', () => {
 
     it('an invalid message is rejected: a negative AppRec to the EPJ and the original unchanged to the DLQ', () => {
       const { parsed, delivery } = message(UTSKRIVNINGSKLAR);
-      const o = rejectedOutbound(ctx, { ...delivery, bydelHint: '030105' }, { stage: 'validate', error: { code: 'T02', reason: 'The message is not valid.', transient: false } }, parsed);
+      const o = rejectedOutbound(
+        ctx,
+        { ...delivery, bydelHint: '030105' },
+        { stage: 'validate', error: { code: 'T02', reason: 'The message is not valid.', transient: false } },
+        parsed,
+      );
       expect(inserted(o)).to.include({ state: 'rejected', error_code: 'T02', error_reason: 'The message is not valid.' });
       expect(o.outbox.map((i) => [i.purpose, i.routing_key])).to.deep.equal([
         ['apprec', config.broker.queues.epjInbound],
         ['dlq', config.broker.queues.dlq],
       ]);
       expect(Buffer.compare(Buffer.from(o.outbox[1].body), delivery.body)).to.equal(0);
-      expect(o.outbox[1].headers).to.include({ 'x-error-code': 'T02', 'x-stage': 'validate', 'x-bydel': '030105', 'x-source-queue': config.broker.queues.epjOutbound });
+      expect(o.outbox[1].headers).to.include({
+        'x-error-code': 'T02',
+        'x-stage': 'validate',
+        'x-bydel': '030105',
+        'x-source-queue': config.broker.queues.epjOutbound,
+      });
       expect(eventNames(o)).to.deep.equal(['receive/received', 'validate/rejected']);
       expect(o.expectations).to.deep.equal([]);
     });
 
     it('what cannot be parsed at all is kept under its AMQP message id; an AppRec from the EPJ is never answered with one', () => {
-      const unreadable = rejectedOutbound(ctx, { body: Buffer.from('not xml'), redelivered: false, amqpMessageId: 'amqp-1' }, { stage: 'parse', error: { code: 'T01', reason: 'Not XML.', transient: false } });
+      const unreadable = rejectedOutbound(
+        ctx,
+        { body: Buffer.from('not xml'), redelivered: false, amqpMessageId: 'amqp-1' },
+        { stage: 'parse', error: { code: 'T01', reason: 'Not XML.', transient: false } },
+      );
       expect(inserted(unreadable)).to.include({ msg_id: 'amqp-1', sender_her_id: null, state: 'rejected', error_code: 'T01' });
       expect(unreadable.outbox.map((i) => i.purpose)).to.deep.equal(['apprec', 'dlq']);
       const appRec = parseMessage(Buffer.from(readSample('apprec/sarepta-apprec-1.0-eksempel-avvist-iso8859-1.xml'), 'latin1'), { maxBytes: 5_000_000 });
       if (!appRec.ok) throw new Error('the AppRec sample does not parse');
-      const o = rejectedOutbound(ctx, { body: Buffer.from('x'), redelivered: false }, { stage: 'route', error: { code: 'E21', reason: 'Unknown.', transient: false } }, appRec.value);
+      const o = rejectedOutbound(
+        ctx,
+        { body: Buffer.from('x'), redelivered: false },
+        { stage: 'route', error: { code: 'E21', reason: 'Unknown.', transient: false } },
+        appRec.value,
+      );
       expect(o.outbox.map((i) => i.purpose)).to.deep.equal(['dlq']);
     });
 
@@ -152,7 +183,11 @@ describe('outcomes: what each decision writes (pure builders)', () => {
 
     it('the same content under a new MsgId is kept as a duplicate and sends nothing', () => {
       const { parsed, model, delivery } = message(UTSKRIVNINGSKLAR);
-      const o = contentDuplicate(outboundMessage(model, parsed), delivery, parsed.framing, storedRow({ msg_id: 'first-id' }), { event: 'GW-1003', stage: 'dedupe', decision: 'duplicate content' });
+      const o = contentDuplicate(outboundMessage(model, parsed), delivery, parsed.framing, storedRow({ msg_id: 'first-id' }), {
+        event: 'GW-1003',
+        stage: 'dedupe',
+        decision: 'duplicate content',
+      });
       expect(inserted(o)).to.include({ state: 'duplicate', msg_id: model.msgId });
       expect(eventNames(o)).to.deep.equal(['receive/received', 'dedupe/duplicate-content']);
       expect([o.outbox, o.expectations, o.effects]).to.deep.equal([[], [], []]);
@@ -175,11 +210,23 @@ describe('outcomes: what each decision writes (pure builders)', () => {
         bydel: '030105',
         rule: 'manual',
         explanation: 'ops routed it to Frogner (030105)',
-        receiver: { level1: { name: service.organisation.name, herId: service.organisation.herId }, level2: { name: service.service.name, herId: service.service.herId } },
+        receiver: {
+          level1: { name: service.organisation.name, herId: service.organisation.herId },
+          level2: { name: service.service.name, herId: service.service.herId },
+        },
         toHerId: service.service.herId,
       };
       const parts = deliveryParts(model, target, packageDelivery(parsed, model, target, { config, register: routing.register, signing }), config, NOW);
-      const o = routedByOps(storedRow({ id: 5, msg_id: model.msgId, state: 'held', created_at: NOW.toISOString() }), model, target, parts, undefined, { actor: 'kari', via: 'cli', reason: 'checked' }, config, NOW);
+      const o = routedByOps(
+        storedRow({ id: 5, msg_id: model.msgId, state: 'held', created_at: NOW.toISOString() }),
+        model,
+        target,
+        parts,
+        undefined,
+        { actor: 'kari', via: 'cli', reason: 'checked' },
+        config,
+        NOW,
+      );
       expect(o.message).to.deep.include({ update: 5, guard: { state: 'held' } });
       expect(o.payloads.map((p) => p.kind)).to.deep.equal(['signed']);
       expect(o.expectations.map((x) => x.kind)).to.deep.equal(['transport-ack', 'apprec', 'answer']);
@@ -229,14 +276,27 @@ describe('outcomes: what each decision writes (pure builders)', () => {
       const told = rejectedInbound(inCtx, { body: Buffer.from('x'), redelivered: false }, refusal, inbound, sender);
       expect(told.outbox.map((i) => i.purpose)).to.deep.equal(['receipt', 'dlq']);
       expect(inserted(told)).to.include({ state: 'rejected', apprec_status: 'rejected', sender_her_id: FROGNER_KD0501 });
-      const forged = rejectedInbound(inCtx, { body: Buffer.from('x'), redelivered: false, fromHerId: FROGNER_KD0501 }, { stage: 'verify', error: { code: 'S01', reason: 'Bad signature.', transient: false } }, inbound);
+      const forged = rejectedInbound(
+        inCtx,
+        { body: Buffer.from('x'), redelivered: false, fromHerId: FROGNER_KD0501 },
+        { stage: 'verify', error: { code: 'S01', reason: 'Bad signature.', transient: false } },
+        inbound,
+      );
       expect(forged.outbox.map((i) => i.purpose)).to.deep.equal(['dlq']);
       // a forger takes no dedupe key: the real message must still get through
       expect(inserted(forged)).to.include({ sender_her_id: null, error_code: 'S01' });
     });
 
     it('a repeat of an answered message gets the same AppRec once more, byte for byte', () => {
-      const row = { purpose: 'receipt' as const, exchange: 'nhn.outbound', routing_key: FROGNER_KD0501, headers: '{"msg-id":"apprec-1"}', content_type: 'multipart/related', message_id_prop: 'p-1', body: Buffer.from('signed') };
+      const row = {
+        purpose: 'receipt' as const,
+        exchange: 'nhn.outbound',
+        routing_key: FROGNER_KD0501,
+        headers: '{"msg-id":"apprec-1"}',
+        content_type: 'multipart/related',
+        message_id_prop: 'p-1',
+        body: Buffer.from('signed'),
+      };
       const o = answeredAgain(storedRow({ id: 11, state: 'forwarded' }), sameItemAgain(row));
       expect(o.message).to.deep.equal({ existing: 11 });
       expect(o.outbox).to.deep.equal([{ ...row, headers: { 'msg-id': 'apprec-1' } }]);
@@ -247,7 +307,15 @@ describe('outcomes: what each decision writes (pure builders)', () => {
       const { parsed } = message(UTSKRIVNINGSKLAR);
       const incoming = inboundMessage(inCtx, identify({ kind: 'business', message: parsed }, ''), sender);
       const appRec = { id: 'apprec-2', status: '1', originalMsgId: { id: incoming.msg_id, msgType: 'LOG_UTSKRIVNINGSKLAR' } } as AppRecModel;
-      const o = returnedAppRec(inCtx.partners, { row: storedRow({ id: 12, ...incoming, state: 'forwarded' } as Partial<MessageRow>) }, appRec, '<AppRec/>', 'ok', FROGNER_KD0501, NOW);
+      const o = returnedAppRec(
+        inCtx.partners,
+        { row: storedRow({ id: 12, ...incoming, state: 'forwarded' } as Partial<MessageRow>) },
+        appRec,
+        '<AppRec/>',
+        'ok',
+        FROGNER_KD0501,
+        NOW,
+      );
       expect(o.message).to.deep.include({ update: 12, guard: { unset: 'apprec_status' } });
       expect(o.outbox.map((i) => [i.purpose, i.routing_key])).to.deep.equal([['receipt', FROGNER_KD0501]]);
       expect(o.outbox[0].headers).to.include({ 'msg-id': 'apprec-2', 'msg-type': 'APPREC' });

@@ -8,7 +8,7 @@ import { Metrics } from '../../src/observability/metrics.js';
 import { classifyDeadLetter } from '../../src/ops/deadLetters/classify.js';
 import { DeadLetterRepository } from '../../src/ops/deadLetters/repository.js';
 import { OpsChecker } from '../../src/ops/opsAlerts.js';
-import type { OutboxPublisher } from '../../src/outbound/outboxRelay.js';
+import type { OutboxPublisher } from '../../src/outbox/relay.js';
 import { openDatabase } from '../../src/tracking/db.js';
 import { workingCalendar } from '../../src/tracking/deadlines.js';
 import { Store } from '../../src/tracking/store.js';
@@ -23,7 +23,7 @@ describe('ops alerts: one firing, one resolved', function () {
   let deadLetters: DeadLetterRepository;
   // no broker: queue checks are skipped, as while RabbitMQ is down
   const broker = { withChannel: async () => Promise.reject(new Error('not connected')) } as unknown as Broker;
-  const outbox = { publishNow: async () => true } as unknown as OutboxPublisher;
+  const outbox = { publishNow: async () => true, lease: () => ({ owner: 'ops-test', until: SATURDAY }) } as unknown as OutboxPublisher;
   const checker = () =>
     new OpsChecker({
       config,

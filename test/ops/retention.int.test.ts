@@ -6,9 +6,11 @@ import { createLogger } from '../../src/observability/log.js';
 import { classifyDeadLetter } from '../../src/ops/deadLetters/classify.js';
 import { DeadLetterRepository } from '../../src/ops/deadLetters/repository.js';
 import { PayloadRetention } from '../../src/ops/retention.js';
+import type { MessageState } from '../../src/shared/vocabulary.js';
 import { openDatabase } from '../../src/tracking/db.js';
 import { type NewMessage, Store } from '../../src/tracking/store.js';
 import { type Backend, testBackends } from '../support/databases.js';
+import { type Seed, seedMessage } from '../support/seed.js';
 
 const DAY = 24 * 60 * 60 * 1000;
 const T0 = new Date('2026-01-05T10:00:00.000Z');
@@ -32,7 +34,7 @@ for (const backend of testBackends()) {
       await (backend as Backend).removeAll();
     });
 
-    const message = (state: string, extra: Partial<NewMessage> = {}): NewMessage => ({
+    const message = (state: MessageState, extra: Partial<NewMessage> = {}): NewMessage => ({
       msg_id: randomUUID(),
       direction: 'out',
       sender_her_id: '8142519',
@@ -40,11 +42,11 @@ for (const backend of testBackends()) {
       state,
       ...extra,
     });
-    const original = [{ kind: 'original', content_type: 'application/xml', body: Buffer.from('<MsgHead>personal data</MsgHead>') }];
-    const storeAtT0 = async (state: string, more: Partial<Parameters<Store['recordMessage']>[0]> = {}) => {
+    const original = [{ kind: 'original' as const, content_type: 'application/xml', body: Buffer.from('<MsgHead>personal data</MsgHead>') }];
+    const storeAtT0 = async (state: MessageState, more: Partial<Seed> = {}) => {
       now = T0;
       const m = message(state);
-      const { messageId } = await store.recordMessage({
+      const { messageId } = await seedMessage(store, {
         message: m,
         payloads: original,
         events: [{ stage: 'receive', event: 'received' }],
@@ -59,7 +61,7 @@ for (const backend of testBackends()) {
         outbox: [{ purpose: 'deliver', exchange: 'x', routing_key: 'k', headers: {}, content_type: 'application/xml', body: Buffer.from('<signed/>') }],
       });
       const [item] = await store.outboxForMessage(done.messageId);
-      await store.markOutboxPublished(item.id);
+      await store.markOutboxPublished({ ...item, headers: JSON.parse(item.headers) });
 
       now = new Date(T0.getTime() + 91 * DAY);
       const result = await new PayloadRetention(store.db, 90, log, clock).runOnce();

@@ -26,12 +26,17 @@ export interface Seed {
 /** Stores a message as a flow would; throws if its dedupe key is taken. */
 export async function seedMessage(store: Store, seed: Seed, outbox?: OutboxPublisher): Promise<{ messageId: number; outboxIds: number[] }> {
   const recorded = await recorder(store, outbox).record(
-    outcome('delivered', { insert: seed.message }, { event: 'GW-TEST', stage: 'store', decision: 'seeded' }, {
-      payloads: seed.payloads ?? [],
-      events: seed.events ?? [],
-      outbox: seed.outbox ?? [],
-      expectations: seed.expectations ?? [],
-    }),
+    outcome(
+      'delivered',
+      { insert: seed.message },
+      { event: 'GW-TEST', stage: 'store', decision: 'seeded' },
+      {
+        payloads: seed.payloads ?? [],
+        events: seed.events ?? [],
+        outbox: seed.outbox ?? [],
+        expectations: seed.expectations ?? [],
+      },
+    ),
   );
   if (!recorded.stored) throw new Error(`seed ${seed.message.msg_id} not stored: ${recorded.conflict}`);
   return { messageId: recorded.messageId, outboxIds: recorded.items.map((i) => i.id) };
@@ -39,6 +44,8 @@ export async function seedMessage(store: Store, seed: Seed, outbox?: OutboxPubli
 
 /** Changes a stored message as a later outcome would, with an event on its timeline. */
 export async function seedUpdate(store: Store, id: number, patch: MessagePatch, events: NewEvent[] = []): Promise<void> {
-  const recorded = await recorder(store).record(outcome('delivered', { update: id, patch }, { event: 'GW-TEST', stage: 'store', decision: 'seeded' }, { events }));
+  const recorded = await recorder(store).record(
+    outcome('delivered', { update: id, patch }, { event: 'GW-TEST', stage: 'store', decision: 'seeded' }, { events }),
+  );
   if (!recorded.stored) throw new Error(`seed update of #${id} not stored`);
 }

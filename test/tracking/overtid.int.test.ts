@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { DateTime } from 'luxon';
 import { loadConfig } from '../../src/config/config.js';
+import type { MessageState } from '../../src/shared/vocabulary.js';
 import { openDatabase } from '../../src/tracking/db.js';
 import { workingCalendar } from '../../src/tracking/deadlines.js';
 import { expectationsFor } from '../../src/tracking/expectations.js';
@@ -14,6 +15,7 @@ import { loadLedger, overtidReport } from '../../src/tracking/overtid.js';
 import { Store } from '../../src/tracking/store.js';
 import { cli } from '../support/cli.js';
 import { type Backend, postgresBackend, sqliteBackend } from '../support/databases.js';
+import { seedMessage, seedUpdate } from '../support/seed.js';
 
 const loaded = loadConfig({ GATEWAY_CONFIG: 'config/default.json' });
 if (!loaded.ok) throw new Error(loaded.problems.join('\n'));
@@ -75,10 +77,10 @@ async function scriptWeek(url: string): Promise<void> {
   let now = new Date();
   const store = new Store(await openDatabase(url), () => now);
   const at = (local: string) => (now = oslo(local));
-  const notice = async (local: string, o: { bydel: string | null; klar: string; patient: string; state?: string; receiverL1?: string }) => {
+  const notice = async (local: string, o: { bydel: string | null; klar: string; patient: string; state?: MessageState; receiverL1?: string }) => {
     at(local);
     const msgId = randomUUID();
-    const { messageId } = await store.recordMessage({
+    const { messageId } = await seedMessage(store, {
       message: {
         msg_id: msgId,
         direction: 'out',
@@ -101,11 +103,11 @@ async function scriptWeek(url: string): Promise<void> {
   };
   const answered = async (id: number, local: string) => {
     at(local);
-    await store.updateMessage(id, { answer_state: 'answered', answered_at: now.toISOString(), answer_rule: 'conversation-ref' });
+    await seedUpdate(store, id, { answer_state: 'answered', answered_at: now.toISOString(), answer_rule: 'conversation-ref' });
   };
   const followUp = async (local: string, type: string, patient: string, eventTime: string) => {
     at(local);
-    await store.recordMessage({
+    await seedMessage(store, {
       message: {
         msg_id: randomUUID(),
         direction: 'out',

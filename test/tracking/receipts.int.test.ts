@@ -5,10 +5,12 @@ import { expect } from 'chai';
 import type { GatewayConfig } from '../../src/config/config.js';
 import type { AppRecModel, MsgHeadModel } from '../../src/mapping/model.js';
 import type { SignalMessage } from '../../src/mapping/parse.js';
+import type { ExpectationKind } from '../../src/shared/vocabulary.js';
 import { type Db, openDatabase } from '../../src/tracking/db.js';
 import { type Correlation, Receipts } from '../../src/tracking/receipts.js';
 import { type NewExpectation, Store } from '../../src/tracking/store.js';
 import { testBackends } from '../support/databases.js';
+import { seedMessage } from '../support/seed.js';
 
 const DAY = 86_400_000;
 const TRACKING = { answerFallbackWindow: 'P14D' } as GatewayConfig['tracking'];
@@ -63,7 +65,7 @@ for (const backend of testBackends()) {
         ...(type === 'LOG_UTSKRIVNINGSKLAR' ? (['answer'] as const) : []),
         ...(type === 'LOG_INNLAGT' ? (['innleggelsesrapport'] as const) : []),
       ];
-      const { messageId } = await store.recordMessage({
+      const { messageId } = await seedMessage(store, {
         message: {
           msg_id: msgId,
           direction: 'out',
@@ -84,7 +86,7 @@ for (const backend of testBackends()) {
       return { id: messageId, msgId, ebxmlMessageId };
     }
     const row = async (id: number) => (await store.getMessage(id))!;
-    const expectation = async (id: number, kind: string) =>
+    const expectation = async (id: number, kind: ExpectationKind) =>
       db.kysely.selectFrom('expectations').select(['state', 'resolved_by']).where('message_id', '=', id).where('kind', '=', kind).executeTakeFirstOrThrow();
     const record = (c: Correlation, by: { msgId: string; msgType: string } = { msgId: randomUUID(), msgType: 'X' }) =>
       store.inTransaction((tx) => receipts.apply(tx, c, by, now));

@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { DateTime } from 'luxon';
 import sinon from 'sinon';
 import { createLogger } from '../../src/observability/log.js';
-import type { OutboxPublisher } from '../../src/outbound/outboxRelay.js';
+import type { OutboxPublisher } from '../../src/outbox/relay.js';
 import type { DeadlineRepository } from '../../src/tracking/deadlineRepository.js';
 import { type AlertPolicy, type ConditionContext, conditionAlert, nextReminderAt } from '../../src/tracking/deadlines.js';
 import { DeadlineScheduler } from '../../src/tracking/scheduler.js';

@@ -4,12 +4,12 @@ import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { sql } from 'kysely';
-import { type Db, openDatabase } from '../../src/tracking/db.js';
-import { migrations } from '../../src/tracking/migrations.js';
 import { createLogger } from '../../src/observability/log.js';
 import type { NewOutboxItem } from '../../src/outbox/items.js';
 import { OutboxPublisher } from '../../src/outbox/relay.js';
 import { insertOutboxItems } from '../../src/outbox/table.js';
+import { type Db, openDatabase } from '../../src/tracking/db.js';
+import { migrations } from '../../src/tracking/migrations.js';
 import { type Outcome, outcome } from '../../src/tracking/outcome.js';
 import { Receipts } from '../../src/tracking/receipts.js';
 import { OutcomeRecorder, type Recorded } from '../../src/tracking/recorder.js';
@@ -66,7 +66,8 @@ function deliver(routingKey: string, overrides: Partial<NewOutboxItem> = {}): Ne
 type Parts = Partial<Omit<Outcome, 'kind' | 'message' | 'log'>>;
 
 /** An outcome with a new message row, as a flow builds one. */
-const inserting = (message: NewMessage, parts: Parts = {}) => outcome('delivered', { insert: message }, { event: 'GW-TEST', stage: 'store', decision: 'test' }, parts);
+const inserting = (message: NewMessage, parts: Parts = {}) =>
+  outcome('delivered', { insert: message }, { event: 'GW-TEST', stage: 'store', decision: 'test' }, parts);
 
 function stored(r: Recorded): { messageId: number; outboxIds: number[] } {
   if (!r.stored) throw new Error(`not stored: ${r.conflict}`);
@@ -277,7 +278,13 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
         );
       const first = await record(routed('ops:kari'));
       expect(first.outboxIds).to.have.length(1);
-      expect(await store.getMessage(messageId)).to.include({ state: 'received', bydel: '030103', route_rule: 'manual', created_at: T0.toISOString(), updated_at: seconds(60).toISOString() });
+      expect(await store.getMessage(messageId)).to.include({
+        state: 'received',
+        bydel: '030103',
+        route_rule: 'manual',
+        created_at: T0.toISOString(),
+        updated_at: seconds(60).toISOString(),
+      });
 
       const before = await rowCounts(db);
       expect(await recorder.record(routed('ops:ola'))).to.deep.equal({ stored: false, conflict: 'changed' });
@@ -289,10 +296,15 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
     it('a repeat adds to the stored message only: its timeline and an item to publish again', async () => {
       const { messageId } = await record(inserting(outgoing(), { outbox: [deliver('1005')] }));
       const again = await record(
-        outcome('duplicate', { existing: messageId }, { event: 'GW-TEST', stage: 'dedupe', decision: 'test' }, {
-          events: [{ stage: 'dedupe', event: 'duplicate-answered-again' }],
-          outbox: [deliver('1005', { purpose: 'receipt' })],
-        }),
+        outcome(
+          'duplicate',
+          { existing: messageId },
+          { event: 'GW-TEST', stage: 'dedupe', decision: 'test' },
+          {
+            events: [{ stage: 'dedupe', event: 'duplicate-answered-again' }],
+            outbox: [deliver('1005', { purpose: 'receipt' })],
+          },
+        ),
       );
       expect(again.messageId).to.equal(messageId);
       expect((await store.outboxForMessage(messageId)).map((o) => o.purpose)).to.deep.equal(['deliver', 'receipt']);
@@ -303,12 +315,22 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       const { messageId } = await record(
         inserting(outgoing({ state: 'held' }), { expectations: [{ kind: 'routing', dueAt: T0, firing: { alertId: 'a-1', nextAlertAt: seconds(3600) } }] }),
       );
-      expect(await store.expectation(messageId, 'routing')).to.include({ state: 'open', alert_state: 'firing', alert_id: 'a-1', next_alert_at: seconds(3600).toISOString() });
+      expect(await store.expectation(messageId, 'routing')).to.include({
+        state: 'open',
+        alert_state: 'firing',
+        alert_id: 'a-1',
+        next_alert_at: seconds(3600).toISOString(),
+      });
       now = seconds(10);
       await record(
-        outcome('routed', { update: messageId, patch: { state: 'received' } }, { event: 'GW-TEST', stage: 'route', decision: 'test' }, {
-          effects: [{ effect: 'resolve', kind: 'routing', by: 'manual-route', alertResolved: true }],
-        }),
+        outcome(
+          'routed',
+          { update: messageId, patch: { state: 'received' } },
+          { event: 'GW-TEST', stage: 'route', decision: 'test' },
+          {
+            effects: [{ effect: 'resolve', kind: 'routing', by: 'manual-route', alertResolved: true }],
+          },
+        ),
       );
       expect(await store.expectation(messageId, 'routing')).to.include({
         state: 'met',
@@ -336,7 +358,13 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       expect(await due(seconds(2))).to.deep.equal([o2]);
       expect(await due(seconds(300))).to.deep.equal([o2, o1]);
       const [deferred] = await store.outboxForMessage(first.messageId);
-      expect(deferred).to.include({ attempts: 2, last_error: 'channel closed', next_attempt_at: seconds(300).toISOString(), state: 'pending', claimed_by: null });
+      expect(deferred).to.include({
+        attempts: 2,
+        last_error: 'channel closed',
+        next_attempt_at: seconds(300).toISOString(),
+        state: 'pending',
+        claimed_by: null,
+      });
 
       now = seconds(3);
       const [item] = (await store.outboxForMessage(second.messageId)).map((r) => ({ ...r, headers: JSON.parse(r.headers) }));
@@ -356,9 +384,27 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       // the live publish is held at the broker until the test lets it go
       let confirm: () => void = () => {};
       const confirmed = new Promise<void>((r) => (confirm = r));
-      const live = new OutboxPublisher(store, () => confirmed, createLogger('silent'), policy, () => now);
-      const other = () => new OutboxPublisher(store, async (_e, key) => void sent.push(key), createLogger('silent'), policy, () => now);
-      const liveRecorder = new OutcomeRecorder({ store, receipts: new Receipts(db.kysely, { answerFallbackWindow: 'P14D' }), log: createLogger('silent'), outbox: live });
+      const live = new OutboxPublisher(
+        store,
+        () => confirmed,
+        createLogger('silent'),
+        policy,
+        () => now,
+      );
+      const other = () =>
+        new OutboxPublisher(
+          store,
+          async (_e, key) => void sent.push(key),
+          createLogger('silent'),
+          policy,
+          () => now,
+        );
+      const liveRecorder = new OutcomeRecorder({
+        store,
+        receipts: new Receipts(db.kysely, { answerFallbackWindow: 'P14D' }),
+        log: createLogger('silent'),
+        outbox: live,
+      });
 
       const recording = liveRecorder.record(inserting(outgoing(), { outbox: [deliver('1005')] }));
       let row = await eventually('the stored item', async () => (await store.dueOutbox(seconds(3600), 10))[0]);
@@ -377,11 +423,20 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
 
       // a holder that died: after its lease, exactly one of five replicas takes the item over
       now = seconds(100);
-      const crashed = new OutboxPublisher(store, () => new Promise(() => {}), createLogger('silent'), policy, () => now);
-      void new OutcomeRecorder({ store, receipts: new Receipts(db.kysely, { answerFallbackWindow: 'P14D' }), log: createLogger('silent'), outbox: crashed }).record(
-        inserting(outgoing(), { outbox: [deliver('1006')] }),
+      const crashed = new OutboxPublisher(
+        store,
+        () => new Promise(() => {}),
+        createLogger('silent'),
+        policy,
+        () => now,
       );
-      row = await eventually('the crashed holder\'s item', async () => (await store.dueOutbox(seconds(3600), 10)).find((o) => o.routing_key === '1006'));
+      void new OutcomeRecorder({
+        store,
+        receipts: new Receipts(db.kysely, { answerFallbackWindow: 'P14D' }),
+        log: createLogger('silent'),
+        outbox: crashed,
+      }).record(inserting(outgoing(), { outbox: [deliver('1006')] }));
+      row = await eventually("the crashed holder's item", async () => (await store.dueOutbox(seconds(3600), 10)).find((o) => o.routing_key === '1006'));
       expect(row.claimed_by).to.equal(crashed.owner);
       now = seconds(119);
       expect((await Promise.all([1, 2, 3, 4, 5].map(() => other().resume(row.message_id!)))).map((r) => r.inProgress)).to.deep.equal([1, 1, 1, 1, 1]);
@@ -396,7 +451,13 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
       const alert = { ...deliver('dlq-not-empty'), purpose: 'alert' as const, exchange: 'gateway.alerts' };
       const [id] = await insertOutboxItems(db.kysely, null, [alert], { owner: null, until: T0 }, T0.toISOString());
       const sent: string[] = [];
-      const relay = new OutboxPublisher(store, async (_e, key) => void sent.push(key), createLogger('silent'), { initialDelayMs: 1000, maxDelayMs: 60000, intervalMs: 1000, batchSize: 10, leaseMs: 20000 }, () => now);
+      const relay = new OutboxPublisher(
+        store,
+        async (_e, key) => void sent.push(key),
+        createLogger('silent'),
+        { initialDelayMs: 1000, maxDelayMs: 60000, intervalMs: 1000, batchSize: 10, leaseMs: 20000 },
+        () => now,
+      );
       expect(await relay.relayOnce()).to.equal(1);
       expect(sent).to.deep.equal(['dlq-not-empty']);
       expect((await db.kysely.selectFrom('outbox').select('state').where('id', '=', id).executeTakeFirstOrThrow()).state).to.equal('published');
@@ -415,8 +476,14 @@ for (const backend of [sqliteBackend(), postgresBackend()]) {
         }),
       );
       // an AppRec that echoes the MsgId comes back from the bydel
-      const back = await record(inserting({ ...message, direction: 'in', sender_her_id: '1005', msg_type: 'APPREC' }, { events: [{ stage: 'receive', event: 'received', at: seconds(30) }] }));
-      const later = (events: Parts['events']) => record(outcome('duplicate', { existing: out.messageId }, { event: 'GW-TEST', stage: 'store', decision: 'test' }, { events }));
+      const back = await record(
+        inserting(
+          { ...message, direction: 'in', sender_her_id: '1005', msg_type: 'APPREC' },
+          { events: [{ stage: 'receive', event: 'received', at: seconds(30) }] },
+        ),
+      );
+      const later = (events: Parts['events']) =>
+        record(outcome('duplicate', { existing: out.messageId }, { event: 'GW-TEST', stage: 'store', decision: 'test' }, { events }));
       await later([{ stage: 'publish', event: 'deliver-published', at: seconds(2) }]);
       // recorded late, but it happened before the AppRec arrived
       await later([{ stage: 'transport', event: 'transport-acked', at: seconds(20) }]);
