@@ -2,9 +2,10 @@
 // for an outgoing one, to the sending bydel for an incoming one. Version follows the message's
 // standard (HITS 1168 §8.3): PLO 1.6 / Dialog 1.1 → 1.1, else 1.0.
 import { randomUUID } from 'node:crypto';
+import type { ErrorCode } from '../shared/vocabulary.js';
 import { type ContentInfo, type MsgHeadModel, NS, type Party } from './model.js';
 
-export const ERROR_TEXTS: Record<string, string> = {
+export const ERROR_TEXTS: Record<ErrorCode, string> = {
   T01: "Ikke XML / ikke 'well formed' / uleselig",
   T02: 'XML validerer ikke',
   T10: 'Støtter ikke meldingsformatet',
@@ -22,6 +23,9 @@ export const ERROR_TEXTS: Record<string, string> = {
   E36: 'Pasientopplysninger er utilstrekkelige',
   X99: 'Annen feil',
 };
+
+/** The display name of a code from list 8221; undefined for a code not in it (another system's). */
+export const errorText = (code: string): string | undefined => (Object.hasOwn(ERROR_TEXTS, code) ? ERROR_TEXTS[code as ErrorCode] : undefined);
 
 export type AppRecVersion = '1.0' | '1.1';
 
@@ -73,10 +77,10 @@ export function buildAppRec(input: AppRecInput): string {
   const receiverRole = v11 ? '<Role V="AVS" DN="Avsender"/>' : '';
   const errors = input.errors
     .map((e) => {
-      const known = ERROR_TEXTS[e.code];
+      const known = errorText(e.code);
       const code = known ? e.code : 'X99';
       const ot = e.details ? ` OT="${escapeXml(e.details)}"` : '';
-      return `<Error S="2.16.578.1.12.4.1.1.8221" V="${code}" DN="${escapeXml(ERROR_TEXTS[code])}"${ot}/>`;
+      return `<Error S="2.16.578.1.12.4.1.1.8221" V="${code}" DN="${escapeXml(known ?? ERROR_TEXTS.X99)}"${ot}/>`;
     })
     .join('');
   const o = input.original;

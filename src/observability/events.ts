@@ -1,4 +1,4 @@
-// Stable event ids (README "Event catalogue"): alert rules match these, never message text.
+// Stable event ids (docs/events.md): alert rules match these, never message text.
 export const EVENTS = {
   stagePassed: 'GW-1000',
   delivered: 'GW-1001',

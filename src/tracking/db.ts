@@ -7,6 +7,7 @@ import type { OutboxTable } from '../outbox/table.js';
 import type {
   AnswerState,
   AppRecStatus,
+  ErrorCode,
   ExpectationAlertState,
   ExpectationKind,
   ExpectationState,
@@ -48,7 +49,7 @@ export interface MessagesTable {
   receiver_l1_her_id: string | null;
   receiver_l2_her_id: string | null;
   content_hash: string | null;
-  error_code: string | null;
+  error_code: ErrorCode | null;
   error_reason: string | null;
   gen_date: string | null;
   created_at: string;

@@ -9,7 +9,7 @@
 // answer are final, a repeat only adds to the timeline.
 import type { Kysely, Transaction } from 'kysely';
 import { durationMs, type GatewayConfig } from '../config/config.js';
-import { ERROR_TEXTS } from '../mapping/apprec.js';
+import { errorText } from '../mapping/apprec.js';
 import type { AppRecModel, MsgHeadModel } from '../mapping/model.js';
 import type { SignalMessage } from '../mapping/parse.js';
 import type { AppRecStatus, ExpectationKind, MatchRule, Stage, TimelineEvent } from '../shared/vocabulary.js';
@@ -123,7 +123,7 @@ export class Receipts {
     const row = rows.find((r) => [r.receiver_l1_her_id, r.receiver_l2_her_id].every((h) => h === null || appRec.senderHerIds.includes(h)));
     if (!row) return { kind: 'none', why: `no message ${appRec.originalMsgId.id} was sent to the AppRec's sender` };
     // DN is the code's display name; OT is free text from another system and stays in the payload.
-    const errors = appRec.errors.map((e) => ({ code: e.code, text: ERROR_TEXTS[e.code] ?? e.text }));
+    const errors = appRec.errors.map((e) => ({ code: e.code, text: errorText(e.code) ?? e.text }));
     return { kind: 'apprec', target: targetOf(row), status, errors };
   }
 

@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import type { GatewayConfig } from '../../src/config/config.js';
 import type { Gateway } from '../../src/gateway.js';
 import type { MsgHeadModel } from '../../src/mapping/model.js';
+import { buildMultipart } from '../../src/mapping/multipart.js';
 import { parseMessage } from '../../src/mapping/parse.js';
 import { verifyEbxmlMessage } from '../../src/outbound/ebxml.js';
 import { openDatabase } from '../../src/tracking/db.js';
@@ -143,6 +144,20 @@ describe('hospital → bydel, end to end (RabbitMQ + SQLite)', function () {
         return { body: xml.replace('V="LOG_UTSKRIVNINGSKLAR"', 'V="LOG_INNLAGT"'), msgId };
       },
       'T02',
+    ],
+    [
+      'an ebXML multipart body cut off after </MsgHead>, before its closing boundary',
+      () => {
+        const { xml } = readdressToOslo(readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml'));
+        const soap = '<SOAP:Envelope xmlns:SOAP="http://schemas.xmlsoap.org/soap/envelope/"><SOAP:Body/></SOAP:Envelope>';
+        const { body } = buildMultipart([
+          { contentId: 'soap@test', contentType: 'text/xml', body: Buffer.from(soap) },
+          { contentId: 'payload@test', contentType: 'application/xml', body: Buffer.from(xml) },
+        ]);
+        const text = body.toString('utf8');
+        return { body: text.slice(0, text.lastIndexOf('</MsgHead>') + '</MsgHead>'.length) };
+      },
+      'T01',
     ],
     [
       'an unknown receiver',

@@ -272,7 +272,7 @@ describe('outcomes: what each decision writes (pure builders)', () => {
     it('an invalid message from a verified sender is told why; a forged one only goes to the DLQ', () => {
       const { parsed } = message(UTSKRIVNINGSKLAR);
       const inbound = { kind: 'business' as const, message: parsed };
-      const refusal = { stage: 'validate' as const, error: { code: 'T02', reason: 'Not valid.', transient: false } };
+      const refusal = { stage: 'validate' as const, error: { code: 'T02' as const, reason: 'Not valid.', transient: false } };
       const told = rejectedInbound(inCtx, { body: Buffer.from('x'), redelivered: false }, refusal, inbound, sender);
       expect(told.outbox.map((i) => i.purpose)).to.deep.equal(['receipt', 'dlq']);
       expect(inserted(told)).to.include({ state: 'rejected', apprec_status: 'rejected', sender_her_id: FROGNER_KD0501 });
