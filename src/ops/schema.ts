@@ -1,6 +1,7 @@
 // The ops tables of migration 004_ops, typed for Kysely. They are added to the store's schema
 // with `withTables` where ops code needs them, so the tracking schema stays the flows' own.
 import type { Generated, Kysely, Selectable } from 'kysely';
+import type { AlertKind } from '../shared/vocabulary.js';
 import type { Db, Schema } from '../tracking/db.js';
 
 export type DeadLetterState = 'open' | 'replayed' | 'discarded';
@@ -55,7 +56,7 @@ export interface OpsFlagsTable {
 }
 
 export interface OpsAlertsTable {
-  kind: string;
+  kind: AlertKind;
   /** what the condition is about, e.g. a queue name; '' for gateway-wide conditions */
   subject: string;
   state: 'firing' | 'resolved';
