@@ -109,6 +109,7 @@ export class Gateway {
       schemas: this.schemas,
       register: routing.register,
       signing,
+      decryption: config.encryption.keys.map((k) => ({ keyPem: readFileSync(k.keyFile, 'utf8'), certPem: readFileSync(k.certFile, 'utf8') })),
       outbox: this.outbox,
     });
     this.inboundConsumer = await consume(this.broker, config.broker.queues.nhnInbound, (d) =>

@@ -2,6 +2,7 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { encryptionCertificateProblem } from '../outbound/cms.js';
 import { loadAddressIndexes } from '../routing/addressIndex/indexFile.js';
 import { AddressRegister } from '../routing/addressRegister.js';
 import { loadOverrides } from '../routing/overrides.js';
@@ -47,5 +48,18 @@ export function checkConfigFiles(config: GatewayConfig): string[] {
     if (!cert.checkPrivateKey(key)) problems.push('signing: the certificate does not belong to the signing key');
     if (new Date(cert.validTo) < new Date()) problems.push(`signing.certFile: the certificate expired ${cert.validTo}`);
   }
+  config.encryption.keys.forEach((pair, i) => checkEncryptionPair(problems, `encryption.keys.${i}`, pair));
   return problems;
+}
+
+/** One of the gateway's own decryption pairs: the key, its certificate, and that they are usable together. */
+function checkEncryptionPair(problems: string[], label: string, pair: { keyFile: string; certFile: string }) {
+  let key: ReturnType<typeof createPrivateKey> | undefined;
+  let cert: X509Certificate | undefined;
+  attempt(problems, `${label}.keyFile`, () => (key = createPrivateKey(readFileSync(pair.keyFile))));
+  attempt(problems, `${label}.certFile`, () => (cert = new X509Certificate(readFileSync(pair.certFile))));
+  if (!key || !cert) return;
+  if (!cert.checkPrivateKey(key)) problems.push(`${label}: the certificate does not belong to the key`);
+  const problem = encryptionCertificateProblem(cert.toString(), new Date());
+  if (problem) problems.push(`${label}.certFile: ${problem}`);
 }

@@ -59,6 +59,17 @@ export const configSchema = z
         signMsgHead: z.boolean(),
       })
       .strict(),
+    encryption: z
+      .object({
+        /** the gateway's own decryption keys, each with its certificate; several during a certificate rollover (DESIGN §4.6) */
+        keys: z.array(z.object({ keyFile: z.string().min(1), certFile: z.string().min(1) }).strict()).default([]),
+        /** incoming payloads in clear text: accepted from every partner ('all'), or only from `plainPartners` ('listed') */
+        acceptPlain: z.enum(['all', 'listed']).default('all'),
+        /** HER-ids (as verified on the ebXML signature) allowed to send clear-text payloads when acceptPlain is 'listed' */
+        plainPartners: z.array(herId).default([]),
+      })
+      .strict()
+      .default({ keys: [], acceptPlain: 'all', plainPartners: [] }),
     routing: z
       .object({
         addressRegisterFile: z.string().min(1),
@@ -176,6 +187,20 @@ function applyEnv(raw: JsonObject, env: NodeJS.ProcessEnv): JsonObject {
   if (env.GATEWAY_SCHEMA_DIR) set(['schemaDir'], env.GATEWAY_SCHEMA_DIR);
   if (env.GATEWAY_SIGNING_KEY) set(['signing', 'keyFile'], env.GATEWAY_SIGNING_KEY);
   if (env.GATEWAY_SIGNING_CERT) set(['signing', 'certFile'], env.GATEWAY_SIGNING_CERT);
+  if (env.GATEWAY_ENCRYPTION_KEY || env.GATEWAY_ENCRYPTION_CERT) {
+    // Comma-separated, in the same order: the n-th key belongs to the n-th certificate.
+    const list = (v?: string) =>
+      (v ?? '')
+        .split(',')
+        .map((f) => f.trim())
+        .filter(Boolean);
+    const keys = list(env.GATEWAY_ENCRYPTION_KEY);
+    const certs = list(env.GATEWAY_ENCRYPTION_CERT);
+    set(
+      ['encryption', 'keys'],
+      Array.from({ length: Math.max(keys.length, certs.length) }, (_, i) => ({ keyFile: keys[i], certFile: certs[i] })),
+    );
+  }
   if (env.GATEWAY_ADDRESS_REGISTER) set(['routing', 'addressRegisterFile'], env.GATEWAY_ADDRESS_REGISTER);
   if (env.GATEWAY_POSTCODE_INDEX) set(['routing', 'postcodeIndexFile'], env.GATEWAY_POSTCODE_INDEX);
   if (env.GATEWAY_ADDRESS_INDEX)
@@ -225,6 +250,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigLoad {
   const { signing, routing } = config;
   signing.keyFile = resolve(signing.keyFile);
   signing.certFile = resolve(signing.certFile);
+  config.encryption.keys = config.encryption.keys.map((k) => ({ keyFile: resolve(k.keyFile), certFile: resolve(k.certFile) }));
   routing.addressRegisterFile = resolve(routing.addressRegisterFile);
   routing.postcodeIndexFile = resolve(routing.postcodeIndexFile);
   if (routing.overridesFile) routing.overridesFile = resolve(routing.overridesFile);

@@ -15,12 +15,14 @@ import type { SchemaSet } from '../inbound/schemas.js';
 import { validateMessage } from '../inbound/validate.js';
 import { negativeAppRec } from '../mapping/apprec.js';
 import { contentHash } from '../mapping/contentHash.js';
-import type { EbxmlInfo, MsgHeadModel, ParsedMessage } from '../mapping/model.js';
-import { type InboundMessage, parseInbound, type SignalMessage } from '../mapping/parse.js';
+import { type EbxmlInfo, type MsgHeadModel, ok, type ParsedMessage, permanent, type StageError, type StageResult } from '../mapping/model.js';
+import { type Arrived, type EncryptedMessage, type InboundMessage, openEncrypted, parseInbound, type SignalMessage } from '../mapping/parse.js';
 import { EVENTS } from '../observability/events.js';
 import { type Logger, logStage } from '../observability/log.js';
-import { type PartnerContext, receiptItem } from '../outbound/package.js';
-import { again, dlqItem, forwardItem, type NewOutboxItem, type RoutingHeaders } from '../outbox/items.js';
+import { decryptEnveloped } from '../outbound/cms.js';
+import { buildAcknowledgment, signatureReferences } from '../outbound/ebxml.js';
+import { type PartnerContext, receiptItem, signingAlgorithmFor } from '../outbound/package.js';
+import { again, deliverItem, dlqItem, forwardItem, type NewOutboxItem, type RoutingHeaders } from '../outbox/items.js';
 import type { OutboxPublisher } from '../outbox/relay.js';
 import type { AddressRegister } from '../routing/addressRegister.js';
 import type { Stage } from '../shared/vocabulary.js';
@@ -46,8 +48,17 @@ export interface InboundDeps {
   schemas: SchemaSet;
   register: AddressRegister;
   signing: { keyPem: string; certPem: string };
+  /** the gateway's own decryption pairs (encryption.keys), newest first */
+  decryption: { keyPem: string; certPem: string }[];
   outbox: OutboxPublisher;
   now?: () => Date;
+}
+
+/** How an encrypted payload was opened, for the timeline (no content). */
+export interface Decrypted {
+  contentCipher: string;
+  keyTransport: string;
+  keyIndex: number;
 }
 
 export type InboundOutcome = 'forwarded' | 'correlated' | 'rejected' | 'duplicate' | 'resumed';
@@ -56,7 +67,7 @@ export type InboundOutcome = 'forwarded' | 'correlated' | 'rejected' | 'duplicat
 export type InboundPlan =
   | { kind: 'reject'; refusal: Refusal }
   | { kind: 'signal'; signal: SignalMessage; correlation: Correlation }
-  | { kind: 'accept'; parsed: ParsedMessage; correlation?: Correlation };
+  | { kind: 'accept'; parsed: ParsedMessage; correlation?: Correlation; decrypted?: Decrypted };
 
 /** What the inbound builders need besides the message. */
 export interface InboundContext {
@@ -77,8 +88,12 @@ export interface Identity {
   parsed?: ParsedMessage;
 }
 
-export function identify(inbound: InboundMessage | undefined, fallbackId: string): Identity {
+export function identify(inbound: Arrived | undefined, fallbackId: string): Identity {
   if (!inbound) return { msgId: fallbackId, framing: 'unknown' };
+  if (inbound.kind === 'encrypted') {
+    const { ebxml } = inbound.encrypted;
+    return { msgId: ebxml?.messageId || fallbackId, framing: 'multipart', ebxml };
+  }
   if (inbound.kind === 'signal') {
     const { ebxml, framing } = inbound.signal;
     return { msgId: ebxml.messageId || fallbackId, framing, msgType: ebxml.signal, ebxml };
@@ -112,32 +127,67 @@ export class BydelToHospitalFlow {
     };
     const parsed = parseInbound(d.body, { contentType: d.contentType, maxBytes: this.deps.config.limits.maxMessageBytes });
     if (!parsed.ok) return this.record(rejectedInbound(ctx, d, { stage: 'parse', error: parsed.error }));
-    const inbound = parsed.value;
+    this.passed(identify(parsed.value, ''), 'parse', `parsed (${identify(parsed.value, '').framing})`);
+    let inbound: InboundMessage;
+    let decrypted: Decrypted | undefined;
+    if (parsed.value.kind === 'encrypted') {
+      const opened = await this.decrypt(parsed.value.encrypted);
+      if (!opened.ok) return this.record(rejectedInbound(ctx, d, { stage: 'decrypt', error: opened.error }, parsed.value));
+      inbound = { kind: 'business', message: opened.value.message };
+      decrypted = opened.value.decrypted;
+      this.passed(identify(inbound, ''), 'decrypt', `decrypted (${decrypted.contentCipher}, ${decrypted.keyTransport})`, { keyIndex: decrypted.keyIndex });
+    } else inbound = parsed.value;
     const id = identify(inbound, '');
-    this.passed(id, 'parse', `parsed (${id.framing})`);
 
     const verified = verifySender(d, inbound, this.deps.register, this.deps.config.ownHerId, ctx.now);
     if (!verified.ok) return this.record(rejectedInbound(ctx, d, { stage: 'verify', error: verified.error }, inbound));
     const sender = verified.value;
     this.passed(id, 'verify', `signed by ${sender.herId} (${sender.algorithm})`, { herId: sender.herId });
+    const plain = inbound.kind === 'business' && !decrypted && this.plainRefused(sender.herId);
+    if (plain) return this.record(rejectedInbound(ctx, d, { stage: 'verify', error: plain }, inbound));
 
     // Before validation: a repeat gets what its first copy got, whether that was valid or not.
     const existing = id.msgId ? await this.deps.store.findMessage('in', sender.herId, id.msgId) : undefined;
     if (existing) return this.answerAgain(existing);
+    // From here on the message has arrived, whatever becomes of it: its sender gets the Acknowledgment it asked for.
+    const ack = acknowledgmentItem(ctx, id, sender);
     const twin = await this.contentTwin(id, sender);
     if (twin) {
-      return this.record(
-        contentDuplicate(inboundMessage(ctx, id, sender), d, id.framing, twin, {
-          event: EVENTS.inboundDuplicate,
-          stage: 'dedupe',
-          decision: 'duplicate content',
-          herId: sender.herId,
-        }),
-      );
+      const duplicate = contentDuplicate(inboundMessage(ctx, id, sender), d, id.framing, twin, {
+        event: EVENTS.inboundDuplicate,
+        stage: 'dedupe',
+        decision: 'duplicate content',
+        herId: sender.herId,
+      });
+      return this.record(acknowledged(duplicate, ack));
     }
 
     const plan = await this.plan(inbound, sender, id);
-    return this.record(inboundOutcome(ctx, d, inbound, sender, plan));
+    return this.record(acknowledged(inboundOutcome(ctx, d, inbound, sender, plan.kind === 'accept' ? { ...plan, decrypted } : plan), ack));
+  }
+
+  /** Opens an encrypted payload with the gateway's keys; a failure is the sender's transport problem, never the EPJ's. */
+  private async decrypt(encrypted: EncryptedMessage): Promise<StageResult<{ message: ParsedMessage; decrypted: Decrypted }>> {
+    if (this.deps.decryption.length === 0) {
+      return permanent('GW-DECRYPTION', 'The payload is encrypted, but the gateway has no decryption key configured (GATEWAY_ENCRYPTION_KEY).');
+    }
+    const opened = await decryptEnveloped(encrypted.part.body, this.deps.decryption);
+    if (!opened.ok) return permanent('GW-DECRYPTION', `The encrypted payload cannot be opened: ${opened.reason}.`);
+    const message = openEncrypted(encrypted, opened.content, { maxBytes: this.deps.config.limits.maxMessageBytes });
+    // CBC has no integrity check: tampered ciphertext mostly decrypts to bytes that are no document.
+    if (!message.ok)
+      return permanent(
+        'GW-DECRYPTION',
+        `The encrypted payload cannot be opened: it decrypts to no readable document (${message.error.reason.replace(/\.$/, '')}).`,
+      );
+    return ok({ message: message.value, decrypted: { contentCipher: opened.contentCipher, keyTransport: opened.keyTransport, keyIndex: opened.keyIndex } });
+  }
+
+  /** Clear-text payloads only from the partners configured to send them (encryption.acceptPlain). */
+  private plainRefused(herId: string): StageError | undefined {
+    const { acceptPlain, plainPartners } = this.deps.config.encryption;
+    if (acceptPlain === 'all' || plainPartners.includes(herId)) return undefined;
+    return permanent('GW-PLAIN-REFUSED', `HER-id ${herId} sent its payload in clear text; the gateway accepts encrypted payloads only from it.`).error;
   }
 
   private async plan(inbound: InboundMessage, sender: VerifiedSender, id: Identity): Promise<InboundPlan> {
@@ -183,14 +233,16 @@ export class BydelToHospitalFlow {
       logStage(this.deps.log, { ...log, msgId: existing.msg_id, type: existing.msg_type ?? undefined, decision: 'resumed' });
       return 'resumed';
     }
-    const receipt = (await this.deps.store.outboxForMessage(existing.id)).filter((o) => o.purpose === 'receipt').at(-1);
-    if (resumed.inProgress > 0 || !receipt) {
+    const sent = await this.deps.store.outboxForMessage(existing.id);
+    // ebMS 2.0 §6.5.4 and AppRec 1.1: a repeat gets the same Acknowledgment and the same AppRec again.
+    const owed = (['acknowledgment', 'receipt'] as const).flatMap((purpose) => sent.filter((o) => o.purpose === purpose).slice(-1));
+    if (resumed.inProgress > 0 || owed.length === 0) {
       await this.recorder.record(
         duplicateOf(existing, { ...log, decision: resumed.inProgress > 0 ? 'duplicate: the first copy is being handled' : 'duplicate ignored' }),
       );
       return 'duplicate';
     }
-    await this.recorder.record(answeredAgain(existing, again(receipt)));
+    await this.recorder.record(answeredAgain(existing, owed.map(again)));
     return 'duplicate';
   }
 
@@ -290,7 +342,7 @@ export function inboundOutcome(ctx: InboundContext, d: NhnDelivery, inbound: Inb
     case 'signal':
       return signalCorrelated(ctx, d, plan.signal, sender, plan.correlation);
     case 'accept':
-      return forwarded(ctx, d, plan.parsed, sender, plan.correlation);
+      return forwarded(ctx, d, plan.parsed, sender, plan.correlation, plan.decrypted);
   }
 }
 
@@ -334,6 +386,7 @@ export function forwarded(
   parsed: ParsedMessage,
   sender: VerifiedSender,
   correlation: Correlation | undefined,
+  decrypted?: Decrypted,
 ): Outcome<'forwarded'> {
   const id = identify({ kind: 'business', message: parsed }, '');
   const doc = parsed.doc;
@@ -344,7 +397,12 @@ export function forwarded(
     fromHerId: sender.herId,
     toHerId: ourHerId(parsed.ebxml, ctx.config.ownHerId),
   };
-  const events: NewEvent[] = [received(d, id), verifiedEvent(sender), { stage: 'validate', event: 'validated' }];
+  const events: NewEvent[] = [
+    received(d, id),
+    ...(decrypted ? [{ stage: 'decrypt' as const, event: 'decrypted' as const, detail: { ...decrypted } }] : []),
+    verifiedEvent(sender),
+    { stage: 'validate', event: 'validated' },
+  ];
   if (correlation) {
     const { event, detail } = describe(correlation);
     events.push({ stage: 'correlate', event, detail });
@@ -366,7 +424,7 @@ export function forwarded(
  * Refused: the original to the DLQ; a verified sender of an invalid business message is also
  * told why (never a forger, never about an AppRec).
  */
-export function rejectedInbound(ctx: InboundContext, d: NhnDelivery, refusal: Refusal, inbound?: InboundMessage, sender?: VerifiedSender): Outcome<'rejected'> {
+export function rejectedInbound(ctx: InboundContext, d: NhnDelivery, refusal: Refusal, inbound?: Arrived, sender?: VerifiedSender): Outcome<'rejected'> {
   const { config, now } = ctx;
   const id = identify(inbound, d.amqpMessageId ?? `unparsed-${randomUUID()}`);
   const message = inboundMessage(ctx, id, sender);
@@ -406,8 +464,37 @@ function negativeReceipt(ctx: InboundContext, id: Identity, model: MsgHeadModel,
   });
 }
 
-/** A repeat of a message that was answered: the same AppRec once more, exactly as it was sent. */
-export function answeredAgain(existing: MessageRow, receipt: NewOutboxItem): Outcome<'duplicate'> {
+/**
+ * The signed Acknowledgment a received message asked for (eb:AckRequested), to its verified
+ * sender, carrying the references of the signature it acknowledges.
+ */
+export function acknowledgmentItem(ctx: InboundContext, id: Identity, sender: VerifiedSender): NewOutboxItem | undefined {
+  const { ebxml, parsed } = id;
+  if (!ebxml?.ackRequested || !ebxml.messageId || !parsed?.envelopeXml) return undefined;
+  const fromHerId = ourHerId(ebxml, ctx.config.ownHerId);
+  const conversationId = ebxml.conversationId ?? ebxml.messageId;
+  const built = buildAcknowledgment({
+    fromHerId,
+    toHerId: sender.herId,
+    cpaId: ebxml.cpaId,
+    conversationId,
+    action: ebxml.action ?? id.msgType ?? '',
+    refToMessageId: ebxml.messageId,
+    receivedReferences: signatureReferences(parsed.envelopeXml),
+    signing: { ...ctx.partners.signing, algorithm: signingAlgorithmFor(ctx.config, sender.herId) },
+  });
+  const headers = { msgId: built.ebxmlMessageId, msgType: 'Acknowledgment', conversationId, fromHerId, toHerId: sender.herId };
+  return deliverItem(ctx.config.broker, headers, built.contentType, built.body, 'acknowledgment');
+}
+
+/** The outcome with the Acknowledgment its message asked for, if it asked. */
+export function acknowledged<K extends Outcome['kind']>(o: Outcome<K>, ack: NewOutboxItem | undefined): Outcome<K> {
+  return ack ? { ...o, outbox: [...o.outbox, ack] } : o;
+}
+
+/** A repeat of a message that was acknowledged or answered: the same Acknowledgment and AppRec once more, exactly as sent. */
+export function answeredAgain(existing: MessageRow, owed: NewOutboxItem[]): Outcome<'duplicate'> {
+  const receipt = owed.find((o) => o.purpose === 'receipt');
   return outcome(
     'duplicate',
     { existing: existing.id },
@@ -416,13 +503,13 @@ export function answeredAgain(existing: MessageRow, receipt: NewOutboxItem): Out
       msgId: existing.msg_id,
       type: existing.msg_type ?? undefined,
       stage: 'dedupe',
-      decision: 'duplicate: its AppRec sent again',
+      decision: receipt ? 'duplicate: its Acknowledgment and AppRec sent again' : 'duplicate: its Acknowledgment sent again',
       state: existing.state,
-      herId: receipt.routing_key,
+      herId: owed[0]?.routing_key,
     },
     {
-      events: [{ stage: 'dedupe', event: 'duplicate-answered-again', detail: { appRecId: receipt.headers['msg-id'] } }],
-      outbox: [receipt],
+      events: [{ stage: 'dedupe', event: 'duplicate-answered-again', detail: { sent: owed.map((o) => ({ purpose: o.purpose, msgId: o.headers['msg-id'] })) } }],
+      outbox: owed,
     },
   );
 }

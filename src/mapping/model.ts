@@ -1,6 +1,6 @@
 // The one typed model every stage works on. Personal data lives only in `patient`
 // and `contentXml`; nothing in this file is ever logged as a whole.
-import type { ErrorCode } from '../shared/vocabulary.js';
+import type { ErrorCode, GatewayErrorCode } from '../shared/vocabulary.js';
 
 export const NS = {
   msgHead: 'http://www.kith.no/xmlstds/msghead/2006-05-24',
@@ -113,6 +113,8 @@ export interface EbxmlInfo {
   timestamp?: string;
   /** true for Acknowledgment and MessageError signals */
   signal?: 'Acknowledgment' | 'MessageError';
+  /** eb:AckRequested: the sender's MSH waits for our signed Acknowledgment (ebMS 2.0 §6.3) */
+  ackRequested?: boolean;
 }
 
 export interface ParsedMessage {
@@ -127,8 +129,8 @@ export interface ParsedMessage {
 
 /** A permanent or transient failure of one stage, in one readable sentence without personal data. */
 export interface StageError {
-  /** code list 8221 (T01, T02, E10, E21, E36, ...) */
-  code: ErrorCode;
+  /** code list 8221 (T01, T02, E10, E21, E36, ...), else a gateway code */
+  code: ErrorCode | GatewayErrorCode;
   reason: string;
   transient: boolean;
 }
@@ -136,11 +138,11 @@ export interface StageError {
 export type StageResult<T> = { ok: true; value: T } | { ok: false; error: StageError };
 
 export const ok = <T>(value: T): StageResult<T> => ({ ok: true, value });
-export const permanent = (code: ErrorCode, reason: string): { ok: false; error: StageError } => ({
+export const permanent = (code: ErrorCode | GatewayErrorCode, reason: string): { ok: false; error: StageError } => ({
   ok: false,
   error: { code, reason, transient: false },
 });
-export const transient = (code: ErrorCode, reason: string): { ok: false; error: StageError } => ({
+export const transient = (code: ErrorCode | GatewayErrorCode, reason: string): { ok: false; error: StageError } => ({
   ok: false,
   error: { code, reason, transient: true },
 });

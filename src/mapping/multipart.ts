@@ -111,7 +111,11 @@ export interface BuildPart {
   contentId: string;
   contentType: string;
   body: Buffer;
+  /** default binary; a CMS object travels base64 (HIS 1037 §5.5), in lines of 76 */
+  transferEncoding?: 'binary' | 'base64';
 }
+
+const base64Lines = (bytes: Buffer) => (bytes.toString('base64').match(/.{1,76}/g) ?? []).join(CRLF);
 
 /**
  * Builds a complete MIME entity (top-level headers included, so the AMQP body stands on its
@@ -122,12 +126,13 @@ export function buildMultipart(parts: BuildPart[]): { contentType: string; body:
   const contentType = `multipart/related; type="text/xml"; boundary="${boundary}"; start="<${parts[0].contentId}>"`;
   const chunks: Buffer[] = [Buffer.from(`MIME-Version: 1.0${CRLF}Content-Type: ${contentType}${CRLF}${CRLF}`, 'latin1')];
   for (const p of parts) {
+    const encoding = p.transferEncoding ?? 'binary';
     chunks.push(
       Buffer.from(
-        `--${boundary}${CRLF}Content-Type: ${p.contentType}${CRLF}Content-ID: <${p.contentId}>${CRLF}Content-Transfer-Encoding: binary${CRLF}${CRLF}`,
+        `--${boundary}${CRLF}Content-Type: ${p.contentType}${CRLF}Content-ID: <${p.contentId}>${CRLF}Content-Transfer-Encoding: ${encoding}${CRLF}${CRLF}`,
         'latin1',
       ),
-      p.body,
+      encoding === 'base64' ? Buffer.from(base64Lines(p.body), 'latin1') : p.body,
       Buffer.from(CRLF, 'latin1'),
     );
   }

@@ -44,7 +44,20 @@ export interface SignalMessage {
   errors: EbxmlError[];
 }
 
+/** A business message whose payload part is CMS EnvelopedData: readable once decrypted (`openEncrypted`). */
+export interface EncryptedMessage {
+  envelopeXml: string;
+  ebxml?: EbxmlInfo;
+  /** the payload part, its body the DER bytes of the CMS object (base64 removed) */
+  part: MimePart;
+}
+
 export type InboundMessage = { kind: 'business'; message: ParsedMessage } | { kind: 'signal'; signal: SignalMessage };
+
+/** What parsing gives: a message to read on, or one to decrypt first. */
+export type Arrived = InboundMessage | { kind: 'encrypted'; encrypted: EncryptedMessage };
+
+const ENCRYPTED = 'application/pkcs7-mime';
 
 /** Parses a message that must carry a business document (MsgHead or AppRec). */
 export function parseMessage(body: Buffer, opts: ParseOptions): StageResult<ParsedMessage> {
@@ -54,11 +67,14 @@ export function parseMessage(body: Buffer, opts: ParseOptions): StageResult<Pars
     const name = result.value.signal.ebxml.signal;
     return permanent('T10', `The ebXML message is a ${name} signal and carries no business document.`);
   }
+  if (result.value.kind === 'encrypted') {
+    return permanent('T01', 'The payload part is encrypted (application/pkcs7-mime); the gateway takes messages from the EPJ in clear text.');
+  }
   return ok(result.value.message);
 }
 
 /** Parses anything that may arrive from NHN: a business message or an ebXML signal. */
-export function parseInbound(body: Buffer, opts: ParseOptions): StageResult<InboundMessage> {
+export function parseInbound(body: Buffer, opts: ParseOptions): StageResult<Arrived> {
   if (body.length > opts.maxBytes) {
     return permanent('T01', `The message is ${body.length} bytes, more than the limit of ${opts.maxBytes} bytes.`);
   }
@@ -82,7 +98,7 @@ function withDocument<T>(parsed: StageResult<XmlDocument>, use: (doc: XmlDocumen
   }
 }
 
-function fromMultipart(body: Buffer, opts: ParseOptions): StageResult<InboundMessage> {
+function fromMultipart(body: Buffer, opts: ParseOptions): StageResult<Arrived> {
   let parts: MimePart[];
   let root: MimePart;
   try {
@@ -100,7 +116,7 @@ function charsetOf(part: MimePart): string | undefined {
   return contentTypeParams(part.headers['content-type'] ?? '').params.charset;
 }
 
-function fromDocument(doc: XmlDocument, bytes: Buffer, pkg: Packaging): StageResult<InboundMessage> {
+function fromDocument(doc: XmlDocument, bytes: Buffer, pkg: Packaging): StageResult<Arrived> {
   const root = doc.root;
   if (isBusinessRoot(root)) {
     const framing: Framing = pkg.parts ? 'multipart' : 'msghead';
@@ -120,7 +136,7 @@ function isBusinessRoot(el: XmlElement): boolean {
 const SOAP_NS = XPATH_NS.soap;
 const SIGNAL_SERVICE = 'urn:oasis:names:tc:ebxml-msg:service';
 
-function fromEnvelope(envelope: XmlElement, envelopeXml: string, pkg: Packaging): StageResult<InboundMessage> {
+function fromEnvelope(envelope: XmlElement, envelopeXml: string, pkg: Packaging): StageResult<Arrived> {
   const framing = pkg.parts ? 'multipart' : 'soap';
   const ebxml = readEbxml(envelope);
   if (ebxml?.signal) {
@@ -142,6 +158,9 @@ function fromEnvelope(envelope: XmlElement, envelopeXml: string, pkg: Packaging)
   if (!href) return permanent('T01', 'The SOAP envelope carries no MsgHead or AppRec and its manifest names no payload.');
   const payload = payloadPart(href, pkg.parts ?? []);
   if (!payload.ok) return payload;
+  if (contentTypeParams(payload.value.headers['content-type'] ?? '').mediaType === ENCRYPTED) {
+    return ok({ kind: 'encrypted', encrypted: { envelopeXml, ebxml, part: payload.value } });
+  }
   return fromPayload(payload.value, { envelopeXml, ebxml }, pkg.opts);
 }
 
@@ -152,9 +171,6 @@ function payloadPart(href: string, parts: MimePart[]): StageResult<MimePart> {
   const cid = decodeCid(href.slice(4));
   const part = parts.find((p) => p.contentId === cid);
   if (!part) return permanent('T01', `The ebXML manifest refers to payload ${cid}, but the message has no MIME part with that Content-ID.`);
-  if (contentTypeParams(part.headers['content-type'] ?? '').mediaType === 'application/pkcs7-mime') {
-    return permanent('T01', 'The payload part is encrypted (application/pkcs7-mime) and must be decrypted before it can be read.');
-  }
   return ok(part);
 }
 
@@ -165,6 +181,19 @@ function decodeCid(encoded: string): string {
   } catch {
     return encoded;
   }
+}
+
+/** The business message inside an encrypted payload, from its decrypted bytes. */
+export function openEncrypted(encrypted: EncryptedMessage, content: Buffer, opts: Pick<ParseOptions, 'maxBytes'>): StageResult<ParsedMessage> {
+  // The decrypted document carries its own encoding declaration; the part's charset is the CMS object's.
+  const opened = fromPayload(
+    { ...encrypted.part, headers: {}, body: content },
+    { envelopeXml: encrypted.envelopeXml, ebxml: encrypted.ebxml },
+    { maxBytes: opts.maxBytes },
+  );
+  if (!opened.ok) return opened;
+  if (opened.value.kind !== 'business') return permanent('T10', 'The decrypted payload is not a MsgHead or AppRec.');
+  return ok(opened.value.message);
 }
 
 function fromPayload(part: MimePart, envelope: { envelopeXml: string; ebxml?: EbxmlInfo }, opts: ParseOptions): StageResult<InboundMessage> {
@@ -363,6 +392,7 @@ function readEbxml(envelope: XmlElement): EbxmlInfo | undefined {
     refToMessageId: textOf(header, 'eb:MessageData/eb:RefToMessageId', SOAP_NS) ?? textOf(header, '../eb:Acknowledgment/eb:RefToMessageId', SOAP_NS),
     timestamp: textOf(header, 'eb:MessageData/eb:Timestamp', SOAP_NS),
     signal: service === SIGNAL_SERVICE && (action === 'Acknowledgment' || action === 'MessageError') ? action : undefined,
+    ackRequested: findFirst(envelope, 'soap:Header/eb:AckRequested', SOAP_NS) !== undefined,
   };
 }
 

@@ -1,11 +1,11 @@
 // ebMS 2.0 message per HIS 1037 (REFERENCE.md §5.1): a signed SOAP 1.1 envelope and the business
 // document as a MIME attachment, packaged as multipart/related.
 //
-// The payload is NOT encrypted in this version. HIS 1037 sends it as CMS EnvelopedData
-// (application/pkcs7-mime) for the receiver's encryption certificate; CMS is out of scope here,
-// so the MsgHead travels as application/xml and the `cid:` digest covers those plain bytes.
+// The payload part is the business document as application/xml, or (HIS 1037 §5.5) a CMS
+// EnvelopedData object as application/pkcs7-mime in base64; either way the `cid:` digest covers
+// the part's bytes as they are before any transfer encoding (for CMS: the DER object).
 import { randomUUID } from 'node:crypto';
-import { ParseOption, XmlDocument } from 'libxml2-wasm';
+import { ParseOption, XmlC14NMode, XmlDocument, type XmlElement } from 'libxml2-wasm';
 import { NS } from '../mapping/model.js';
 import { buildMultipart, looksLikeMultipart, type MimePart, parseMultipart, rootPart } from '../mapping/multipart.js';
 import { type SignatureAlgorithm, signEnveloped, verifyEnveloped } from './xmldsig.js';
@@ -35,7 +35,12 @@ export interface EbxmlInput {
   messageId?: string;
   timestamp?: Date;
   signing: SigningKey;
+  /** the payload part as it goes on the wire, when it is not the business document in clear (an encrypted one) */
+  payload?: { contentType: string; body: Buffer; transferEncoding: 'base64' };
 }
+
+/** The MIME type of an encrypted payload part (HIS 1037 §5.5, RFC 8551). */
+export const ENVELOPED_DATA = 'application/pkcs7-mime; smime-type=enveloped-data';
 
 export interface EbxmlMessage {
   contentType: string;
@@ -62,7 +67,7 @@ export function buildEbxmlMessage(input: EbxmlInput): EbxmlMessage {
   const ebxmlMessageId = input.messageId ?? randomUUID();
   // Bare UUIDs as Content-IDs, as in NHN's own envelopes (samples/ebxml SVAR_CYT).
   const payloadContentId = randomUUID();
-  const payload = Buffer.from(input.businessXml, 'utf8');
+  const payload = input.payload?.body ?? Buffer.from(input.businessXml, 'utf8');
   const envelope = signEnveloped(envelopeXml(input, ebxmlMessageId, payloadContentId), {
     ...input.signing,
     location: 'soap-header',
@@ -70,7 +75,9 @@ export function buildEbxmlMessage(input: EbxmlInput): EbxmlMessage {
   });
   const { contentType, body } = buildMultipart([
     { contentId: randomUUID(), contentType: 'text/xml; charset=UTF-8', body: Buffer.from(envelope, 'utf8') },
-    { contentId: payloadContentId, contentType: 'application/xml; charset=UTF-8', body: payload },
+    input.payload
+      ? { contentId: payloadContentId, contentType: input.payload.contentType, body: payload, transferEncoding: input.payload.transferEncoding }
+      : { contentId: payloadContentId, contentType: 'application/xml; charset=UTF-8', body: payload },
   ]);
   return { contentType, body, ebxmlMessageId, payloadContentId };
 }
@@ -100,6 +107,68 @@ function envelopeXml(input: EbxmlInput, messageId: string, payloadContentId: str
 <eb:Manifest eb:version="2.0"><eb:Reference xlink:href="cid:${payloadContentId}" xlink:type="simple"/></eb:Manifest>
 </SOAP:Body>
 </SOAP:Envelope>`;
+}
+
+export interface AcknowledgmentInput {
+  /** the party the received message was addressed to: us */
+  fromHerId: string;
+  /** its sender, as verified */
+  toHerId: string;
+  cpaId?: string;
+  conversationId: string;
+  /** the eb:Action of the received message: the roles are `<action>receiver` / `<action>sender` */
+  action: string;
+  /** its eb:MessageId */
+  refToMessageId: string;
+  /** its ds:Signature's ds:Reference elements, copied into the Acknowledgment (non-repudiation of receipt) */
+  receivedReferences: string[];
+  messageId?: string;
+  timestamp?: Date;
+  signing: SigningKey;
+}
+
+/**
+ * The signed transport Acknowledgment (HIS 1037 §5.5, ebMS 2.0 §6.3.2) the gateway owes for a
+ * received message that asked for one: one SOAP part, Service `urn:oasis:names:tc:ebxml-msg:service`.
+ */
+export function buildAcknowledgment(input: AcknowledgmentInput): { contentType: string; body: Buffer; ebxmlMessageId: string } {
+  for (const her of [input.fromHerId, input.toHerId]) {
+    if (!/^\d+$/.test(her)) throw new Error('a HER-id must be digits only');
+  }
+  const ebxmlMessageId = input.messageId ?? randomUUID();
+  const timestamp = (input.timestamp ?? new Date()).toISOString();
+  const party = (her: string, role: string) => `<eb:PartyId eb:type="HER">${her}</eb:PartyId><eb:Role>${escapeXml(role)}</eb:Role>`;
+  const envelope = `<?xml version="1.0" encoding="UTF-8"?>
+<SOAP:Envelope xmlns:SOAP="${NS.soap}" xmlns:eb="${NS.ebxml}">
+<SOAP:Header>
+<eb:MessageHeader SOAP:mustUnderstand="1" eb:version="2.0">
+<eb:From>${party(input.fromHerId, `${input.action}receiver`)}</eb:From>
+<eb:To>${party(input.toHerId, `${input.action}sender`)}</eb:To>
+<eb:CPAId>${escapeXml(input.cpaId ?? cpaIdFor(input.fromHerId, input.toHerId))}</eb:CPAId>
+<eb:ConversationId>${escapeXml(input.conversationId)}</eb:ConversationId>
+<eb:Service>urn:oasis:names:tc:ebxml-msg:service</eb:Service>
+<eb:Action>Acknowledgment</eb:Action>
+<eb:MessageData><eb:MessageId>${escapeXml(ebxmlMessageId)}</eb:MessageId><eb:Timestamp>${timestamp}</eb:Timestamp><eb:RefToMessageId>${escapeXml(input.refToMessageId)}</eb:RefToMessageId></eb:MessageData>
+</eb:MessageHeader>
+<eb:Acknowledgment SOAP:mustUnderstand="1" eb:version="2.0"><eb:Timestamp>${timestamp}</eb:Timestamp><eb:RefToMessageId>${escapeXml(input.refToMessageId)}</eb:RefToMessageId>${input.receivedReferences.join('')}</eb:Acknowledgment>
+</SOAP:Header>
+<SOAP:Body/>
+</SOAP:Envelope>`;
+  const signed = signEnveloped(envelope, { ...input.signing, location: 'soap-header' });
+  return { contentType: 'text/xml; charset=UTF-8', body: Buffer.from(signed, 'utf8'), ebxmlMessageId };
+}
+
+/** The ds:Reference elements of a received envelope's signature, each standalone (its namespace declared). */
+export function signatureReferences(envelopeXml: string): string[] {
+  const doc = XmlDocument.fromString(envelopeXml, { option: ParseOption.XML_PARSE_NONET | ParseOption.XML_PARSE_NO_XXE });
+  try {
+    const ns = { soap: NS.soap, ds: 'http://www.w3.org/2000/09/xmldsig#' };
+    return doc
+      .find('/soap:Envelope/soap:Header/ds:Signature/ds:SignedInfo/ds:Reference', ns)
+      .map((node) => (node as XmlElement).canonicalizeToString({ mode: XmlC14NMode.XML_C14N_1_0 }));
+  } finally {
+    doc.dispose();
+  }
 }
 
 /**

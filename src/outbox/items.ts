@@ -53,7 +53,7 @@ export function deliverItem(
   h: RoutingHeaders & { toHerId: string },
   contentType: string,
   body: Buffer,
-  purpose: 'deliver' | 'receipt' = 'deliver',
+  purpose: 'deliver' | 'receipt' | 'acknowledgment' = 'deliver',
 ): NewOutboxItem {
   return {
     purpose,

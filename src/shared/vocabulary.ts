@@ -25,6 +25,7 @@ export type MessageState =
 export type Stage =
   | 'receive'
   | 'parse'
+  | 'decrypt'
   | 'verify'
   | 'validate'
   | 'dedupe'
@@ -52,12 +53,15 @@ export type OutboxPurpose =
   | 'apprec'
   /** a bydel's message handed to the EPJ */
   | 'forward'
+  /** the signed ebXML transport Acknowledgment the gateway owes a partner */
+  | 'acknowledgment'
   | 'dlq'
   | 'alert';
 
 /** events.event: what happened. */
 export type TimelineEvent =
   | 'received'
+  | 'decrypted'
   | 'verified'
   | 'validated'
   | 'rejected'
@@ -142,4 +146,11 @@ export type MatchRule = 'conversation-ref' | 'fallback';
  * Code list 8221 (Feil i meldingen), the codes this gateway sends and records; a gateway code
  * outside the list goes out as X99 with its own sentence.
  */
+/** Codes of the gateway's own, for what list 8221 has no code for; an AppRec carries X99 for them. */
+export type GatewayErrorCode =
+  /** an encrypted payload the gateway cannot open: not addressed to it, corrupt, tampered, unsupported */
+  | 'GW-DECRYPTION'
+  /** a payload in clear text from a partner that must encrypt (encryption.acceptPlain) */
+  | 'GW-PLAIN-REFUSED';
+
 export type ErrorCode = 'T01' | 'T02' | 'T10' | 'T99' | 'S01' | 'S02' | 'S03' | 'S99' | 'E10' | 'E21' | 'E30' | 'E31' | 'E32' | 'E35' | 'E36' | 'X99';

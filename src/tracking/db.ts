@@ -11,6 +11,7 @@ import type {
   ExpectationAlertState,
   ExpectationKind,
   ExpectationState,
+  GatewayErrorCode,
   MatchRule,
   MessageState,
   PayloadKind,
@@ -49,7 +50,7 @@ export interface MessagesTable {
   receiver_l1_her_id: string | null;
   receiver_l2_her_id: string | null;
   content_hash: string | null;
-  error_code: ErrorCode | null;
+  error_code: ErrorCode | GatewayErrorCode | null;
   error_reason: string | null;
   gen_date: string | null;
   created_at: string;

@@ -3,6 +3,9 @@
 // with what its systems send — transport acknowledgment, AppRec, the kommune's answer,
 // Innleggelsesrapport — signed with its own key, trusted through the address register snapshot.
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DOMParser, XMLSerializer } from '@xmldom/xmldom';
 import type { GetMessage } from 'amqplib';
 import { expect } from 'chai';
@@ -17,6 +20,7 @@ import type { MessageRow } from '../../src/tracking/db.js';
 import { openDatabase } from '../../src/tracking/db.js';
 import { Store } from '../../src/tracking/store.js';
 import { makeSigner, type Packaged, type Received, registerWithCertificates, SimulatedBydel, TEMA } from '../support/bydel.js';
+import { xmlsec1 } from '../support/certificates.js';
 import { testBackends } from '../support/databases.js';
 import { type LogCapture, Peer, startGateway, testConfig, testSigningKeys } from '../support/harness.js';
 import { eventually } from '../support/poll.js';
@@ -128,12 +132,26 @@ for (const backend of testBackends()) {
     });
 
     const bydelQueue = (herId: string) => `${config.broker.receiverQueuePrefix}${herId}`;
+    /** Every transport Acknowledgment the gateway sent each bydel service, kept apart from the rest of what it sent. */
+    const acks = new Map<string, GetMessage[]>();
+    /** What the gateway sent a bydel service other than its Acknowledgments (those go to `acks`). */
+    async function fromGateway(herId: string, n: number, timeoutMs = 15000): Promise<GetMessage[]> {
+      const got: GetMessage[] = [];
+      const deadline = performance.now() + timeoutMs;
+      while (got.length < n && performance.now() < deadline) {
+        for (const m of await peer.take(bydelQueue(herId), 1, Math.max(1, Math.min(200, deadline - performance.now())))) {
+          if (m.properties.headers?.['msg-type'] === 'Acknowledgment') acks.set(herId, [...(acks.get(herId) ?? []), m]);
+          else got.push(m);
+        }
+      }
+      return got;
+    }
     const epjInbox = (n: number, timeoutMs?: number) => peer.take(config.broker.queues.epjInbound, n, timeoutMs);
 
     /** The hospital EPJ sends a message; it reaches the bydel service, which reads it. */
     async function sendToBydel(xml: string, herId: string): Promise<Received> {
       await peer.send(config.broker.queues.epjOutbound, xml);
-      const [m] = await peer.take(bydelQueue(herId), 1);
+      const [m] = await fromGateway(herId, 1);
       expect(m, `delivered to ${herId}`).to.exist;
       return received(m);
     }
@@ -345,7 +363,7 @@ for (const backend of testBackends()) {
         const reason = String(dead.properties.headers?.['x-error-reason']);
         for (const secret of PERSONAL) expect(reason).not.to.contain(secret);
         expect(await epjInbox(1, 500)).to.have.length(0);
-        for (const herId of ['9930004', '9930005', '9930006']) expect(await peer.take(bydelQueue(herId), 1, 100)).to.have.length(0);
+        for (const herId of ['9930004', '9930005', '9930006']) expect(await fromGateway(herId, 1, 100)).to.have.length(0);
       });
     }
 
@@ -356,7 +374,7 @@ for (const backend of testBackends()) {
       const packaged = frognerKp.package(broken, { msgType: 'INNLEGGELSESRAPPORT', toHerId: to.fromHerId, conversationId: to.conversationId });
       await sendPackaged(frognerKp, packaged);
 
-      const [back] = await peer.take(bydelQueue('9930005'), 1);
+      const [back] = await fromGateway('9930005', 1);
       expect(back, 'a negative AppRec to the bydel').to.exist;
       expect(back.properties.headers).to.include({ 'msg-type': 'APPREC', 'from-her-id': '90998', 'to-her-id': '9930005' });
       expect(verifyEbxmlMessage(back.content, back.properties.contentType, testSigningKeys().certPem).ok).to.equal(true);
@@ -379,7 +397,7 @@ for (const backend of testBackends()) {
       expect(await epjInbox(1, 500)).to.have.length(0);
 
       await sendPackaged(frognerKp, packaged);
-      const [again] = await peer.take(bydelQueue('9930005'), 1);
+      const [again] = await fromGateway('9930005', 1);
       expect(again?.content.equals(back.content), 'the same AppRec').to.equal(true);
       expect(await peer.take(config.broker.queues.dlq, 1, 500)).to.have.length(0);
     });
@@ -405,7 +423,7 @@ for (const backend of testBackends()) {
         receiver: got.sender,
       });
       await peer.send(config.broker.queues.epjOutbound, epjAppRec);
-      const [back] = await peer.take(bydelQueue('9930005'), 1);
+      const [back] = await fromGateway('9930005', 1);
       expect(back, 'the EPJ AppRec at the bydel').to.exist;
       return { to, rapport, appRecId, back };
     }
@@ -428,10 +446,51 @@ for (const backend of testBackends()) {
     it('the same Innleggelsesrapport twice is forwarded to the EPJ once, and its AppRec is sent again', async () => {
       const { rapport, back } = await rapportAcceptedByEpj();
       await sendPackaged(frognerKp, rapport.packaged);
-      const [again] = await peer.take(bydelQueue('9930005'), 1);
+      const [again] = await fromGateway('9930005', 1);
       expect(again?.content.equals(back.content), 'the same AppRec').to.equal(true);
       expect(await epjInbox(1, 1000)).to.have.length(0);
       expect(await timelineEvents(rapport.msgId)).to.include('duplicate-answered-again');
+    });
+
+    it('every message a bydel sends is acknowledged: a signed Acknowledgment that xmlsec1 verifies, referring to it, copying its signature references; a repeat gets the same one again', async () => {
+      const to = await admission();
+      const rapport = replyTo(frognerKp, INNLEGGELSESRAPPORT, to);
+      await sendPackaged(frognerKp, rapport.packaged);
+      await epjInbox(1);
+      const acksOf = async (ebxmlMessageId: string) => {
+        await fromGateway('9930005', 1, 200);
+        return (acks.get('9930005') ?? []).filter((m) => m.content.toString('utf8').includes(`<eb:RefToMessageId>${ebxmlMessageId}</eb:RefToMessageId>`));
+      };
+      const [ack] = await eventually('an Acknowledgment', async () => {
+        const found = await acksOf(rapport.packaged.ebxmlMessageId);
+        return found.length > 0 ? found : undefined;
+      });
+      expect(ack.properties.headers).to.include({ 'msg-type': 'Acknowledgment', 'to-her-id': '9930005', 'conversation-id': to.conversationId });
+      const text = ack.content.toString('utf8');
+      expect(text)
+        .to.contain('<eb:Service>urn:oasis:names:tc:ebxml-msg:service</eb:Service>')
+        .and.contain('<eb:Action>Acknowledgment</eb:Action>')
+        .and.contain(`<eb:ConversationId>${to.conversationId}</eb:ConversationId>`)
+        .and.contain('<eb:Role>INNLEGGELSESRAPPORTreceiver</eb:Role>');
+      // the references of the signature it acknowledges, copied (non-repudiation of receipt)
+      const sentEnvelope = parseMultipart(rapport.packaged.body, rapport.packaged.contentType).parts[0].body.toString('utf8');
+      const digests = (xml: string) => [...xml.matchAll(/<ds:DigestValue>([^<]+)<\/ds:DigestValue>/g)].map((m) => m[1]);
+      for (const d of digests(sentEnvelope.slice(sentEnvelope.indexOf('<ds:SignedInfo')))) expect(text).to.contain(d);
+      expect(verifyEbxmlMessage(ack.content, ack.properties.contentType, testSigningKeys().certPem).ok).to.equal(true);
+      const dir = mkdtempSync(join(tmpdir(), 'gw-ack-'));
+      writeFileSync(join(dir, 'cert.pem'), testSigningKeys().certPem);
+      writeFileSync(join(dir, 'ack.xml'), ack.content);
+      const cert = join(dir, 'cert.pem');
+      const oracle = xmlsec1(['--verify', '--trusted-pem', cert, '--pubkey-cert-pem', cert, '--enabled-reference-uris', 'empty', join(dir, 'ack.xml')]);
+      expect(oracle.status, oracle.output).to.equal(0);
+
+      await sendPackaged(frognerKp, rapport.packaged);
+      const again = await eventually('the same Acknowledgment again', async () => {
+        const found = await acksOf(rapport.packaged.ebxmlMessageId);
+        return found.length === 2 ? found : undefined;
+      });
+      expect(again[1].content.equals(ack.content), 'byte for byte the same Acknowledgment').to.equal(true);
+      expect(await epjInbox(1, 500)).to.have.length(0);
     });
 
     it('the same Innleggelsesrapport content sent again under a new MsgId is recognised: not forwarded, not answered', async () => {
@@ -440,7 +499,7 @@ for (const backend of testBackends()) {
       expect(copy.msgId).not.to.equal(rapport.msgId);
       await sendPackaged(frognerKp, copy.packaged);
       expect(await epjInbox(1, 1000)).to.have.length(0);
-      expect(await peer.take(bydelQueue('9930005'), 1, 500)).to.have.length(0);
+      expect(await fromGateway('9930005', 1, 500)).to.have.length(0);
       expect(await incoming(copy.msgId)).to.include({ state: 'duplicate' });
       expect(await timelineEvents(copy.msgId)).to.include('duplicate-content');
     });

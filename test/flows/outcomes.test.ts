@@ -297,7 +297,7 @@ describe('outcomes: what each decision writes (pure builders)', () => {
         message_id_prop: 'p-1',
         body: Buffer.from('signed'),
       };
-      const o = answeredAgain(storedRow({ id: 11, state: 'forwarded' }), sameItemAgain(row));
+      const o = answeredAgain(storedRow({ id: 11, state: 'forwarded' }), [sameItemAgain(row)]);
       expect(o.message).to.deep.equal({ existing: 11 });
       expect(o.outbox).to.deep.equal([{ ...row, headers: { 'msg-id': 'apprec-1' } }]);
       expect(eventNames(o)).to.deep.equal(['dedupe/duplicate-answered-again']);

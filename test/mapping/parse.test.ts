@@ -182,7 +182,15 @@ describe('parseMessage', () => {
         refToMessageId: '11111111-2222-4333-8444-555555555555',
         timestamp: '2025-03-10T09:20:12Z',
         signal: undefined,
+        ackRequested: false,
       });
+    });
+
+    it('eb:AckRequested is read: the sender waits for our signed Acknowledgment', () => {
+      const withAck = ebxmlEnvelope(inlineXml(UTSKRIVNINGSKLAR_16))
+        .toString('utf8')
+        .replace('</eb:MessageHeader>', '</eb:MessageHeader><eb:AckRequested SOAP:mustUnderstand="1" eb:version="2.0" eb:signed="1"/>');
+      expect(parsed(Buffer.from(withAck, 'utf8')).ebxml?.ackRequested).to.equal(true);
     });
 
     it('an inline MsgHead becomes a standalone document that keeps its namespaces', () => {

@@ -2,6 +2,7 @@
 // (trusted through a test copy of the address register snapshot), and what it sends back — the
 // ebXML Acknowledgment, its AppRec, the kommune's answer, an Innleggelsesrapport — built from
 // the official samples, readdressed, and signed the way its message handler would.
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +10,7 @@ import { join } from 'node:path';
 import { DOMParser, XMLSerializer } from '@xmldom/xmldom';
 import { buildAppRec } from '../../src/mapping/apprec.js';
 import { type MsgHeadModel, NS } from '../../src/mapping/model.js';
-import { buildEbxmlMessage } from '../../src/outbound/ebxml.js';
+import { buildEbxmlMessage, ENVELOPED_DATA } from '../../src/outbound/ebxml.js';
 import { type SignatureAlgorithm, signEnveloped } from '../../src/outbound/xmldsig.js';
 import type { SigningKeyPair } from './certificates.js';
 import { ADDRESS_REGISTER } from './paths.js';
@@ -51,6 +52,14 @@ export interface Packaged {
   ebxmlMessageId: string;
 }
 
+interface PackageOptions {
+  msgType: string;
+  toHerId: string;
+  conversationId: string;
+  appRecFor?: string;
+  fromHerId?: string;
+}
+
 export class SimulatedBydel {
   constructor(
     readonly organisation: PartyName,
@@ -59,9 +68,24 @@ export class SimulatedBydel {
     private readonly algorithm: SignatureAlgorithm = 'rsa-sha1',
   ) {}
 
-  /** The ebXML message its MSH sends: signed with its key, From = its service's HER-id. */
-  package(businessXml: string, o: { msgType: string; toHerId: string; conversationId: string; appRecFor?: string; fromHerId?: string }): Packaged {
+  /**
+   * The ebXML message its MSH sends: signed with its key, From = its service's HER-id; with
+   * `encryptTo`, the payload is CMS EnvelopedData for that certificate, made by openssl (not by
+   * the gateway's code), as a real partner's MSH sends it.
+   */
+  package(businessXml: string, o: PackageOptions & { encryptTo?: string; cipher?: '-aes256' | '-des3' }): Packaged {
+    if (o.encryptTo) return this.packageWithPayload(businessXml, opensslEncrypt(businessXml, o.encryptTo, o.cipher ?? '-aes256'), o);
+    return this.build(businessXml, o);
+  }
+
+  /** The same with a payload part of its own: any DER bytes, sent as an encrypted part. */
+  packageWithPayload(businessXml: string, der: Buffer, o: PackageOptions): Packaged {
+    return this.build(businessXml, o, { contentType: ENVELOPED_DATA, body: der, transferEncoding: 'base64' });
+  }
+
+  private build(businessXml: string, o: PackageOptions, payload?: { contentType: string; body: Buffer; transferEncoding: 'base64' }): Packaged {
     const built = buildEbxmlMessage({
+      payload,
       businessXml,
       msgType: o.appRecFor ?? o.msgType,
       ...(o.appRecFor ? { action: 'APPREC', roles: { from: `${o.appRecFor}receiver`, to: `${o.appRecFor}sender` } } : {}),
@@ -113,7 +137,12 @@ ${block}
   }
 
   /** Its AppRec for a received message (AppRec 1.1, addresses mirrored), packaged in that message's Service. */
-  appRec(received: Received, status: '1' | '2' | '3', errors: { code: string; details?: string }[] = []): { appRecId: string; packaged: Packaged } {
+  appRec(
+    received: Received,
+    status: '1' | '2' | '3',
+    errors: { code: string; details?: string }[] = [],
+    o: { encryptTo?: string } = {},
+  ): { appRecId: string; packaged: Packaged } {
     const appRecId = randomUUID();
     const m = received.model;
     const xml = buildAppRec({
@@ -125,7 +154,13 @@ ${block}
       sender: m.receiver,
       receiver: m.sender,
     });
-    const packaged = this.package(xml, { msgType: 'APPREC', appRecFor: m.type, toHerId: received.fromHerId, conversationId: received.conversationId });
+    const packaged = this.package(xml, {
+      msgType: 'APPREC',
+      appRecFor: m.type,
+      toHerId: received.fromHerId,
+      conversationId: received.conversationId,
+      encryptTo: o.encryptTo,
+    });
     return { appRecId, packaged };
   }
 
@@ -192,3 +227,10 @@ export const TEMA = {
   notat: { V: '1', S: '2.16.578.1.12.4.1.1.9155', DN: 'Tilbakemelding på mottak av utskrivningsklar pasient' },
   helsefaglig: { V: '7', S: '2.16.578.1.12.4.1.1.7322', DN: 'Tilbakemelding på mottak av utskrivningsklar pasient' },
 };
+
+/** `openssl cms -encrypt` of the exact bytes, to the certificate, as DER. */
+export function opensslEncrypt(content: string | Buffer, certPem: string, cipher: '-aes256' | '-des3' = '-aes256', extra: string[] = []): Buffer {
+  const file = join(mkdtempSync(join(tmpdir(), 'gw-cms-')), 'recipient.pem');
+  writeFileSync(file, certPem);
+  return execFileSync('openssl', ['cms', '-encrypt', '-binary', '-outform', 'DER', cipher, '-recip', file, ...extra], { input: content });
+}
