@@ -28,6 +28,7 @@ export const EVENTS = {
   alertAppRecMissing: 'GW-3003',
   alertAppRecRejected: 'GW-3004',
   alertTransportAckMissing: 'GW-3005',
+  alertTransportError: 'GW-3006',
   deadlineTickFailed: 'GW-3101',
   webhookDelivered: 'GW-3201',
   webhookDeferred: 'GW-3202',

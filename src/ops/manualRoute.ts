@@ -183,6 +183,7 @@ function resolvedAlert(message: MessageRow, target: ManualTarget, hold: Expectat
       genDate: message.gen_date,
       createdAt: message.created_at,
       appRecErrors: null,
+      transportErrors: null,
     },
     now,
     alertPolicy(config),

@@ -16,6 +16,8 @@ export type MessageState =
   | 'rejected'
   /** the same content as an earlier message under another MsgId: kept, never sent */
   | 'duplicate'
+  /** the partner's message handler refused it (ebXML MessageError): not delivered */
+  | 'transport-error'
   /** a transport signal (Acknowledgment / MessageError), recorded on the message it refers to */
   | 'correlated'
   /** a transport signal that refers to nothing the gateway sent */
@@ -109,6 +111,8 @@ export const EXPECTATION_KINDS = [
   'routing',
   /** records that a rejecting AppRec was raised (a single alert, closed at once) */
   'apprec-rejected',
+  /** records that a received MessageError was raised (likewise) */
+  'transport-error',
 ] as const;
 export type ExpectationKind = (typeof EXPECTATION_KINDS)[number];
 
@@ -125,6 +129,7 @@ export type AlertKind =
   | 'utskrivningsklar-unanswered'
   | 'innleggelsesrapport-missing'
   | 'transport-ack-missing'
+  | 'transport-error'
   | 'dlq-not-empty'
   // the gateway's own health (src/ops/opsAlerts.ts)
   | 'queue-backlog'

@@ -61,6 +61,8 @@ export interface MessagesTable {
   patient_key: string | null;
   transport_state: TransportState | null;
   transport_at: string | null;
+  /** JSON list of the ebMS error codes of a MessageError (e.g. SecurityFailure) */
+  transport_errors: string | null;
   apprec_status: AppRecStatus | null;
   apprec_at: string | null;
   /** JSON list of { code, text } from the AppRec (8221 codes) */

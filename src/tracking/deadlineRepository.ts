@@ -14,7 +14,7 @@ import type { Schema } from './db.js';
 import { type AlertPolicy, type ConditionContext, type ConditionKind, conditionAlert, nextReminderAt, type Transition } from './deadlines.js';
 import type { Store, StoreTransaction } from './store.js';
 import { insertEvents } from './tables/events.js';
-import { claimTransition, closeRoutedHolds, DUE, insertRaisedRejection, setAlertId, type TransitionColumns } from './tables/expectations.js';
+import { claimTransition, closeRoutedHolds, DUE, insertRaised, type RaisedKind, setAlertId, type TransitionColumns } from './tables/expectations.js';
 
 /** An alert whose state change is committed, with its stored outbox item to publish now. */
 export interface Emission {
@@ -66,27 +66,25 @@ export class DeadlineRepository {
   }
 
   /**
-   * A rejected AppRec (status 2, recorded by the inbound path as `apprec_status = 'rejected'`)
-   * raises `apprec-rejected` once. The row that records it is unique per message, so of several
-   * replicas finding the same rejection only the one whose insert lands raises it.
+   * What came back final is raised once: a rejected AppRec (status 2, `apprec_status =
+   * 'rejected'`) as `apprec-rejected`, a received MessageError (`transport_state = 'error'`) as
+   * `transport-error`. The row that records it is unique per message and kind, so of several
+   * replicas finding the same refusal only the one whose insert lands raises it.
    */
-  async raiseRejectedAppRecs(now: Date, limit: number): Promise<Emission[]> {
+  async raiseRefusals(kind: RaisedKind, now: Date, limit: number): Promise<Emission[]> {
     const at = now.toISOString();
     return this.store.inTransaction(async (tx) => {
-      const rejected = await tx.trx
+      let refused = tx.trx
         .selectFrom('messages as m')
-        .select(['m.id', 'm.apprec_at'])
+        .select(['m.id', 'm.apprec_at', 'm.transport_at'])
         .where('m.direction', '=', 'out')
-        .where('m.apprec_status', '=', 'rejected')
         .where(({ not, exists, selectFrom }) =>
-          not(exists(selectFrom('expectations as e').select('e.id').whereRef('e.message_id', '=', 'm.id').where('e.kind', '=', 'apprec-rejected'))),
-        )
-        .orderBy('m.id')
-        .limit(limit)
-        .execute();
+          not(exists(selectFrom('expectations as e').select('e.id').whereRef('e.message_id', '=', 'm.id').where('e.kind', '=', kind))),
+        );
+      refused = kind === 'apprec-rejected' ? refused.where('m.apprec_status', '=', 'rejected') : refused.where('m.transport_state', '=', 'error');
       const emissions: Emission[] = [];
-      for (const m of rejected) {
-        const inserted = await insertRaisedRejection(tx.trx, m.id, m.apprec_at ?? at, at);
+      for (const m of await refused.orderBy('m.id').limit(limit).execute()) {
+        const inserted = await insertRaised(tx.trx, m.id, kind, (kind === 'apprec-rejected' ? m.apprec_at : m.transport_at) ?? at, at);
         if (inserted === undefined) continue;
         const [c] = await this.contexts(tx.trx, [inserted]);
         const alert = conditionAlert('firing', c, now, this.policy);
@@ -124,6 +122,7 @@ export class DeadlineRepository {
         'm.gen_date as genDate',
         'm.created_at as createdAt',
         'm.apprec_errors as appRecErrors',
+        'm.transport_errors as transportErrors',
       ])
       .where('e.id', 'in', ids)
       .orderBy('e.id')

@@ -10,7 +10,7 @@ import type { NewExpectation } from './store.js';
 import { WorkingCalendar } from './workingTime.js';
 
 /** What an expectation row can wait for; `apprec-rejected` rows record a rejection already raised. */
-export type ConditionKind = NewExpectation['kind'] | 'apprec-rejected';
+export type ConditionKind = NewExpectation['kind'] | 'apprec-rejected' | 'transport-error';
 
 /** The stored facts an alert is built from: expectation and message metadata, never content. */
 export interface ConditionContext {
@@ -30,6 +30,8 @@ export interface ConditionContext {
   createdAt: string;
   /** JSON list of { code, text } from a rejecting AppRec */
   appRecErrors: string | null;
+  /** JSON list of the ebMS error codes of a received MessageError */
+  transportErrors: string | null;
 }
 
 export type Transition = 'firing' | 'reminder' | 'resolved';
@@ -82,6 +84,14 @@ export const RULES: Record<ConditionKind, Rule> = {
     remind: true,
     reason: (c, due) => `No ebXML transport acknowledgment from ${receiver(c)}; it was due ${due}.`,
   },
+  'transport-error': {
+    alert: 'transport-error',
+    eventId: EVENTS.alertTransportError,
+    severity: 'critical',
+    remind: false,
+    reason: (c) =>
+      `The message handler of ${receiver(c)} refused ${c.msgType ?? 'the message'} with an ebXML MessageError${ebmsCodes(c)}: it was not delivered; check the partner's certificate and agreement, then resend it.`,
+  },
   routing: {
     alert: 'unroutable',
     eventId: EVENTS.alertUnroutable,
@@ -97,6 +107,16 @@ function errorCodes(c: ConditionContext): string {
     const codes = (JSON.parse(c.appRecErrors ?? '[]') as { code?: unknown }[])
       .map((e) => e.code)
       .filter((x): x is string => typeof x === 'string' && /^[A-Z]\d{2}$/.test(x));
+    return codes.length > 0 ? ` (${codes.join(', ')})` : '';
+  } catch {
+    return '';
+  }
+}
+
+/** Only ebMS error code names (ebMS 2.0 §4.2.3.4, e.g. SecurityFailure); the descriptions are another system's free text. */
+function ebmsCodes(c: ConditionContext): string {
+  try {
+    const codes = (JSON.parse(c.transportErrors ?? '[]') as unknown[]).filter((x): x is string => typeof x === 'string' && /^[A-Za-z]{1,40}$/.test(x));
     return codes.length > 0 ? ` (${codes.join(', ')})` : '';
   } catch {
     return '';

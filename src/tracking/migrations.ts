@@ -257,6 +257,12 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
         await db.schema.alterTable('outbox').addColumn('claimed_by', 'text').execute();
       },
     },
+    '006_transport_errors': {
+      async up(db: Kysely<any>) {
+        // The ebMS error codes of a MessageError, for its alert (metadata: codes, never descriptions).
+        await db.schema.alterTable('messages').addColumn('transport_errors', 'text').execute();
+      },
+    },
   };
 }
 

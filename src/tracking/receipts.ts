@@ -226,7 +226,9 @@ export class Receipts {
     const note = (id: number, stage: Stage, name: TimelineEvent, detail: Record<string, unknown>) => insertEvents(tx.trx, id, [event(stage, name, detail)], at);
     switch (c.kind) {
       case 'transport': {
-        const first = await setOnce(tx, c.target.id, 'transport_state', { transport_state: c.state, transport_at: at });
+        // A MessageError means the partner's handler refused it: the message was not delivered.
+        const refused = c.state === 'error' ? { state: 'transport-error' as const, transport_errors: JSON.stringify(c.errorCodes) } : {};
+        const first = await setOnce(tx, c.target.id, 'transport_state', { transport_state: c.state, transport_at: at, ...refused });
         await met(tx, c.target.id, 'transport-ack', `transport:${c.state}`);
         const name = first ? (c.state === 'acked' ? 'transport-acked' : 'transport-error') : 'transport-signal-repeated';
         return note(c.target.id, 'transport', name, { signalMessageId: by.msgId, state: c.state, errorCodes: c.errorCodes });

@@ -16,7 +16,7 @@ export interface SchedulerOptions {
   batchSize: number;
 }
 
-export type TickSummary = Record<Transition | 'rejected' | 'routed', number>;
+export type TickSummary = Record<Transition | 'rejected' | 'refusedByTransport' | 'routed', number>;
 
 const STEPS: Transition[] = ['firing', 'reminder', 'resolved'];
 
@@ -48,8 +48,9 @@ export class DeadlineScheduler {
   async tick(): Promise<TickSummary> {
     const now = this.clock();
     const { batchSize } = this.options;
-    const summary: TickSummary = { rejected: 0, routed: 0, firing: 0, reminder: 0, resolved: 0 };
-    summary.rejected = await this.publish(await this.repository.raiseRejectedAppRecs(now, batchSize), 'firing');
+    const summary: TickSummary = { rejected: 0, refusedByTransport: 0, routed: 0, firing: 0, reminder: 0, resolved: 0 };
+    summary.rejected = await this.publish(await this.repository.raiseRefusals('apprec-rejected', now, batchSize), 'firing');
+    summary.refusedByTransport = await this.publish(await this.repository.raiseRefusals('transport-error', now, batchSize), 'firing');
     summary.routed = await this.repository.closeRoutedHolds(now);
     for (const step of STEPS) summary[step] = await this.publish(await this.repository.transition(step, now, batchSize), step);
     return summary;

@@ -308,8 +308,21 @@ for (const backend of testBackends()) {
         (r) => !!r.apprec_status && !!r.transport_state,
         'the AppRec and the MessageError',
       );
-      expect(row).to.include({ apprec_status: 'partial', transport_state: 'error' });
+      expect(row).to.include({ apprec_status: 'partial', transport_state: 'error', state: 'transport-error' });
       expect((await expectations(row.id))['transport-ack']).to.equal('met transport:error');
+      expect(await timelineEvents(sent.model.msgId)).to.include('transport-error');
+
+      // the next tick raises it once, critical, naming the ebMS code (not the partner's free-text description)
+      const tap = `${config.broker.queues.dlq}.transport-error-tap`;
+      await peer.ch.assertQueue(tap, { exclusive: true });
+      await peer.ch.bindQueue(tap, config.broker.exchanges.alerts, 'transport-error');
+      await gateway.deadlines!.tick();
+      await gateway.deadlines!.tick();
+      const alerts = (await peer.take(tap, 10, 1500)).map((m) => JSON.parse(m.content.toString('utf8')));
+      expect(alerts.filter((a) => a.msgId === sent.model.msgId)).to.have.length(1);
+      const [alert] = alerts.filter((a) => a.msgId === sent.model.msgId);
+      expect(alert).to.include({ kind: 'transport-error', state: 'firing', severity: 'critical', eventId: 'GW-3006', receiverHerId: '9920005' });
+      expect(alert.text).to.contain('(SecurityFailure)').and.not.contain('Signaturen kunne');
     });
 
     const forgeries: [string, () => Promise<{ body: Buffer; contentType?: string; fromHerId: string }>, string][] = [

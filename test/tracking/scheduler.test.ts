@@ -31,6 +31,7 @@ const condition = (over: Partial<ConditionContext> = {}): ConditionContext => ({
   genDate: '2026-03-30T08:00:00',
   createdAt: oslo('2026-03-30T08:00').toISOString(),
   appRecErrors: null,
+  transportErrors: null,
   ...over,
 });
 

@@ -8,7 +8,7 @@ import type { Schema } from '../db.js';
 
 /** Something that must come back (or be done) for a message by `dueAt` (DESIGN §3 C). */
 export interface NewExpectation {
-  kind: Exclude<ExpectationKind, 'apprec-rejected'>;
+  kind: Exclude<ExpectationKind, 'apprec-rejected' | 'transport-error'>;
   dueAt: Date;
   /** set when its alert is raised in the same transaction (a held message's `unroutable`) */
   firing?: { alertId: string; nextAlertAt: Date | null };
@@ -93,21 +93,24 @@ export async function claimTransition(db: Db, id: number, step: Transition, colu
   return claimed.numUpdatedRows === 1n;
 }
 
+/** What comes back final and is raised once: a rejecting AppRec, a MessageError. */
+export type RaisedKind = Extract<ExpectationKind, 'apprec-rejected' | 'transport-error'>;
+
 /**
- * Records that a rejecting AppRec was raised: closed at once ('raised': a single alert that no
- * later event resolves). Unique per message, so of several replicas only one insert lands.
+ * Records that a final refusal was raised: closed at once ('raised': a single alert that no later
+ * event resolves). Unique per message and kind, so of several replicas only one insert lands.
  */
-export async function insertRaisedRejection(db: Db, messageId: number, dueAt: string, at: string): Promise<number | undefined> {
+export async function insertRaised(db: Db, messageId: number, kind: RaisedKind, dueAt: string, at: string): Promise<number | undefined> {
   const inserted = await db
     .insertInto('expectations')
     .values({
       message_id: messageId,
-      kind: 'apprec-rejected',
+      kind,
       due_at: dueAt,
       state: 'closed',
       created_at: at,
       resolved_at: at,
-      resolved_by: 'apprec:rejected',
+      resolved_by: kind === 'apprec-rejected' ? 'apprec:rejected' : 'transport:error',
       alert_state: 'raised',
       last_alert_at: at,
     })
