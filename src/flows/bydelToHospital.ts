@@ -20,12 +20,12 @@ import { type Arrived, type EncryptedMessage, type InboundMessage, openEncrypted
 import { EVENTS } from '../observability/events.js';
 import { type Logger, logStage } from '../observability/log.js';
 import { decryptEnveloped } from '../outbound/cms.js';
-import { buildAcknowledgment, signatureReferences } from '../outbound/ebxml.js';
+import { buildAcknowledgment, buildMessageError, type EbxmlErrorOut, signatureReferences } from '../outbound/ebxml.js';
 import { type PartnerContext, receiptItem, signingAlgorithmFor } from '../outbound/package.js';
 import { again, deliverItem, dlqItem, forwardItem, type NewOutboxItem, type RoutingHeaders } from '../outbox/items.js';
 import type { OutboxPublisher } from '../outbox/relay.js';
 import type { AddressRegister } from '../routing/addressRegister.js';
-import type { Stage } from '../shared/vocabulary.js';
+import type { Stage, TransportCondition } from '../shared/vocabulary.js';
 import type { MessageRow } from '../tracking/db.js';
 import { patientKey } from '../tracking/expectations.js';
 import { type Outcome, outcome } from '../tracking/outcome.js';
@@ -169,16 +169,21 @@ export class BydelToHospitalFlow {
   /** Opens an encrypted payload with the gateway's keys; a failure is the sender's transport problem, never the EPJ's. */
   private async decrypt(encrypted: EncryptedMessage): Promise<StageResult<{ message: ParsedMessage; decrypted: Decrypted }>> {
     if (this.deps.decryption.length === 0) {
-      return permanent('GW-DECRYPTION', 'The payload is encrypted, but the gateway has no decryption key configured (GATEWAY_ENCRYPTION_KEY).');
+      return permanent(
+        'GW-DECRYPTION',
+        'The payload is encrypted, but the gateway has no decryption key configured (GATEWAY_ENCRYPTION_KEY).',
+        'transport:decryption-failed',
+      );
     }
     const opened = await decryptEnveloped(encrypted.part.body, this.deps.decryption);
-    if (!opened.ok) return permanent('GW-DECRYPTION', `The encrypted payload cannot be opened: ${opened.reason}.`);
+    if (!opened.ok) return permanent('GW-DECRYPTION', `The encrypted payload cannot be opened: ${opened.reason}.`, 'transport:decryption-failed');
     const message = openEncrypted(encrypted, opened.content, { maxBytes: this.deps.config.limits.maxMessageBytes });
     // CBC has no integrity check: tampered ciphertext mostly decrypts to bytes that are no document.
     if (!message.ok)
       return permanent(
         'GW-DECRYPTION',
         `The encrypted payload cannot be opened: it decrypts to no readable document (${message.error.reason.replace(/\.$/, '')}).`,
+        'transport:decryption-failed',
       );
     return ok({ message: message.value, decrypted: { contentCipher: opened.contentCipher, keyTransport: opened.keyTransport, keyIndex: opened.keyIndex } });
   }
@@ -187,7 +192,11 @@ export class BydelToHospitalFlow {
   private plainRefused(herId: string): StageError | undefined {
     const { acceptPlain, plainPartners } = this.deps.config.encryption;
     if (acceptPlain === 'all' || plainPartners.includes(herId)) return undefined;
-    return permanent('GW-PLAIN-REFUSED', `HER-id ${herId} sent its payload in clear text; the gateway accepts encrypted payloads only from it.`).error;
+    return permanent(
+      'GW-PLAIN-REFUSED',
+      `HER-id ${herId} sent its payload in clear text; the gateway accepts encrypted payloads only from it.`,
+      'transport:unsupported-message',
+    ).error;
   }
 
   private async plan(inbound: InboundMessage, sender: VerifiedSender, id: Identity): Promise<InboundPlan> {
@@ -439,6 +448,7 @@ export function rejectedInbound(ctx: InboundContext, d: NhnDelivery, refusal: Re
   const dlqError = { code, reason, stage: refusal.stage, sourceQueue: config.broker.queues.nhnInbound, firstFailedAt: now.toISOString(), attempts: 1 };
   const dlq = dlqItem(config.broker, original, dlqError, { body: d.body, contentType: d.contentType });
   const receipt = sender && id.model ? negativeReceipt(ctx, id, id.model, sender, refusal) : undefined;
+  const messageError = messageErrorItem(ctx, id, refusal);
   const o = rejection({
     message,
     arrival: d,
@@ -450,7 +460,45 @@ export function rejectedInbound(ctx: InboundContext, d: NhnDelivery, refusal: Re
   });
   // The AppRec this message got is final, so the EPJ cannot send a second one for it.
   if (receipt && 'insert' in o.message) o.message.insert = { ...o.message.insert, apprec_status: 'rejected', apprec_at: now.toISOString() };
-  return o;
+  return messageError ? { ...o, outbox: [...o.outbox, messageError] } : o;
+}
+
+/** The ebMS 2.0 error code of each transport condition. */
+const EBMS_CODE: Record<TransportCondition, EbxmlErrorOut['code']> = {
+  'transport:required-field-missing': 'Inconsistent',
+  'transport:invalid-field-value': 'Inconsistent',
+  'transport:missing-certificate': 'SecurityFailure',
+  'transport:invalid-certificate': 'SecurityFailure',
+  'transport:invalid-signature': 'SecurityFailure',
+  'transport:decryption-failed': 'SecurityFailure',
+  'transport:unsupported-message': 'NotSupported',
+  'abuse:spoofing-attack': 'SecurityFailure',
+};
+
+/**
+ * A message refused at the transport level is answered with a signed ebXML MessageError to the
+ * party its ebXML From names, when the address register knows that party (HITS 1216 §2.2.3);
+ * the description is the refusal's sentence, metadata only.
+ */
+export function messageErrorItem(ctx: InboundContext, id: Identity, refusal: Refusal): NewOutboxItem | undefined {
+  const { condition, reason } = refusal.error;
+  const { ebxml } = id;
+  const claimed = ebxml?.fromPartyIds.find((p) => p.type === 'HER' && /^\d+$/.test(p.id))?.id;
+  if (!condition || !ebxml?.messageId || !claimed || !ctx.partners.register.isActive(claimed)) return undefined;
+  const fromHerId = ourHerId(ebxml, ctx.config.ownHerId);
+  const conversationId = ebxml.conversationId ?? ebxml.messageId;
+  const built = buildMessageError({
+    fromHerId,
+    toHerId: claimed,
+    cpaId: ebxml.cpaId,
+    conversationId,
+    action: ebxml.action ?? id.msgType ?? '',
+    refToMessageId: ebxml.messageId,
+    errors: [{ code: EBMS_CODE[condition], description: `${condition}: ${reason}` }],
+    signing: { ...ctx.partners.signing, algorithm: signingAlgorithmFor(ctx.config, claimed) },
+  });
+  const headers = { msgId: built.ebxmlMessageId, msgType: 'MessageError', conversationId, fromHerId, toHerId: claimed };
+  return deliverItem(ctx.config.broker, headers, built.contentType, built.body, 'message-error');
 }
 
 function negativeReceipt(ctx: InboundContext, id: Identity, model: MsgHeadModel, sender: VerifiedSender, refusal: Refusal): NewOutboxItem {

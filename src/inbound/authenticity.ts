@@ -34,17 +34,20 @@ export function verifySender(
   now: Date,
 ): StageResult<VerifiedSender> {
   const ebxml = inbound.kind === 'signal' ? inbound.signal.ebxml : inbound.message.ebxml;
-  if (!ebxml) return permanent('S01', 'The message has no ebXML envelope, so neither its signature nor its sender can be verified.');
+  if (!ebxml)
+    return permanent('S01', 'The message has no ebXML envelope, so neither its signature nor its sender can be verified.', 'transport:required-field-missing');
   const partyId = fromPartyId(ebxml);
   if (!partyId.ok) return partyId;
   const herId = partyId.value;
 
   const certPem = signingCertificateOf(register, herId);
-  if (!certPem) return permanent('S02', `The address register has no active party with a signing certificate for HER-id ${herId}.`);
+  if (!certPem)
+    return permanent('S02', `The address register has no active party with a signing certificate for HER-id ${herId}.`, 'transport:missing-certificate');
   const certificate = checkSigningCertificate(certPem, now);
-  if (!certificate.ok) return permanent('S02', `The signing certificate of HER-id ${herId} cannot be used: ${certificate.problems.join('; ')}.`);
+  if (!certificate.ok)
+    return permanent('S02', `The signing certificate of HER-id ${herId} cannot be used: ${certificate.problems.join('; ')}.`, 'transport:invalid-certificate');
   const signature = verifyEbxmlMessage(received.body, received.contentType, certPem);
-  if (!signature.ok) return permanent('S01', `The ebXML signature of HER-id ${herId} does not verify: ${signature.reason}.`);
+  if (!signature.ok) return permanent('S01', `The ebXML signature of HER-id ${herId} does not verify: ${signature.reason}.`, 'transport:invalid-signature');
 
   const agreed = sendersAgree(herId, received.fromHerId, inbound);
   if (!agreed.ok) return agreed;
@@ -56,7 +59,7 @@ export function verifySender(
 /** HIS 1037: From carries the sender's HER-id as its one PartyId of type HER. */
 function fromPartyId(ebxml: EbxmlInfo): StageResult<string> {
   const her = ebxml.fromPartyIds.filter((p) => p.type === 'HER' && /^\d+$/.test(p.id));
-  if (her.length !== 1) return permanent('S01', `The ebXML From must carry exactly one HER PartyId; it has ${her.length}.`);
+  if (her.length !== 1) return permanent('S01', `The ebXML From must carry exactly one HER PartyId; it has ${her.length}.`, 'transport:invalid-field-value');
   return ok(her[0].id);
 }
 
@@ -82,11 +85,19 @@ function documentSenderHerIds(inbound: InboundMessage): string[] | undefined {
 
 function sendersAgree(partyId: string, transportHerId: string | undefined, inbound: InboundMessage): StageResult<void> {
   if (transportHerId !== partyId) {
-    return permanent('S01', `The transport header from-her-id (${transportHerId || 'missing'}) does not match the signed ebXML From ${partyId}.`);
+    return permanent(
+      'S01',
+      `The transport header from-her-id (${transportHerId || 'missing'}) does not match the signed ebXML From ${partyId}.`,
+      'abuse:spoofing-attack',
+    );
   }
   const documentSenders = documentSenderHerIds(inbound);
   if (documentSenders && !documentSenders.includes(partyId)) {
-    return permanent('S01', `The document's sender (HER-id ${documentSenders.join('/') || 'none'}) is not the signed ebXML From ${partyId}.`);
+    return permanent(
+      'S01',
+      `The document's sender (HER-id ${documentSenders.join('/') || 'none'}) is not the signed ebXML From ${partyId}.`,
+      'abuse:spoofing-attack',
+    );
   }
   return ok(undefined);
 }
@@ -97,7 +108,11 @@ function addressedToUs(inbound: InboundMessage, ownHerId: string): StageResult<v
   const doc = inbound.message.doc;
   const receivers = doc.kind === 'apprec' ? doc.receiverHerIds : [doc.receiver.level1.herId ?? ''];
   if (!receivers.includes(ownHerId)) {
-    return permanent('E21', `The document is addressed to HER-id ${receivers.join('/') || 'none'}, not to this hospital (${ownHerId}).`);
+    return permanent(
+      'E21',
+      `The document is addressed to HER-id ${receivers.join('/') || 'none'}, not to this hospital (${ownHerId}).`,
+      'transport:invalid-field-value',
+    );
   }
   return ok(undefined);
 }

@@ -1,6 +1,6 @@
 // The one typed model every stage works on. Personal data lives only in `patient`
 // and `contentXml`; nothing in this file is ever logged as a whole.
-import type { ErrorCode, GatewayErrorCode } from '../shared/vocabulary.js';
+import type { ErrorCode, GatewayErrorCode, TransportCondition } from '../shared/vocabulary.js';
 
 export const NS = {
   msgHead: 'http://www.kith.no/xmlstds/msghead/2006-05-24',
@@ -133,14 +133,16 @@ export interface StageError {
   code: ErrorCode | GatewayErrorCode;
   reason: string;
   transient: boolean;
+  /** set when the failure is the sender's transport (signature, certificate, encryption): a MessageError goes back */
+  condition?: TransportCondition;
 }
 
 export type StageResult<T> = { ok: true; value: T } | { ok: false; error: StageError };
 
 export const ok = <T>(value: T): StageResult<T> => ({ ok: true, value });
-export const permanent = (code: ErrorCode | GatewayErrorCode, reason: string): { ok: false; error: StageError } => ({
+export const permanent = (code: ErrorCode | GatewayErrorCode, reason: string, condition?: TransportCondition): { ok: false; error: StageError } => ({
   ok: false,
-  error: { code, reason, transient: false },
+  error: { code, reason, transient: false, ...(condition ? { condition } : {}) },
 });
 export const transient = (code: ErrorCode | GatewayErrorCode, reason: string): { ok: false; error: StageError } => ({
   ok: false,

@@ -109,10 +109,11 @@ function envelopeXml(input: EbxmlInput, messageId: string, payloadContentId: str
 </SOAP:Envelope>`;
 }
 
-export interface AcknowledgmentInput {
+/** What a transport signal (Acknowledgment, MessageError) says about the message it answers. */
+export interface SignalInput {
   /** the party the received message was addressed to: us */
   fromHerId: string;
-  /** its sender, as verified */
+  /** its sender */
   toHerId: string;
   cpaId?: string;
   conversationId: string;
@@ -120,18 +121,51 @@ export interface AcknowledgmentInput {
   action: string;
   /** its eb:MessageId */
   refToMessageId: string;
-  /** its ds:Signature's ds:Reference elements, copied into the Acknowledgment (non-repudiation of receipt) */
-  receivedReferences: string[];
   messageId?: string;
   timestamp?: Date;
   signing: SigningKey;
 }
 
+export interface SignalMessage {
+  contentType: string;
+  body: Buffer;
+  ebxmlMessageId: string;
+}
+
 /**
  * The signed transport Acknowledgment (HIS 1037 §5.5, ebMS 2.0 §6.3.2) the gateway owes for a
- * received message that asked for one: one SOAP part, Service `urn:oasis:names:tc:ebxml-msg:service`.
+ * received message that asked for one, with the ds:Reference elements of the signature it
+ * acknowledges copied in (non-repudiation of receipt).
  */
-export function buildAcknowledgment(input: AcknowledgmentInput): { contentType: string; body: Buffer; ebxmlMessageId: string } {
+export function buildAcknowledgment(input: SignalInput & { receivedReferences: string[] }): SignalMessage {
+  return signedSignal(
+    input,
+    'Acknowledgment',
+    (timestamp) =>
+      `<eb:Acknowledgment SOAP:mustUnderstand="1" eb:version="2.0"><eb:Timestamp>${timestamp}</eb:Timestamp><eb:RefToMessageId>${escapeXml(input.refToMessageId)}</eb:RefToMessageId>${input.receivedReferences.join('')}</eb:Acknowledgment>`,
+  );
+}
+
+/** One eb:Error: an ebMS 2.0 §4.2.3.4.1 code and a description without personal data. */
+export interface EbxmlErrorOut {
+  code: 'SecurityFailure' | 'Inconsistent' | 'OtherXml' | 'NotSupported';
+  description: string;
+}
+
+/** The signed ebXML MessageError (highestSeverity Error) for a received message refused at the transport level. */
+export function buildMessageError(input: SignalInput & { errors: EbxmlErrorOut[] }): SignalMessage {
+  return signedSignal(input, 'MessageError', () => {
+    const errors = input.errors
+      .map(
+        (e) => `<eb:Error eb:errorCode="${e.code}" eb:severity="Error"><eb:Description xml:lang="en">${escapeXml(e.description)}</eb:Description></eb:Error>`,
+      )
+      .join('');
+    return `<eb:ErrorList SOAP:mustUnderstand="1" eb:version="2.0" eb:highestSeverity="Error">${errors}</eb:ErrorList>`;
+  });
+}
+
+/** A signal's envelope: one SOAP part, Service `urn:oasis:names:tc:ebxml-msg:service`, signed. */
+function signedSignal(input: SignalInput, action: 'Acknowledgment' | 'MessageError', block: (timestamp: string) => string): SignalMessage {
   for (const her of [input.fromHerId, input.toHerId]) {
     if (!/^\d+$/.test(her)) throw new Error('a HER-id must be digits only');
   }
@@ -147,10 +181,10 @@ export function buildAcknowledgment(input: AcknowledgmentInput): { contentType: 
 <eb:CPAId>${escapeXml(input.cpaId ?? cpaIdFor(input.fromHerId, input.toHerId))}</eb:CPAId>
 <eb:ConversationId>${escapeXml(input.conversationId)}</eb:ConversationId>
 <eb:Service>urn:oasis:names:tc:ebxml-msg:service</eb:Service>
-<eb:Action>Acknowledgment</eb:Action>
+<eb:Action>${action}</eb:Action>
 <eb:MessageData><eb:MessageId>${escapeXml(ebxmlMessageId)}</eb:MessageId><eb:Timestamp>${timestamp}</eb:Timestamp><eb:RefToMessageId>${escapeXml(input.refToMessageId)}</eb:RefToMessageId></eb:MessageData>
 </eb:MessageHeader>
-<eb:Acknowledgment SOAP:mustUnderstand="1" eb:version="2.0"><eb:Timestamp>${timestamp}</eb:Timestamp><eb:RefToMessageId>${escapeXml(input.refToMessageId)}</eb:RefToMessageId>${input.receivedReferences.join('')}</eb:Acknowledgment>
+${block(timestamp)}
 </SOAP:Header>
 <SOAP:Body/>
 </SOAP:Envelope>`;

@@ -53,7 +53,7 @@ export function deliverItem(
   h: RoutingHeaders & { toHerId: string },
   contentType: string,
   body: Buffer,
-  purpose: 'deliver' | 'receipt' | 'acknowledgment' = 'deliver',
+  purpose: 'deliver' | 'receipt' | 'acknowledgment' | 'message-error' = 'deliver',
 ): NewOutboxItem {
   return {
     purpose,

@@ -57,6 +57,8 @@ export type OutboxPurpose =
   | 'forward'
   /** the signed ebXML transport Acknowledgment the gateway owes a partner */
   | 'acknowledgment'
+  /** the signed ebXML MessageError for a message refused at the transport level */
+  | 'message-error'
   | 'dlq'
   | 'alert';
 
@@ -157,5 +159,16 @@ export type GatewayErrorCode =
   | 'GW-DECRYPTION'
   /** a payload in clear text from a partner that must encrypt (encryption.acceptPlain) */
   | 'GW-PLAIN-REFUSED';
+
+/** Why a message failed at the transport level (HITS 1216 errorCondition names): what a MessageError back says. */
+export type TransportCondition =
+  | 'transport:required-field-missing'
+  | 'transport:invalid-field-value'
+  | 'transport:missing-certificate'
+  | 'transport:invalid-certificate'
+  | 'transport:invalid-signature'
+  | 'transport:decryption-failed'
+  | 'transport:unsupported-message'
+  | 'abuse:spoofing-attack';
 
 export type ErrorCode = 'T01' | 'T02' | 'T10' | 'T99' | 'S01' | 'S02' | 'S03' | 'S99' | 'E10' | 'E21' | 'E30' | 'E31' | 'E32' | 'E35' | 'E36' | 'X99';

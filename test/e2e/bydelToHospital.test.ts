@@ -132,15 +132,19 @@ for (const backend of testBackends()) {
     });
 
     const bydelQueue = (herId: string) => `${config.broker.receiverQueuePrefix}${herId}`;
-    /** Every transport Acknowledgment the gateway sent each bydel service, kept apart from the rest of what it sent. */
+    /** Every transport Acknowledgment and MessageError the gateway sent each bydel service, kept apart from the rest. */
     const acks = new Map<string, GetMessage[]>();
-    /** What the gateway sent a bydel service other than its Acknowledgments (those go to `acks`). */
+    const messageErrors = new Map<string, GetMessage[]>();
+    /** The eb:MessageId a transport signal refers to. */
+    const refToOf = (m: GetMessage) => /<eb:RefToMessageId>([^<]+)<\/eb:RefToMessageId>/.exec(m.content.toString('utf8'))?.[1] ?? '(none)';
+    /** What the gateway sent a bydel service other than transport signals (those go to `acks` and `messageErrors`). */
     async function fromGateway(herId: string, n: number, timeoutMs = 15000): Promise<GetMessage[]> {
       const got: GetMessage[] = [];
       const deadline = performance.now() + timeoutMs;
       while (got.length < n && performance.now() < deadline) {
         for (const m of await peer.take(bydelQueue(herId), 1, Math.max(1, Math.min(200, deadline - performance.now())))) {
-          if (m.properties.headers?.['msg-type'] === 'Acknowledgment') acks.set(herId, [...(acks.get(herId) ?? []), m]);
+          const signal = { Acknowledgment: acks, MessageError: messageErrors }[String(m.properties.headers?.['msg-type'])];
+          if (signal) signal.set(herId, [...(signal.get(herId) ?? []), m]);
           else got.push(m);
         }
       }
@@ -325,7 +329,8 @@ for (const backend of testBackends()) {
       expect(alert.text).to.contain('(SecurityFailure)').and.not.contain('Signaturen kunne');
     });
 
-    const forgeries: [string, () => Promise<{ body: Buffer; contentType?: string; fromHerId: string }>, string][] = [
+    /** What is forged, how, the code it is refused with, and the party its ebXML From names (who gets the MessageError). */
+    const forgeries: [string, () => Promise<{ body: Buffer; contentType?: string; fromHerId: string }>, string, string][] = [
       [
         'the transport says Frogner, but St. Hanshaugen signed it (forged from-her-id)',
         async () => {
@@ -333,6 +338,7 @@ for (const backend of testBackends()) {
           return { ...packaged, fromHerId: '9930005' };
         },
         'S01',
+        '9930004',
       ],
       [
         'St. Hanshaugen signed a message whose MsgHead Sender is Frogner',
@@ -343,6 +349,7 @@ for (const backend of testBackends()) {
           return { ...packaged, fromHerId: '9930004' };
         },
         'S01',
+        '9930004',
       ],
       [
         'one byte of the payload was changed after signing',
@@ -354,6 +361,7 @@ for (const backend of testBackends()) {
           return { body: tampered, contentType: packaged.contentType, fromHerId: '9930005' };
         },
         'S01',
+        '9930005',
       ],
       [
         'Ullern signed with a certificate that expired last month',
@@ -362,11 +370,12 @@ for (const backend of testBackends()) {
           return { ...packaged, fromHerId: '9930006' };
         },
         'S02',
+        '9930006',
       ],
     ];
 
-    for (const [name, forge, code] of forgeries) {
-      it(`${name}: rejected to the DLQ with ${code}, never forwarded to the EPJ, no AppRec`, async () => {
+    for (const [name, forge, code, claimed] of forgeries) {
+      it(`${name}: rejected to the DLQ with ${code}, never forwarded to the EPJ, no AppRec; a signed MessageError to ${claimed}`, async () => {
         const forged = await forge();
         await fromBydel(forged.body, forged);
         const [dead] = await peer.take(config.broker.queues.dlq, 1);
@@ -377,6 +386,15 @@ for (const backend of testBackends()) {
         for (const secret of PERSONAL) expect(reason).not.to.contain(secret);
         expect(await epjInbox(1, 500)).to.have.length(0);
         for (const herId of ['9930004', '9930005', '9930006']) expect(await fromGateway(herId, 1, 100)).to.have.length(0);
+        const refusal = await eventually(`a MessageError at ${claimed}`, async () => {
+          await fromGateway(claimed, 1, 200);
+          return (messageErrors.get(claimed) ?? []).find((m) => forged.body.toString('latin1').includes(refToOf(m)));
+        });
+        expect(refusal.properties.headers).to.include({ 'msg-type': 'MessageError', 'to-her-id': claimed });
+        const text = refusal.content.toString('utf8');
+        expect(text).to.contain('<eb:Action>MessageError</eb:Action>').and.contain('eb:errorCode="SecurityFailure"').and.contain('eb:highestSeverity="Error"');
+        for (const secret of PERSONAL) expect(text).not.to.contain(secret);
+        expect(verifyEbxmlMessage(refusal.content, refusal.properties.contentType, testSigningKeys().certPem).ok).to.equal(true);
       });
     }
 

@@ -89,7 +89,9 @@ describe('encrypted payloads from a bydel (CMS EnvelopedData by openssl), end to
   async function sendToBydel(xml: string, herId: string): Promise<Received> {
     await peer.send(config.broker.queues.epjOutbound, xml);
     const m = await eventually(`a delivery at ${herId}`, async () =>
-      (await peer.take(`${config.broker.receiverQueuePrefix}${herId}`, 1, 200)).find((d) => d.properties.headers?.['msg-type'] !== 'Acknowledgment'),
+      (await peer.take(`${config.broker.receiverQueuePrefix}${herId}`, 1, 200)).find(
+        (d) => !['Acknowledgment', 'MessageError'].includes(String(d.properties.headers?.['msg-type'])),
+      ),
     );
     return received(m);
   }
@@ -176,6 +178,13 @@ describe('encrypted payloads from a bydel (CMS EnvelopedData by openssl), end to
       expect(String(dead.properties.headers?.['x-error-reason'])).to.match(/^The encrypted payload cannot be opened: .+\.$/);
       expect(Buffer.compare(dead.content, packaged.body)).to.equal(0);
       expect(await epjInbox(1, 500)).to.have.length(0);
+      // the sender's message handler is told, by a signed MessageError
+      const refusal = await eventually('a MessageError at the bydel', async () =>
+        (await peer.take(`${config.broker.receiverQueuePrefix}9930005`, 10, 200)).find(
+          (m) => m.properties.headers?.['msg-type'] === 'MessageError' && m.content.toString('utf8').includes(packaged.ebxmlMessageId),
+        ),
+      );
+      expect(refusal.content.toString('utf8')).to.contain('eb:errorCode="SecurityFailure"').and.contain('transport:decryption-failed');
     });
   }
 
