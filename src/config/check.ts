@@ -48,7 +48,7 @@ export function checkConfigFiles(config: GatewayConfig): string[] {
     if (!cert.checkPrivateKey(key)) problems.push('signing: the certificate does not belong to the signing key');
     if (new Date(cert.validTo) < new Date()) problems.push(`signing.certFile: the certificate expired ${cert.validTo}`);
   }
-  config.encryption.keys.forEach((pair, i) => checkEncryptionPair(problems, `encryption.keys.${i}`, pair));
+  for (const [i, pair] of config.encryption.keys.entries()) checkEncryptionPair(problems, `encryption.keys.${i}`, pair);
   return problems;
 }
 
