@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
+import { makeSigner } from '../support/certificates.js';
 import { cli } from '../support/cli.js';
 
 describe('plo-gateway config check', function () {
@@ -38,6 +39,32 @@ describe('plo-gateway config check', function () {
     expect(r.status).to.equal(1);
     expect(r.stderr).to.match(/^schemaDir: /m);
     expect(r.stderr).to.match(/^signing\.keyFile: /m);
+  });
+
+  it('checks the encryption pairs of GATEWAY_ENCRYPTION_KEY/CERT: a certificate of another key, one only for signing, a count that does not match', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gw-enc-'));
+    const pair = async (name: string, extensions: unknown) => {
+      const p = await makeSigner(name, { extensions: extensions as never });
+      writeFileSync(join(dir, `${name}.key`), p.keyPem);
+      writeFileSync(join(dir, `${name}.crt`), p.certPem);
+      return { key: join(dir, `${name}.key`), cert: join(dir, `${name}.crt`) };
+    };
+    const good = await pair('good', [{ name: 'keyUsage', keyEncipherment: true, critical: true }]);
+    const other = await pair('other', [{ name: 'keyUsage', keyEncipherment: true, critical: true }]);
+    const signingOnly = await pair('signing-only', [{ name: 'keyUsage', digitalSignature: true, nonRepudiation: true, critical: true }]);
+    const ok = await cli(['config', 'check'], {
+      env: { GATEWAY_ENCRYPTION_KEY: `${good.key},${other.key}`, GATEWAY_ENCRYPTION_CERT: `${good.cert},${other.cert}` },
+    });
+    expect(ok.status, ok.stderr).to.equal(0);
+    const bad = await cli(['config', 'check'], {
+      env: { GATEWAY_ENCRYPTION_KEY: `${good.key},${signingOnly.key}`, GATEWAY_ENCRYPTION_CERT: `${other.cert},${signingOnly.cert}` },
+    });
+    expect(bad.status).to.equal(1);
+    expect(bad.stderr).to.match(/^encryption\.keys\.0: the certificate does not belong to the key$/m);
+    expect(bad.stderr).to.match(/^encryption\.keys\.1\.certFile: .*(key usage|encipherment)/im);
+    const uneven = await cli(['config', 'check'], { env: { GATEWAY_ENCRYPTION_KEY: `${good.key},${other.key}`, GATEWAY_ENCRYPTION_CERT: good.cert } });
+    expect(uneven.status).to.equal(1);
+    expect(uneven.stderr).to.match(/^encryption\.keys\.1\.certFile: /m);
   });
 
   it('exits 2 on a usage error', async () => {
