@@ -43,8 +43,8 @@ describe('deadline scheduler timing (node-cron, fake timers)', () => {
     clock = sinon.useFakeTimers({ now: oslo('2026-03-30T09:00') });
     const calls: string[] = [];
     const repository = {
-      raiseRejectedAppRecs: async () => {
-        calls.push('rejected');
+      raiseRefusals: async (kind: string) => {
+        calls.push(kind);
         return [];
       },
       closeRoutedHolds: async () => {
@@ -61,7 +61,7 @@ describe('deadline scheduler timing (node-cron, fake timers)', () => {
     await clock.tickAsync(5 * 60_000);
     await scheduler.stop();
     expect(calls.filter((c) => c === 'firing')).to.have.length(10);
-    expect(calls.slice(0, 5)).to.deep.equal(['rejected', 'routed', 'firing', 'reminder', 'resolved']);
+    expect(calls.slice(0, 6)).to.deep.equal(['apprec-rejected', 'transport-error', 'routed', 'firing', 'reminder', 'resolved']);
     await clock.tickAsync(60_000);
     expect(calls.filter((c) => c === 'firing')).to.have.length(10);
   });
@@ -70,7 +70,7 @@ describe('deadline scheduler timing (node-cron, fake timers)', () => {
     clock = sinon.useFakeTimers({ now: oslo('2026-03-30T09:00') });
     let ticks = 0;
     const repository = {
-      raiseRejectedAppRecs: async () => {
+      raiseRefusals: async () => {
         ticks++;
         throw new Error('database is down');
       },
