@@ -101,6 +101,15 @@ export const configSchema = z
             innleggelsesrapport: isoDuration,
           })
           .strict(),
+        /**
+         * Reliable messaging out (ebMS 2.0 §6.4): an outgoing message not acknowledged by its
+         * transport-ack deadline is resent with the same eb:MessageId, `count` times, `interval`
+         * apart; then transport-ack-missing fires critical. 0 resends: it fires at the deadline.
+         */
+        transportRetry: z
+          .object({ interval: isoDuration, count: z.number().int().min(0).max(20) })
+          .strict()
+          .default({ interval: 'PT30M', count: 3 }),
         /** the answer deadline counts only this time (DESIGN §3 C) */
         workingTime: z
           .object({

@@ -9,6 +9,7 @@ export const EVENTS = {
   transientGiveUp: 'GW-1202',
   outboxPublished: 'GW-1301',
   outboxDeferred: 'GW-1302',
+  transportResent: 'GW-1303',
   // inbound (nhn.inbound → epj.inbound) and the receipts the hospital returns
   inboundStagePassed: 'GW-1500',
   inboundForwarded: 'GW-1501',

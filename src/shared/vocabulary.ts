@@ -84,6 +84,7 @@ export type TimelineEvent =
   | 'nothing-to-close'
   | `${OutboxPurpose}-published`
   | 'transport-acked'
+  | 'resent'
   | 'transport-error'
   | 'transport-signal-repeated'
   | 'apprec-ok'

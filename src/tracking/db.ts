@@ -91,6 +91,8 @@ export interface ExpectationsTable {
   alert_state: ExpectationAlertState | null;
   last_alert_at: string | null;
   reminders: Generated<number>;
+  /** transport-ack: how often the message was resent with the same eb:MessageId */
+  resends: Generated<number>;
   /** the id of the firing alert: its reminders and its resolution carry it as `firingId` */
   alert_id: string | null;
   /** when the next reminder is due while the alert is firing */

@@ -7,14 +7,24 @@
 // outbox (webhook.ts), so it needs nothing here.
 import type { Kysely } from 'kysely';
 import type { GatewayConfig } from '../config/config.js';
-import { alertItem, type Publishable } from '../outbox/items.js';
+import { again, alertItem, type Publishable } from '../outbox/items.js';
 import { type Claim, insertOutboxItems } from '../outbox/table.js';
 import type { Alert } from './alerts.js';
 import type { Schema } from './db.js';
 import { type AlertPolicy, type ConditionContext, type ConditionKind, conditionAlert, nextReminderAt, type Transition } from './deadlines.js';
 import type { Store, StoreTransaction } from './store.js';
 import { insertEvents } from './tables/events.js';
-import { claimTransition, closeRoutedHolds, DUE, insertRaised, type RaisedKind, setAlertId, type TransitionColumns } from './tables/expectations.js';
+import {
+  claimResend,
+  claimTransition,
+  closeRoutedHolds,
+  DUE,
+  dueForResend,
+  insertRaised,
+  type RaisedKind,
+  setAlertId,
+  type TransitionColumns,
+} from './tables/expectations.js';
 
 /** An alert whose state change is committed, with its stored outbox item to publish now. */
 export interface Emission {
@@ -43,6 +53,50 @@ export class DeadlineRepository {
     this.postgres = store.db.dialect === 'postgres';
   }
 
+  /** How often an unacknowledged message is resent before its alert fires. */
+  private get resends(): number {
+    return this.policy.transportRetry?.count ?? 0;
+  }
+
+  /**
+   * Reliable messaging out (ebMS 2.0 §6.4): a message whose transport Acknowledgment is overdue
+   * is published again, byte for byte (the same eb:MessageId, so the receiver drops a copy it
+   * has), and its deadline moves one retry interval on; the resend is on its timeline.
+   */
+  async resendUnacknowledged(now: Date, limit: number): Promise<Publishable[]> {
+    const retry = this.policy.transportRetry;
+    if (!retry || retry.count === 0) return [];
+    const at = now.toISOString();
+    return this.store.inTransaction(async (tx) => {
+      let due = dueForResend(tx.trx, at, retry.count, limit);
+      if (this.postgres) due = due.forUpdate().skipLocked();
+      const resent: Publishable[] = [];
+      for (const row of await due.execute()) {
+        const [sent] = await tx.trx
+          .selectFrom('outbox')
+          .selectAll()
+          .where('message_id', '=', row.message_id)
+          .where('purpose', '=', 'deliver')
+          .orderBy('id', 'desc')
+          .limit(1)
+          .execute();
+        if (!sent || !(await claimResend(tx.trx, row.id, retry.count, new Date(now.getTime() + retry.intervalMs), at))) continue;
+        const item = again(sent);
+        const [id] = await insertOutboxItems(tx.trx, row.message_id, [item], this.options.lease(), tx.now);
+        const ebxmlMessageId = (await tx.trx.selectFrom('messages').select('ebxml_message_id').where('id', '=', row.message_id).executeTakeFirst())
+          ?.ebxml_message_id;
+        await insertEvents(
+          tx.trx,
+          row.message_id,
+          [{ stage: 'transport', event: 'resent', detail: { attempt: row.resends + 1, of: retry.count, ebxmlMessageId } }],
+          tx.now,
+        );
+        resent.push({ ...item, id, message_id: row.message_id, attempts: 0 });
+      }
+      return resent;
+    });
+  }
+
   /** Fires, repeats or resolves up to `limit` due conditions. */
   async transition(step: Transition, now: Date, limit: number): Promise<Emission[]> {
     const at = now.toISOString();
@@ -50,7 +104,7 @@ export class DeadlineRepository {
       let due = tx.trx
         .selectFrom('expectations')
         .select('id')
-        .where((eb) => DUE[step](eb, at))
+        .where((eb) => DUE[step](eb, at, this.resends))
         .orderBy(ORDER[step])
         .limit(limit);
       if (this.postgres) due = due.forUpdate().skipLocked();
@@ -58,7 +112,7 @@ export class DeadlineRepository {
       const emissions: Emission[] = [];
       for (const c of await this.contexts(tx.trx, ids)) {
         const alert = conditionAlert(step, c, now, this.policy);
-        if (await claimTransition(tx.trx, c.expectationId, step, this.alertColumns(step, c, alert, now), at))
+        if (await claimTransition(tx.trx, c.expectationId, step, this.alertColumns(step, c, alert, now), at, this.resends))
           emissions.push(await this.emit(tx, c, alert, step));
       }
       return emissions;
@@ -111,6 +165,7 @@ export class DeadlineRepository {
         'e.due_at as dueAt',
         'e.alert_id as alertId',
         'e.reminders',
+        'e.resends',
         'e.resolved_by as resolvedBy',
         'm.id as messageId',
         'm.msg_id as msgId',

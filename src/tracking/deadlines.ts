@@ -32,6 +32,8 @@ export interface ConditionContext {
   appRecErrors: string | null;
   /** JSON list of the ebMS error codes of a received MessageError */
   transportErrors: string | null;
+  /** transport-ack: how often the message was resent */
+  resends?: number;
 }
 
 export type Transition = 'firing' | 'reminder' | 'resolved';
@@ -82,7 +84,8 @@ export const RULES: Record<ConditionKind, Rule> = {
     eventId: EVENTS.alertTransportAckMissing,
     severity: 'warning',
     remind: true,
-    reason: (c, due) => `No ebXML transport acknowledgment from ${receiver(c)}; it was due ${due}.`,
+    reason: (c, due) =>
+      `No ebXML transport acknowledgment from ${receiver(c)}; it was due ${due}${c.resends ? `, after ${c.resends} resends with the same eb:MessageId; resending has stopped` : ''}.`,
   },
   'transport-error': {
     alert: 'transport-error',
@@ -135,6 +138,8 @@ export interface AlertPolicy {
   reminder: 'end-of-working-day' | { everyMs: number };
   /** AppRec 1.1 §3.3.6: no AppRec this long after GenDate counts as negative */
   appRecNegativeAfterMs: number;
+  /** reliable messaging out: resends of an unacknowledged message before its alert, and their interval */
+  transportRetry?: { count: number; intervalMs: number };
 }
 
 export function alertPolicy(config: GatewayConfig): AlertPolicy {
@@ -143,6 +148,7 @@ export function alertPolicy(config: GatewayConfig): AlertPolicy {
     calendar: workingCalendar(config),
     reminder: reminder === 'end-of-working-day' ? reminder : { everyMs: durationMs(reminder) },
     appRecNegativeAfterMs: durationMs(config.tracking.deadlines.appRecNegativeAfter),
+    transportRetry: { count: config.tracking.transportRetry.count, intervalMs: durationMs(config.tracking.transportRetry.interval) },
   };
 }
 
@@ -184,6 +190,7 @@ export function nextReminderAt(c: ReminderSubject, last: Date, policy: AlertPoli
 }
 
 function severityAt(c: ConditionContext, now: Date, policy: AlertPolicy): Alert['severity'] {
+  if (c.kind === 'transport-ack' && (policy.transportRetry?.count ?? 0) > 0) return 'critical';
   return c.kind === 'apprec' && now >= appRecNegativeAt(c, policy) ? 'critical' : RULES[c.kind].severity;
 }
 

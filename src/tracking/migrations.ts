@@ -263,6 +263,15 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
         await db.schema.alterTable('messages').addColumn('transport_errors', 'text').execute();
       },
     },
+    '007_transport_resends': {
+      async up(db: Kysely<any>) {
+        // Reliable messaging out: how often an unacknowledged message was sent again.
+        await db.schema
+          .alterTable('expectations')
+          .addColumn('resends', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+      },
+    },
   };
 }
 

@@ -16,7 +16,7 @@ export interface SchedulerOptions {
   batchSize: number;
 }
 
-export type TickSummary = Record<Transition | 'rejected' | 'refusedByTransport' | 'routed', number>;
+export type TickSummary = Record<Transition | 'resent' | 'rejected' | 'refusedByTransport' | 'routed', number>;
 
 const STEPS: Transition[] = ['firing', 'reminder', 'resolved'];
 
@@ -48,7 +48,16 @@ export class DeadlineScheduler {
   async tick(): Promise<TickSummary> {
     const now = this.clock();
     const { batchSize } = this.options;
-    const summary: TickSummary = { rejected: 0, refusedByTransport: 0, routed: 0, firing: 0, reminder: 0, resolved: 0 };
+    const summary: TickSummary = { resent: 0, rejected: 0, refusedByTransport: 0, routed: 0, firing: 0, reminder: 0, resolved: 0 };
+    // Before the alerts: a resend moves the transport-ack deadline on, so it does not fire meanwhile.
+    for (const item of await this.repository.resendUnacknowledged(now, batchSize)) {
+      this.log.warn(
+        { event: EVENTS.transportResent, outboxId: item.id, msgId: item.headers['msg-id'], toHerId: item.routing_key },
+        'no transport acknowledgment: resent',
+      );
+      await this.outbox.publishNow(item);
+      summary.resent++;
+    }
     summary.rejected = await this.publish(await this.repository.raiseRefusals('apprec-rejected', now, batchSize), 'firing');
     summary.refusedByTransport = await this.publish(await this.repository.raiseRefusals('transport-error', now, batchSize), 'firing');
     summary.routed = await this.repository.closeRoutedHolds(now);

@@ -32,6 +32,8 @@ describe('alert webhook down (RabbitMQ + SQLite)', function () {
       c.alerts.webhookUrl = `http://127.0.0.1:${port}/alerts`;
       c.alerts.webhookTimeout = 'PT2S';
       c.alerts.webhookRetry = { initialDelay: 'PT0.2S', maxDelay: 'PT1S', maxAttempts: 1000 };
+      // the overdue acknowledgment alerts at once, without resends first
+      c.tracking.transportRetry = { interval: 'PT30M', count: 0 };
     });
     logs = new LogCapture();
     gateway = new Gateway(config, createLogger(config.logLevel, logs));

@@ -204,14 +204,39 @@ describe('deadlines and alerts, end to end (RabbitMQ + SQLite, controlled clock)
     expect(resolved[0].text).to.contain('by LOG_AVMELDING');
   });
 
-  it('no transport acknowledgment within PT15M: transport-ack-missing', async () => {
+  it('no transport acknowledgment: resent three times with the same eb:MessageId, PT30M apart, then transport-ack-missing goes critical', async () => {
     clock.setSystemTime(oslo('2026-04-09T09:00'));
     const unacked = await send(UTSKRIVNINGSKLAR);
     await resolve(unacked, 'apprec', 'met', 'apprec:ok', { apprec_status: 'ok' });
     await resolve(unacked, 'answer', 'met', 'answer:conversation-ref', { answer_state: 'answered', answered_at: new Date().toISOString() });
+    const queue = `${config.broker.receiverQueuePrefix}${FROGNER_KD0501}`;
+    // copies of this message at the bydel (other tests' resends may be there too)
+    const copies = async (timeoutMs: number) => (await peer.take(queue, 50, timeoutMs)).filter((m) => m.properties.headers?.['msg-id'] === unacked);
+    const first = await db.kysely
+      .selectFrom('outbox')
+      .select('body')
+      .where('message_id', '=', await messageId(unacked))
+      .where('purpose', '=', 'deliver')
+      .orderBy('id')
+      .executeTakeFirstOrThrow();
     expect(about(await tickAt('2026-04-09T09:14'), unacked)).to.deep.equal([]);
-    const fired = about(await tickAt('2026-04-09T09:15:30'), unacked);
-    expect(fired.map((a) => `${a.kind}/${a.state}/${a.eventId}`)).to.deep.equal(['transport-ack-missing/firing/GW-3005']);
+    for (const local of ['2026-04-09T09:15:30', '2026-04-09T09:45:40', '2026-04-09T10:15:50']) {
+      expect(about(await tickAt(local), unacked), `no alert while resending (${local})`).to.deep.equal([]);
+      const again = await copies(1000);
+      expect(again, local).to.have.length(1);
+      expect(again[0].content.equals(Buffer.from(first.body)), 'byte for byte the same ebXML message').to.equal(true);
+    }
+    expect(await copies(300), 'not before its interval').to.have.length(0);
+    const fired = about(await tickAt('2026-04-09T10:46'), unacked);
+    expect(fired.map((a) => `${a.kind}/${a.state}/${a.severity}/${a.eventId}`)).to.deep.equal(['transport-ack-missing/firing/critical/GW-3005']);
+    expect(fired[0].text).to.contain('after 3 resends');
+    expect(
+      about(await tickAt('2026-04-09T11:20'), unacked).filter((a) => a.state === 'firing'),
+      'resending has stopped',
+    ).to.deep.equal([]);
+    expect(await copies(300)).to.have.length(0);
+    const row = await expectation(unacked, 'transport-ack');
+    expect(row).to.include({ resends: 3, alert_state: 'firing' });
   });
 
   it('a missing AppRec alerts after PT1H and escalates to critical 96 h after GenDate; a rejection is raised once', async () => {

@@ -43,6 +43,10 @@ describe('deadline scheduler timing (node-cron, fake timers)', () => {
     clock = sinon.useFakeTimers({ now: oslo('2026-03-30T09:00') });
     const calls: string[] = [];
     const repository = {
+      resendUnacknowledged: async () => {
+        calls.push('resend');
+        return [];
+      },
       raiseRefusals: async (kind: string) => {
         calls.push(kind);
         return [];
@@ -61,7 +65,7 @@ describe('deadline scheduler timing (node-cron, fake timers)', () => {
     await clock.tickAsync(5 * 60_000);
     await scheduler.stop();
     expect(calls.filter((c) => c === 'firing')).to.have.length(10);
-    expect(calls.slice(0, 6)).to.deep.equal(['apprec-rejected', 'transport-error', 'routed', 'firing', 'reminder', 'resolved']);
+    expect(calls.slice(0, 7)).to.deep.equal(['resend', 'apprec-rejected', 'transport-error', 'routed', 'firing', 'reminder', 'resolved']);
     await clock.tickAsync(60_000);
     expect(calls.filter((c) => c === 'firing')).to.have.length(10);
   });
@@ -70,7 +74,7 @@ describe('deadline scheduler timing (node-cron, fake timers)', () => {
     clock = sinon.useFakeTimers({ now: oslo('2026-03-30T09:00') });
     let ticks = 0;
     const repository = {
-      raiseRefusals: async () => {
+      resendUnacknowledged: async () => {
         ticks++;
         throw new Error('database is down');
       },

@@ -17,11 +17,18 @@ export interface NewExpectation {
 export type Transition = 'firing' | 'reminder' | 'resolved';
 
 type Db = Kysely<Schema>;
-type Where = (eb: ExpressionBuilder<Schema, 'expectations'>, now: string) => Expression<SqlBool>;
+/** `resends`: how often an unacknowledged message is resent before its transport-ack alert may fire. */
+type Where = (eb: ExpressionBuilder<Schema, 'expectations'>, now: string, resends: number) => Expression<SqlBool>;
 
 /** Which rows each transition acts on. */
 export const DUE: Record<Transition, Where> = {
-  firing: (eb, now) => eb.and([eb('state', '=', 'open'), eb('alert_state', 'is', null), eb('due_at', '<=', now)]),
+  firing: (eb, now, resends) =>
+    eb.and([
+      eb('state', '=', 'open'),
+      eb('alert_state', 'is', null),
+      eb('due_at', '<=', now),
+      eb.or([eb('kind', '<>', 'transport-ack'), eb('resends', '>=', resends)]),
+    ]),
   reminder: (eb, now) => eb.and([eb('state', '=', 'open'), eb('alert_state', '=', 'firing'), eb('next_alert_at', '<=', now)]),
   resolved: (eb) => eb.and([eb('alert_state', '=', 'firing'), eb('state', '<>', 'open')]),
 };
@@ -83,12 +90,39 @@ export type TransitionColumns =
   | { alert_state: 'resolved'; last_alert_at: string; next_alert_at: null };
 
 /** Writes a transition if the row is still due for it; true for the one caller that got it. */
-export async function claimTransition(db: Db, id: number, step: Transition, columns: TransitionColumns, at: string): Promise<boolean> {
+export async function claimTransition(db: Db, id: number, step: Transition, columns: TransitionColumns, at: string, resends: number): Promise<boolean> {
   const claimed = await db
     .updateTable('expectations')
     .set(columns)
     .where('id', '=', id)
-    .where((eb) => DUE[step](eb, at))
+    .where((eb) => DUE[step](eb, at, resends))
+    .executeTakeFirst();
+  return claimed.numUpdatedRows === 1n;
+}
+
+/** Transport-ack rows due for a resend (fewer than `resends` so far), longest-waiting first. */
+export function dueForResend(db: Db, now: string, resends: number, limit: number) {
+  return db
+    .selectFrom('expectations')
+    .select(['id', 'message_id', 'resends'])
+    .where('kind', '=', 'transport-ack')
+    .where('state', '=', 'open')
+    .where('alert_state', 'is', null)
+    .where('due_at', '<=', now)
+    .where('resends', '<', resends)
+    .orderBy('due_at')
+    .limit(limit);
+}
+
+/** Counts one resend and moves the deadline on, if the row is still due for it; true for the one caller that got it. */
+export async function claimResend(db: Db, id: number, resends: number, nextDueAt: Date, at: string): Promise<boolean> {
+  const claimed = await db
+    .updateTable('expectations')
+    .set((eb) => ({ resends: eb('resends', '+', 1), due_at: nextDueAt.toISOString() }))
+    .where('id', '=', id)
+    .where('state', '=', 'open')
+    .where('due_at', '<=', at)
+    .where('resends', '<', resends)
     .executeTakeFirst();
   return claimed.numUpdatedRows === 1n;
 }
