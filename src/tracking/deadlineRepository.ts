@@ -23,6 +23,7 @@ import {
   insertRaised,
   type RaisedKind,
   setAlertId,
+  spendResends,
   type TransitionColumns,
 } from './tables/expectations.js';
 
@@ -80,7 +81,11 @@ export class DeadlineRepository {
           .orderBy('id', 'desc')
           .limit(1)
           .execute();
-        if (!sent || !(await claimResend(tx.trx, row.id, retry.count, new Date(now.getTime() + retry.intervalMs), at))) continue;
+        if (!sent) {
+          await spendResends(tx.trx, row.id, retry.count);
+          continue;
+        }
+        if (!(await claimResend(tx.trx, row.id, retry.count, new Date(now.getTime() + retry.intervalMs), at))) continue;
         const item = again(sent);
         const [id] = await insertOutboxItems(tx.trx, row.message_id, [item], this.options.lease(), tx.now);
         const ebxmlMessageId = (await tx.trx.selectFrom('messages').select('ebxml_message_id').where('id', '=', row.message_id).executeTakeFirst())

@@ -127,6 +127,11 @@ export async function claimResend(db: Db, id: number, resends: number, nextDueAt
   return claimed.numUpdatedRows === 1n;
 }
 
+/** Nothing to resend (the message has no stored delivery): its resends count as spent, so its alert may fire. */
+export async function spendResends(db: Db, id: number, resends: number): Promise<void> {
+  await db.updateTable('expectations').set({ resends }).where('id', '=', id).where('resends', '<', resends).execute();
+}
+
 /** What comes back final and is raised once: a rejecting AppRec, a MessageError. */
 export type RaisedKind = Extract<ExpectationKind, 'apprec-rejected' | 'transport-error'>;
 
