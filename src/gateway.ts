@@ -91,11 +91,10 @@ export class Gateway {
       relayPolicy(config),
     );
     this.outbox.start();
-    this.startDeadlines(this.store, this.outbox, options.deadlines !== false);
-
     // before the consumers: every delivery is counted and timed from the first one on
     const ops = new OpsRuntime({ config, log, store: this.store, broker: this.broker, publisher, outbox: this.outbox, routing, signing });
     this.ops = ops;
+    this.startDeadlines(this.store, this.outbox, options.deadlines !== false, () => ops.metrics.transportResent());
     const flow = new HospitalToBydelFlow({ config, log, store: this.store, schemas: this.schemas, routing, signing, outbox: this.outbox });
     this.consumer = await consume(this.broker, config.broker.queues.epjOutbound, (d) =>
       this.settle(d, () =>
@@ -145,14 +144,14 @@ export class Gateway {
   }
 
   /** Deadlines and alerts (issue 4): the scheduler, and the webhook relay when a URL is set. */
-  private startDeadlines(store: Store, outbox: OutboxPublisher, timer: boolean): void {
+  private startDeadlines(store: Store, outbox: OutboxPublisher, timer: boolean, onResent: () => void): void {
     const { config, log } = this;
     const repository = new DeadlineRepository(store, alertPolicy(config), {
       broker: config.broker,
       lease: () => outbox.lease(),
       replica: `${hostname()}:${process.pid}`,
     });
-    this.scheduler = new DeadlineScheduler(repository, outbox, log, config.tracking.scheduler);
+    this.scheduler = new DeadlineScheduler(repository, outbox, log, { ...config.tracking.scheduler, onResent });
     if (timer) this.scheduler.start();
     const { webhookUrl, webhookTimeout, webhookRetry } = config.alerts;
     if (!webhookUrl) return;

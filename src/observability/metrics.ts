@@ -67,6 +67,7 @@ export class Metrics {
   private readonly handledSeconds: Histogram<'direction'>;
   private readonly queueMessages: Gauge<'queue'>;
   private readonly queueConsumers: Gauge<'queue'>;
+  private readonly resends: Counter;
   private cached?: { at: number; value: Promise<OpsSnapshot | undefined> };
 
   constructor(private readonly snapshotSource?: () => Promise<OpsSnapshot>) {
@@ -104,6 +105,11 @@ export class Metrics {
       labelNames: ['queue'],
       registers,
     });
+    this.resends = new Counter({
+      name: 'plo_gateway_transport_resends_total',
+      help: 'Outgoing messages resent with the same eb:MessageId because no transport Acknowledgment came',
+      registers,
+    });
     this.storeGauge('plo_gateway_dlq_open', 'Dead letters recorded and not yet replayed or discarded', [], (s, g) => g.set(s.deadLettersOpen));
     this.storeGauge('plo_gateway_expectations_open', 'Open expectations (receipts, answers, reports, routing) by kind', ['kind'], (s, g) =>
       setAll(g, 'kind', s.expectationsOpen),
@@ -112,6 +118,11 @@ export class Metrics {
       setAll(g, 'what', s.oldestPendingSeconds),
     );
     this.storeGauge('plo_gateway_alerts_firing', 'Alert conditions currently firing, by alert kind', ['kind'], (s, g) => setAll(g, 'kind', s.alertsFiring));
+  }
+
+  /** One resend of an unacknowledged message (reliable messaging out). */
+  transportResent(): void {
+    this.resends.inc();
   }
 
   /** Runs the handling of one delivery so that its stage outcomes are counted and timed. */

@@ -11,6 +11,8 @@ import type { DeadlineRepository, Emission } from './deadlineRepository.js';
 import type { Transition } from './deadlines.js';
 
 export interface SchedulerOptions {
+  /** told of each resend of an unacknowledged message (the metrics count them) */
+  onResent?: () => void;
   /** node-cron expression with seconds, e.g. every 30 s */
   cron: string;
   batchSize: number;
@@ -56,6 +58,7 @@ export class DeadlineScheduler {
         'no transport acknowledgment: resent',
       );
       await this.outbox.publishNow(item);
+      this.options.onResent?.();
       summary.resent++;
     }
     summary.rejected = await this.publish(await this.repository.raiseRefusals('apprec-rejected', now, batchSize), 'firing');
