@@ -20,7 +20,14 @@ import { type Arrived, type EncryptedMessage, type InboundMessage, openEncrypted
 import { EVENTS } from '../observability/events.js';
 import { type Logger, logStage } from '../observability/log.js';
 import { decryptEnveloped } from '../outbound/cms.js';
-import { buildAcknowledgment, buildMessageError, type EbxmlErrorOut, signatureReferences } from '../outbound/ebxml.js';
+import {
+  buildAcknowledgment,
+  buildMessageError,
+  type EbxmlErrorOut,
+  type SignalMessage as Signal,
+  type SignalInput,
+  signatureReferences,
+} from '../outbound/ebxml.js';
 import { type PartnerContext, receiptItem, signingAlgorithmFor } from '../outbound/package.js';
 import { again, deliverItem, dlqItem, forwardItem, type NewOutboxItem, type RoutingHeaders } from '../outbox/items.js';
 import type { OutboxPublisher } from '../outbox/relay.js';
@@ -127,7 +134,8 @@ export class BydelToHospitalFlow {
     };
     const parsed = parseInbound(d.body, { contentType: d.contentType, maxBytes: this.deps.config.limits.maxMessageBytes });
     if (!parsed.ok) return this.record(rejectedInbound(ctx, d, { stage: 'parse', error: parsed.error }));
-    this.passed(identify(parsed.value, ''), 'parse', `parsed (${identify(parsed.value, '').framing})`);
+    const arrived = identify(parsed.value, '');
+    this.passed(arrived, 'parse', `parsed (${arrived.framing})`);
     let inbound: InboundMessage;
     let decrypted: Decrypted | undefined;
     if (parsed.value.kind === 'encrypted') {
@@ -159,11 +167,11 @@ export class BydelToHospitalFlow {
         decision: 'duplicate content',
         herId: sender.herId,
       });
-      return this.record(acknowledged(duplicate, ack));
+      return this.record(alsoSending(duplicate, ack));
     }
 
     const plan = await this.plan(inbound, sender, id);
-    return this.record(acknowledged(inboundOutcome(ctx, d, inbound, sender, plan.kind === 'accept' ? { ...plan, decrypted } : plan), ack));
+    return this.record(alsoSending(inboundOutcome(ctx, d, inbound, sender, plan.kind === 'accept' ? { ...plan, decrypted } : plan), ack));
   }
 
   /** Opens an encrypted payload with the gateway's keys; a failure is the sender's transport problem, never the EPJ's. */
@@ -460,7 +468,7 @@ export function rejectedInbound(ctx: InboundContext, d: NhnDelivery, refusal: Re
   });
   // The AppRec this message got is final, so the EPJ cannot send a second one for it.
   if (receipt && 'insert' in o.message) o.message.insert = { ...o.message.insert, apprec_status: 'rejected', apprec_at: now.toISOString() };
-  return messageError ? { ...o, outbox: [...o.outbox, messageError] } : o;
+  return alsoSending(o, messageError);
 }
 
 /** The ebMS 2.0 error code of each transport condition. */
@@ -482,23 +490,11 @@ const EBMS_CODE: Record<TransportCondition, EbxmlErrorOut['code']> = {
  */
 export function messageErrorItem(ctx: InboundContext, id: Identity, refusal: Refusal): NewOutboxItem | undefined {
   const { condition, reason } = refusal.error;
-  const { ebxml } = id;
-  const claimed = ebxml?.fromPartyIds.find((p) => p.type === 'HER' && /^\d+$/.test(p.id))?.id;
-  if (!condition || !ebxml?.messageId || !claimed || !ctx.partners.register.isActive(claimed)) return undefined;
-  const fromHerId = ourHerId(ebxml, ctx.config.ownHerId);
-  const conversationId = ebxml.conversationId ?? ebxml.messageId;
-  const built = buildMessageError({
-    fromHerId,
-    toHerId: claimed,
-    cpaId: ebxml.cpaId,
-    conversationId,
-    action: ebxml.action ?? id.msgType ?? '',
-    refToMessageId: ebxml.messageId,
-    errors: [{ code: EBMS_CODE[condition], description: `${condition}: ${reason}` }],
-    signing: { ...ctx.partners.signing, algorithm: signingAlgorithmFor(ctx.config, claimed) },
-  });
-  const headers = { msgId: built.ebxmlMessageId, msgType: 'MessageError', conversationId, fromHerId, toHerId: claimed };
-  return deliverItem(ctx.config.broker, headers, built.contentType, built.body, 'message-error');
+  const claimed = id.ebxml?.fromPartyIds.find((p) => p.type === 'HER' && /^\d+$/.test(p.id))?.id;
+  if (!condition || !claimed || !ctx.partners.register.isActive(claimed)) return undefined;
+  return signalItem(ctx, id, claimed, 'message-error', (answers) =>
+    buildMessageError({ ...answers, errors: [{ code: EBMS_CODE[condition], description: `${condition}: ${reason}` }] }),
+  );
 }
 
 function negativeReceipt(ctx: InboundContext, id: Identity, model: MsgHeadModel, sender: VerifiedSender, refusal: Refusal): NewOutboxItem {
@@ -518,26 +514,41 @@ function negativeReceipt(ctx: InboundContext, id: Identity, model: MsgHeadModel,
  */
 export function acknowledgmentItem(ctx: InboundContext, id: Identity, sender: VerifiedSender): NewOutboxItem | undefined {
   const { ebxml, parsed } = id;
-  if (!ebxml?.ackRequested || !ebxml.messageId || !parsed?.envelopeXml) return undefined;
+  if (!ebxml?.ackRequested || !parsed?.envelopeXml) return undefined;
+  const envelopeXml = parsed.envelopeXml;
+  return signalItem(ctx, id, sender.herId, 'acknowledgment', (answers) =>
+    buildAcknowledgment({ ...answers, receivedReferences: signatureReferences(envelopeXml) }),
+  );
+}
+
+/** A transport signal about the received message `id`, signed for `toHerId`, as an outbox item on nhn.outbound. */
+function signalItem(
+  ctx: InboundContext,
+  id: Identity,
+  toHerId: string,
+  purpose: 'acknowledgment' | 'message-error',
+  build: (answers: SignalInput) => Signal,
+): NewOutboxItem | undefined {
+  const { ebxml } = id;
+  if (!ebxml?.messageId) return undefined;
   const fromHerId = ourHerId(ebxml, ctx.config.ownHerId);
   const conversationId = ebxml.conversationId ?? ebxml.messageId;
-  const built = buildAcknowledgment({
+  const built = build({
     fromHerId,
-    toHerId: sender.herId,
+    toHerId,
     cpaId: ebxml.cpaId,
     conversationId,
     action: ebxml.action ?? id.msgType ?? '',
     refToMessageId: ebxml.messageId,
-    receivedReferences: signatureReferences(parsed.envelopeXml),
-    signing: { ...ctx.partners.signing, algorithm: signingAlgorithmFor(ctx.config, sender.herId) },
+    signing: { ...ctx.partners.signing, algorithm: signingAlgorithmFor(ctx.config, toHerId) },
   });
-  const headers = { msgId: built.ebxmlMessageId, msgType: 'Acknowledgment', conversationId, fromHerId, toHerId: sender.herId };
-  return deliverItem(ctx.config.broker, headers, built.contentType, built.body, 'acknowledgment');
+  const msgType = purpose === 'acknowledgment' ? 'Acknowledgment' : 'MessageError';
+  return deliverItem(ctx.config.broker, { msgId: built.ebxmlMessageId, msgType, conversationId, fromHerId, toHerId }, built.contentType, built.body, purpose);
 }
 
-/** The outcome with the Acknowledgment its message asked for, if it asked. */
-export function acknowledged<K extends Outcome['kind']>(o: Outcome<K>, ack: NewOutboxItem | undefined): Outcome<K> {
-  return ack ? { ...o, outbox: [...o.outbox, ack] } : o;
+/** The outcome, also sending `item` (the Acknowledgment or MessageError its message is owed), if there is one. */
+export function alsoSending<K extends Outcome['kind']>(o: Outcome<K>, item: NewOutboxItem | undefined): Outcome<K> {
+  return item ? { ...o, outbox: [...o.outbox, item] } : o;
 }
 
 /** A repeat of a message that was acknowledged or answered: the same Acknowledgment and AppRec once more, exactly as sent. */

@@ -126,7 +126,7 @@ export class HospitalToBydelFlow {
 
     const plan = this.plan(parsed.value, doc, delivery.bydelHint);
     const decided = outboundOutcome(ctx, delivery, parsed.value, doc, plan);
-    return this.record(existing ? again(decided, existing) : decided);
+    return this.record(existing ? inPlaceOf(existing, decided) : decided);
   }
 
   /** The CPU-only part: validate, route, sign and package. */
@@ -346,7 +346,7 @@ export function rejectedOutbound(ctx: OutboundContext, delivery: EpjDelivery, re
  * The same MsgId again after a rejection (or replayed with the dedupe skipped): the stored row
  * takes the new outcome, with everything a first delivery writes (payloads, expectations).
  */
-export function again<K extends Outcome['kind']>(o: Outcome<K>, previous: MessageRow): Outcome<K> {
+export function inPlaceOf<K extends Outcome['kind']>(previous: MessageRow, o: Outcome<K>): Outcome<K> {
   if (!('insert' in o.message)) return o;
   const { msg_id, direction, sender_her_id, ...patch } = o.message.insert;
   return {

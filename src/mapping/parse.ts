@@ -161,7 +161,8 @@ function fromEnvelope(envelope: XmlElement, envelopeXml: string, pkg: Packaging)
   if (contentTypeParams(payload.value.headers['content-type'] ?? '').mediaType === ENCRYPTED) {
     return ok({ kind: 'encrypted', encrypted: { envelopeXml, ebxml, part: payload.value } });
   }
-  return fromPayload(payload.value, { envelopeXml, ebxml }, pkg.opts);
+  const message = fromPayload(payload.value, { envelopeXml, ebxml }, pkg.opts);
+  return message.ok ? ok({ kind: 'business', message: message.value }) : message;
 }
 
 function payloadPart(href: string, parts: MimePart[]): StageResult<MimePart> {
@@ -186,17 +187,14 @@ function decodeCid(encoded: string): string {
 /** The business message inside an encrypted payload, from its decrypted bytes. */
 export function openEncrypted(encrypted: EncryptedMessage, content: Buffer, opts: Pick<ParseOptions, 'maxBytes'>): StageResult<ParsedMessage> {
   // The decrypted document carries its own encoding declaration; the part's charset is the CMS object's.
-  const opened = fromPayload(
+  return fromPayload(
     { ...encrypted.part, headers: {}, body: content },
     { envelopeXml: encrypted.envelopeXml, ebxml: encrypted.ebxml },
     { maxBytes: opts.maxBytes },
   );
-  if (!opened.ok) return opened;
-  if (opened.value.kind !== 'business') return permanent('T10', 'The decrypted payload is not a MsgHead or AppRec.');
-  return ok(opened.value.message);
 }
 
-function fromPayload(part: MimePart, envelope: { envelopeXml: string; ebxml?: EbxmlInfo }, opts: ParseOptions): StageResult<InboundMessage> {
+function fromPayload(part: MimePart, envelope: { envelopeXml: string; ebxml?: EbxmlInfo }, opts: Pick<ParseOptions, 'maxBytes'>): StageResult<ParsedMessage> {
   const parsed = parseXmlSafely(part.body, opts.maxBytes, { encoding: charsetOf(part), what: 'The payload part' });
   return withDocument(parsed, (doc) => {
     if (!isBusinessRoot(doc.root)) {
@@ -208,7 +206,7 @@ function fromPayload(part: MimePart, envelope: { envelopeXml: string; ebxml?: Eb
       ...envelope,
       doc: readBusiness(doc.root),
     };
-    return ok({ kind: 'business', message });
+    return ok(message);
   });
 }
 

@@ -22,7 +22,7 @@ export type PublishFn = (exchange: string, routingKey: string, body: Buffer, opt
 /** What the relay needs of the store (tracking/store.ts implements it). */
 export interface OutboxStore {
   dueOutbox(now: Date, limit: number): Promise<OutboxRow[]>;
-  outboxOf(messageId: number): Promise<OutboxRow[]>;
+  outboxForMessage(messageId: number): Promise<OutboxRow[]>;
   claimOutbox(id: number, claim: Claim, now: Date): Promise<boolean>;
   deferOutbox(id: number, nextAttemptAt: Date, error: string): Promise<void>;
   /** marks it published and applies what that means for its message, in one transaction */
@@ -117,7 +117,7 @@ export class OutboxPublisher {
   /** Finishes what a crash left of a message: its pending items, unless a live publish holds them. */
   async resume(messageId: number): Promise<Resumed> {
     const resumed: Resumed = { published: 0, inProgress: 0, deferred: 0 };
-    for (const row of await this.store.outboxOf(messageId)) {
+    for (const row of await this.store.outboxForMessage(messageId)) {
       const r = await this.claimAndPublish(row);
       if (r === 'published') resumed.published++;
       else if (r === 'in-progress') resumed.inProgress++;

@@ -133,6 +133,11 @@ export function dueOutboxItems(db: Db, now: Date, limit: number): Promise<Outbox
     .execute();
 }
 
+/** The newest item of this purpose for a message (what a resend publishes again). */
+export function latestOutboxItem(db: Db, messageId: number, purpose: OutboxPurpose): Promise<OutboxRow | undefined> {
+  return db.selectFrom('outbox').selectAll().where('message_id', '=', messageId).where('purpose', '=', purpose).orderBy('id', 'desc').executeTakeFirst();
+}
+
 export function outboxItemsOf(db: Db, messageId: number): Promise<OutboxRow[]> {
   return db.selectFrom('outbox').selectAll().where('message_id', '=', messageId).orderBy('id').execute();
 }

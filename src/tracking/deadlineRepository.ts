@@ -8,7 +8,7 @@
 import type { Kysely } from 'kysely';
 import type { GatewayConfig } from '../config/config.js';
 import { again, alertItem, type Publishable } from '../outbox/items.js';
-import { type Claim, insertOutboxItems } from '../outbox/table.js';
+import { type Claim, insertOutboxItems, latestOutboxItem } from '../outbox/table.js';
 import type { Alert } from './alerts.js';
 import type { Schema } from './db.js';
 import { type AlertPolicy, type ConditionContext, type ConditionKind, conditionAlert, nextReminderAt, type Transition } from './deadlines.js';
@@ -73,14 +73,7 @@ export class DeadlineRepository {
       if (this.postgres) due = due.forUpdate().skipLocked();
       const resent: Publishable[] = [];
       for (const row of await due.execute()) {
-        const [sent] = await tx.trx
-          .selectFrom('outbox')
-          .selectAll()
-          .where('message_id', '=', row.message_id)
-          .where('purpose', '=', 'deliver')
-          .orderBy('id', 'desc')
-          .limit(1)
-          .execute();
+        const sent = await latestOutboxItem(tx.trx, row.message_id, 'deliver');
         if (!sent) {
           await spendResends(tx.trx, row.id, retry.count);
           continue;

@@ -105,21 +105,15 @@ export const RULES: Record<ConditionKind, Rule> = {
 };
 
 /** Only the 8221 codes: an AppRec's error texts are free text from another system. */
-function errorCodes(c: ConditionContext): string {
-  try {
-    const codes = (JSON.parse(c.appRecErrors ?? '[]') as { code?: unknown }[])
-      .map((e) => e.code)
-      .filter((x): x is string => typeof x === 'string' && /^[A-Z]\d{2}$/.test(x));
-    return codes.length > 0 ? ` (${codes.join(', ')})` : '';
-  } catch {
-    return '';
-  }
-}
+const errorCodes = (c: ConditionContext) => codesIn(c.appRecErrors, (e) => (e as { code?: unknown } | null)?.code, /^[A-Z]\d{2}$/);
 
 /** Only ebMS error code names (ebMS 2.0 §4.2.3.4, e.g. SecurityFailure); the descriptions are another system's free text. */
-function ebmsCodes(c: ConditionContext): string {
+const ebmsCodes = (c: ConditionContext) => codesIn(c.transportErrors, (e) => e, /^[A-Za-z]{1,40}$/);
+
+/** ` (A, B)` for the codes in a stored JSON list that have the shape of a code; '' for none. */
+function codesIn(json: string | null, code: (entry: unknown) => unknown, shape: RegExp): string {
   try {
-    const codes = (JSON.parse(c.transportErrors ?? '[]') as unknown[]).filter((x): x is string => typeof x === 'string' && /^[A-Za-z]{1,40}$/.test(x));
+    const codes = (JSON.parse(json ?? '[]') as unknown[]).map(code).filter((x): x is string => typeof x === 'string' && shape.test(x));
     return codes.length > 0 ? ` (${codes.join(', ')})` : '';
   } catch {
     return '';

@@ -114,10 +114,6 @@ export class Store implements OutboxStore {
 
   // ------------------------------------------------------------ the outbox, for the relay
 
-  outboxOf(messageId: number): Promise<OutboxRow[]> {
-    return outboxItemsOf(this.kysely, messageId);
-  }
-
   /** Items due at `now`, longest-waiting first. */
   dueOutbox(now: Date, limit: number): Promise<OutboxRow[]> {
     return dueOutboxItems(this.kysely, now, limit);

@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import { type GatewayConfig, loadConfig } from '../../src/config/config.js';
 import { answeredAgain, forwarded, identify, inboundMessage, rejectedInbound, signalCorrelated } from '../../src/flows/bydelToHospital.js';
 import { returnedAppRec } from '../../src/flows/epjAppRec.js';
-import { again, delivered, type EpjDelivery, held, type OutboundContext, outboundMessage, rejectedOutbound } from '../../src/flows/hospitalToBydel.js';
+import { delivered, type EpjDelivery, held, inPlaceOf, type OutboundContext, outboundMessage, rejectedOutbound } from '../../src/flows/hospitalToBydel.js';
 import { contentDuplicate, duplicateOf } from '../../src/flows/outcomes.js';
 import { deliveryParts, type ManualTarget, packageDelivery } from '../../src/flows/packageDelivery.js';
 import type { AppRecModel, MsgHeadModel, ParsedMessage } from '../../src/mapping/model.js';
@@ -162,7 +162,7 @@ describe('outcomes: what each decision writes (pure builders)', () => {
     it('the same MsgId after a rejection takes over the stored row with everything a first delivery writes', () => {
       const { parsed, model, delivery } = message(UTSKRIVNINGSKLAR);
       const first = delivered(ctx, delivery, parsed, model, deliverPlan(parsed, model));
-      const resent = again(first, storedRow({ id: 42, msg_id: model.msgId, state: 'rejected', error_code: 'T02' }));
+      const resent = inPlaceOf(storedRow({ id: 42, msg_id: model.msgId, state: 'rejected', error_code: 'T02' }), first);
       expect(resent.message).to.have.property('update', 42);
       if (!('update' in resent.message)) throw new Error('expected an update');
       expect(resent.message.guard).to.deep.equal({ state: 'rejected' });
@@ -177,7 +177,7 @@ describe('outcomes: what each decision writes (pure builders)', () => {
 
     it('a replay that skips the dedupe is recorded as such', () => {
       const { parsed, model, delivery } = message(UTSKRIVNINGSKLAR);
-      const replayed = again(delivered(ctx, delivery, parsed, model, deliverPlan(parsed, model)), storedRow({ state: 'published', error_code: null }));
+      const replayed = inPlaceOf(storedRow({ state: 'published', error_code: null }), delivered(ctx, delivery, parsed, model, deliverPlan(parsed, model)));
       expect(eventNames(replayed)[0]).to.equal('dedupe/replayed-skipping-dedupe');
     });
 
