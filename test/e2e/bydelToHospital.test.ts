@@ -19,7 +19,7 @@ import { verifyEbxmlMessage } from '../../src/outbound/ebxml.js';
 import type { MessageRow } from '../../src/tracking/db.js';
 import { openDatabase } from '../../src/tracking/db.js';
 import { Store } from '../../src/tracking/store.js';
-import { makeSigner, type Packaged, type Received, registerWithCertificates, SimulatedBydel, TEMA } from '../support/bydel.js';
+import { makeSigner, type Packaged, type Received, received, registerWithCertificates, SimulatedBydel, TEMA } from '../support/bydel.js';
 import { xmlsec1 } from '../support/certificates.js';
 import { testBackends } from '../support/databases.js';
 import { type LogCapture, Peer, startGateway, testConfig, testSigningKeys } from '../support/harness.js';
@@ -51,20 +51,6 @@ function inConversation(xml: string, parent: string, conversation = parent): str
   ref.appendChild(el(doc, 'RefToConversation', conversation));
   msgInfo.insertBefore(ref, child(msgInfo, 'Sender')!);
   return new XMLSerializer().serializeToString(doc);
-}
-
-/** What a bydel reads from a delivery: the MsgHead it got and the ebXML it came in. */
-function received(m: GetMessage): Received {
-  const parsed = parseMessage(m.content, { contentType: m.properties.contentType, maxBytes: 5_000_000 });
-  if (!parsed.ok || parsed.value.doc.kind !== 'msghead' || !parsed.value.ebxml) throw new Error('not a delivered MsgHead');
-  const { ebxml } = parsed.value;
-  return {
-    model: parsed.value.doc,
-    xml: parsed.value.businessXml,
-    ebxmlMessageId: ebxml.messageId!,
-    conversationId: ebxml.conversationId!,
-    fromHerId: ebxml.fromPartyIds[0].id,
-  };
 }
 
 /** The document inside a delivered ebXML message (for receipts the gateway sends a bydel). */

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { makeSigner } from '../support/certificates.js';
+import { makeSigner, pemFiles } from '../support/certificates.js';
 import { cli } from '../support/cli.js';
 
 describe('plo-gateway config check', function () {
@@ -42,12 +42,9 @@ describe('plo-gateway config check', function () {
   });
 
   it('checks the encryption pairs of GATEWAY_ENCRYPTION_KEY/CERT: a certificate of another key, one only for signing, a count that does not match', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'gw-enc-'));
     const pair = async (name: string, extensions: unknown) => {
-      const p = await makeSigner(name, { extensions: extensions as never });
-      writeFileSync(join(dir, `${name}.key`), p.keyPem);
-      writeFileSync(join(dir, `${name}.crt`), p.certPem);
-      return { key: join(dir, `${name}.key`), cert: join(dir, `${name}.crt`) };
+      const { keyFile, certFile } = pemFiles(await makeSigner(name, { extensions: extensions as never }));
+      return { key: keyFile, cert: certFile };
     };
     const good = await pair('good', [{ name: 'keyUsage', keyEncipherment: true, critical: true }]);
     const other = await pair('other', [{ name: 'keyUsage', keyEncipherment: true, critical: true }]);

@@ -1,17 +1,13 @@
 // Partners encrypt their payloads (HIS 1037 §5.5): a bydel whose message handler sends only CMS
 // EnvelopedData, made by `openssl cms -encrypt`, completes the round trip through the real
 // gateway, broker and store; what cannot be opened goes to the DLQ and never to the EPJ.
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { GetMessage } from 'amqplib';
 import { expect } from 'chai';
 import type { GatewayConfig } from '../../src/config/config.js';
 import type { Gateway } from '../../src/gateway.js';
-import { parseMessage } from '../../src/mapping/parse.js';
 import { openDatabase } from '../../src/tracking/db.js';
 import { Store } from '../../src/tracking/store.js';
-import { makeSigner, opensslEncrypt, type Received, registerWithCertificates, type SigningKeyPair, SimulatedBydel, TEMA } from '../support/bydel.js';
+import { makeSigner, opensslEncrypt, type Received, received, registerWithCertificates, type SigningKeyPair, SimulatedBydel, TEMA } from '../support/bydel.js';
+import { pemFiles } from '../support/certificates.js';
 import { type LogCapture, Peer, startGateway, testConfig } from '../support/harness.js';
 import { eventually } from '../support/poll.js';
 import { readdressToOslo, readSample } from '../support/samples.js';
@@ -25,26 +21,6 @@ const PERSONAL = ['15076500565', 'Gundersen', 'Roland', 'Testveien'];
 
 const encryptionPair = (cn: string) =>
   makeSigner(cn, { extensions: [{ name: 'keyUsage', keyEncipherment: true, dataEncipherment: true, critical: true }] as never });
-
-function pemFiles(pair: SigningKeyPair): { keyFile: string; certFile: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'gw-enc-'));
-  writeFileSync(join(dir, 'key.pem'), pair.keyPem);
-  writeFileSync(join(dir, 'cert.pem'), pair.certPem);
-  return { keyFile: join(dir, 'key.pem'), certFile: join(dir, 'cert.pem') };
-}
-
-function received(m: GetMessage): Received {
-  const parsed = parseMessage(m.content, { contentType: m.properties.contentType, maxBytes: 5_000_000 });
-  if (!parsed.ok || parsed.value.doc.kind !== 'msghead' || !parsed.value.ebxml) throw new Error('not a delivered MsgHead');
-  const { ebxml } = parsed.value;
-  return {
-    model: parsed.value.doc,
-    xml: parsed.value.businessXml,
-    ebxmlMessageId: ebxml.messageId!,
-    conversationId: ebxml.conversationId!,
-    fromHerId: ebxml.fromPartyIds[0].id,
-  };
-}
 
 describe('encrypted payloads from a bydel (CMS EnvelopedData by openssl), end to end', function () {
   this.timeout(90000);

@@ -8,8 +8,10 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DOMParser, XMLSerializer } from '@xmldom/xmldom';
+import type { GetMessage } from 'amqplib';
 import { buildAppRec } from '../../src/mapping/apprec.js';
 import { type MsgHeadModel, NS } from '../../src/mapping/model.js';
+import { parseMessage } from '../../src/mapping/parse.js';
 import { buildEbxmlMessage, ENVELOPED_DATA } from '../../src/outbound/ebxml.js';
 import { type SignatureAlgorithm, signEnveloped } from '../../src/outbound/xmldsig.js';
 import type { SigningKeyPair } from './certificates.js';
@@ -44,6 +46,20 @@ export interface Received {
   conversationId: string;
   /** the hospital's ebXML From: where the reply goes */
   fromHerId: string;
+}
+
+/** What a bydel reads from a delivery: the MsgHead it got and the ebXML it came in. */
+export function received(m: GetMessage): Received {
+  const parsed = parseMessage(m.content, { contentType: m.properties.contentType, maxBytes: 5_000_000 });
+  if (!parsed.ok || parsed.value.doc.kind !== 'msghead' || !parsed.value.ebxml) throw new Error('not a delivered MsgHead');
+  const { ebxml } = parsed.value;
+  return {
+    model: parsed.value.doc,
+    xml: parsed.value.businessXml,
+    ebxmlMessageId: ebxml.messageId!,
+    conversationId: ebxml.conversationId!,
+    fromHerId: ebxml.fromPartyIds[0].id,
+  };
 }
 
 export interface Packaged {

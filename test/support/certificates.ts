@@ -1,6 +1,9 @@
 // Throwaway signing keys for tests, and xmlsec1 as an independent signature oracle.
 import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { generate, type SelfsignedOptions } from 'selfsigned';
 
 export const DAY = 86_400_000;
@@ -36,6 +39,14 @@ export async function makeSigner(cn: string, o: CertificateOptions = {}): Promis
     notAfterDate: o.notAfter ?? new Date(Date.now() + 365 * DAY),
   });
   return { keyPem: pems.private, certPem: pems.cert };
+}
+
+/** The pair as PEM files in a directory of their own, where a configuration (or GATEWAY_* variables) can name them. */
+export function pemFiles(pair: SigningKeyPair): { keyFile: string; certFile: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'gw-pem-'));
+  writeFileSync(join(dir, 'key.pem'), pair.keyPem);
+  writeFileSync(join(dir, 'cert.pem'), pair.certPem);
+  return { keyFile: join(dir, 'key.pem'), certFile: join(dir, 'cert.pem') };
 }
 
 /** Runs the xmlsec1 CLI; a missing binary is a test failure, never a skip (CI installs it). */
