@@ -11,6 +11,11 @@ const isoDuration = z
 
 const herId = z.string().regex(/^\d+$/, 'must be a HER-id (digits only)');
 
+/** how a payload part leaves for a partner: CMS EnvelopedData, or the business document in clear (DESIGN §4.6) */
+const payloadMode = z.enum(['encrypted', 'plain']);
+const contentCipher = z.enum(['aes-256-cbc', 'des-ede3-cbc']);
+const keyTransport = z.enum(['rsa-pkcs1', 'rsa-oaep']);
+
 const hhmm = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'must be a time of day HH:MM');
 
 export const configSchema = z
@@ -67,9 +72,31 @@ export const configSchema = z
         acceptPlain: z.enum(['all', 'listed']).default('all'),
         /** HER-ids (as verified on the ebXML signature) allowed to send clear-text payloads when acceptPlain is 'listed' */
         plainPartners: z.array(herId).default([]),
+        /** outgoing payloads: CMS EnvelopedData to the receiver's encryption certificate, unless the receiver is configured plain */
+        outbound: z
+          .object({
+            /** for every partner not named in `partners` */
+            payload: payloadMode.default('encrypted'),
+            contentCipher: contentCipher.default('aes-256-cbc'),
+            keyTransport: keyTransport.default('rsa-pkcs1'),
+            /** per receiving HER-id: plain (the demo, some tests), or other algorithms for a partner that needs them */
+            partners: z
+              .record(herId, z.object({ payload: payloadMode.optional(), contentCipher: contentCipher.optional(), keyTransport: keyTransport.optional() }).strict())
+              .default({}),
+          })
+          .strict()
+          .default({ payload: 'encrypted', contentCipher: 'aes-256-cbc', keyTransport: 'rsa-pkcs1', partners: {} }),
+        /** how often held messages are tried again for a usable receiver certificate, and the register file checked for changes */
+        holdCheckInterval: isoDuration.default('PT1M'),
       })
       .strict()
-      .default({ keys: [], acceptPlain: 'all', plainPartners: [] }),
+      .default({
+        keys: [],
+        acceptPlain: 'all',
+        plainPartners: [],
+        outbound: { payload: 'encrypted', contentCipher: 'aes-256-cbc', keyTransport: 'rsa-pkcs1', partners: {} },
+        holdCheckInterval: 'PT1M',
+      }),
     routing: z
       .object({
         addressRegisterFile: z.string().min(1),

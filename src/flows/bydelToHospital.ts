@@ -455,7 +455,8 @@ export function rejectedInbound(ctx: InboundContext, d: NhnDelivery, refusal: Re
   };
   const dlqError = { code, reason, stage: refusal.stage, sourceQueue: config.broker.queues.nhnInbound, firstFailedAt: now.toISOString(), attempts: 1 };
   const dlq = dlqItem(config.broker, original, dlqError, { body: d.body, contentType: d.contentType });
-  const receipt = sender && id.model ? negativeReceipt(ctx, id, id.model, sender, refusal) : undefined;
+  const packagedReceipt = sender && id.model ? negativeReceipt(ctx, id, id.model, sender, refusal) : undefined;
+  const receipt = packagedReceipt?.ok ? packagedReceipt.value : undefined;
   const messageError = messageErrorItem(ctx, id, refusal);
   const o = rejection({
     message,
@@ -466,6 +467,8 @@ export function rejectedInbound(ctx: InboundContext, d: NhnDelivery, refusal: Re
     receipt,
     log: { event: refusal.stage === 'verify' ? EVENTS.inboundForged : EVENTS.inboundRejected, claimedHerId: d.fromHerId },
   });
+  // Never in clear: without the sender's usable encryption certificate its AppRec is not sent, and the timeline says why.
+  if (packagedReceipt && !packagedReceipt.ok) o.events.push({ stage: 'receipt', event: 'receipt-not-sent', detail: { reason: packagedReceipt.reason } });
   // The AppRec this message got is final, so the EPJ cannot send a second one for it.
   if (receipt && 'insert' in o.message) o.message.insert = { ...o.message.insert, apprec_status: 'rejected', apprec_at: now.toISOString() };
   return alsoSending(o, messageError);
@@ -497,15 +500,19 @@ export function messageErrorItem(ctx: InboundContext, id: Identity, refusal: Ref
   );
 }
 
-function negativeReceipt(ctx: InboundContext, id: Identity, model: MsgHeadModel, sender: VerifiedSender, refusal: Refusal): NewOutboxItem {
+function negativeReceipt(ctx: InboundContext, id: Identity, model: MsgHeadModel, sender: VerifiedSender, refusal: Refusal): ReturnType<typeof receiptItem> {
   const appRecId = randomUUID();
-  return receiptItem(ctx.partners, {
-    appRecId,
-    appRecXml: negativeAppRec({ id: appRecId, error: refusal.error, now: ctx.now, model }),
-    fromHerId: ourHerId(id.ebxml, ctx.config.ownHerId),
-    toHerId: sender.herId,
-    answers: { msgType: model.type, service: id.ebxml?.service, conversationId: id.ebxml?.conversationId ?? model.msgId },
-  });
+  return receiptItem(
+    ctx.partners,
+    {
+      appRecId,
+      appRecXml: negativeAppRec({ id: appRecId, error: refusal.error, now: ctx.now, model }),
+      fromHerId: ourHerId(id.ebxml, ctx.config.ownHerId),
+      toHerId: sender.herId,
+      answers: { msgType: model.type, service: id.ebxml?.service, conversationId: id.ebxml?.conversationId ?? model.msgId },
+    },
+    ctx.now,
+  );
 }
 
 /**

@@ -32,7 +32,7 @@ export interface EpjAppRecDeps {
 /** What to do with the EPJ's AppRec: return it, recognise one returned before, or refuse it. */
 export type AppRecPlan = { returns: Outcome<'returned'> } | { repeat: OutboxRow } | { refusal: Refusal };
 
-const refused = (stage: 'validate' | 'route', result: { error: Refusal['error'] }): { refusal: Refusal } => ({ refusal: { stage, error: result.error } });
+const refused = (stage: 'validate' | 'route' | 'encrypt', result: { error: Refusal['error'] }): { refusal: Refusal } => ({ refusal: { stage, error: result.error } });
 
 export class EpjAppRecReturn {
   constructor(private readonly deps: EpjAppRecDeps) {}
@@ -81,7 +81,7 @@ export class EpjAppRecReturn {
         ),
       );
     }
-    return { returns: returnedAppRec(this.deps.partners, incoming, appRec, parsed.businessXml, status, bydelHerId, this.deps.now()) };
+    return returnedAppRec(this.deps.partners, incoming, appRec, parsed.businessXml, status, bydelHerId, this.deps.now());
   }
 
   private async repeat(sent: OutboxRow, appRec: AppRecModel): Promise<'duplicate' | 'resumed'> {
@@ -98,7 +98,11 @@ export class EpjAppRecReturn {
   }
 }
 
-/** The AppRec, signed for the bydel, recorded on the message it answers: only if none was returned yet. */
+/**
+ * The AppRec, signed and encrypted for the bydel, recorded on the message it answers: only if
+ * none was returned yet. Refused (to the DLQ, for ops to replay) while the bydel has no usable
+ * encryption certificate: an AppRec is not held like a message, and never goes out in clear.
+ */
 export function returnedAppRec(
   partners: PartnerContext,
   incoming: IncomingMessage,
@@ -107,16 +111,26 @@ export function returnedAppRec(
   status: AppRecStatus,
   bydelHerId: string,
   now: Date,
-): Outcome<'returned'> {
+): { returns: Outcome<'returned'> } | { refusal: Refusal } {
   const { row } = incoming;
-  const item = receiptItem(partners, {
+  const item = receiptItem(
+    partners,
+    {
     appRecId: appRec.id,
     appRecXml,
     fromHerId: row.receiver_l2_her_id ?? row.receiver_l1_her_id ?? partners.config.ownHerId,
     toHerId: bydelHerId,
-    answers: { msgType: row.msg_type ?? appRec.originalMsgId.msgType, service: incoming.service, conversationId: row.conversation_id ?? row.msg_id },
-  });
-  return outcome(
+      answers: { msgType: row.msg_type ?? appRec.originalMsgId.msgType, service: incoming.service, conversationId: row.conversation_id ?? row.msg_id },
+    },
+    now,
+  );
+  if (!item.ok) {
+    return refused(
+      'encrypt',
+      permanent('GW-RECEIVER-CERTIFICATE', `The AppRec cannot be returned to HER-id ${bydelHerId} now: ${item.reason}; replay it from the DLQ when the register has one.`),
+    );
+  }
+  const returned = outcome(
     'returned',
     { update: row.id, patch: { apprec_status: status, apprec_at: now.toISOString() }, guard: { unset: 'apprec_status' } },
     {
@@ -130,7 +144,8 @@ export function returnedAppRec(
     },
     {
       events: [{ stage: 'receipt', event: 'apprec-returned', detail: { appRecId: appRec.id, status, herId: bydelHerId } }],
-      outbox: [item],
+      outbox: [item.value],
     },
   );
+  return { returns: returned };
 }

@@ -1,5 +1,5 @@
 // Flow A (DESIGN §3): EPJ → parse → dedupe (MsgId, then content) → validate → route →
-// sign+package → store with outbox → publish → ack. Each stage is a function from typed input
+// sign+encrypt+package → store with outbox → publish → ack. Each stage is a function from typed input
 // to a typed decision; the decision becomes an Outcome (pure builders below), which the
 // recorder stores in one transaction and publishes. This class only sequences the stages.
 import { randomUUID } from 'node:crypto';
@@ -21,7 +21,7 @@ import type { Stage } from '../shared/vocabulary.js';
 import { buildAlert } from '../tracking/alerts.js';
 import type { MessageRow } from '../tracking/db.js';
 import { alertPolicy } from '../tracking/deadlines.js';
-import { heldExpectation } from '../tracking/expectations.js';
+import { heldExpectation, patientKey } from '../tracking/expectations.js';
 import { type Outcome, outcome } from '../tracking/outcome.js';
 import { ownEventTime } from '../tracking/overtid.js';
 import { closesAnswerWait, Receipts } from '../tracking/receipts.js';
@@ -59,6 +59,8 @@ export type FlowOutcome = 'delivered' | 'held' | 'rejected' | 'duplicate' | 'res
 export type Plan =
   | { kind: 'reject'; refusal: Refusal }
   | { kind: 'hold'; verdicts: string[]; reasons: Extract<RouteDecision, { action: 'hold' }>['reasons'] }
+  /** routed, but its receiver has no usable encryption certificate: held until it has (DESIGN §4.6) */
+  | { kind: 'hold-certificate'; route: Extract<RouteDecision, { action: 'deliver' }>; reason: string }
   | { kind: 'deliver'; route: Extract<RouteDecision, { action: 'deliver' }>; packaged: Packaged };
 
 /** What the outbound builders need besides the message. */
@@ -124,13 +126,13 @@ export class HospitalToBydelFlow {
         );
     }
 
-    const plan = this.plan(parsed.value, doc, delivery.bydelHint);
+    const plan = this.plan(parsed.value, doc, delivery.bydelHint, ctx.now);
     const decided = outboundOutcome(ctx, delivery, parsed.value, doc, plan);
     return this.record(existing ? inPlaceOf(existing, decided) : decided);
   }
 
-  /** The CPU-only part: validate, route, sign and package. */
-  private plan(parsed: ParsedMessage, model: MsgHeadModel, bydelHint: string | undefined): Plan {
+  /** The CPU-only part: validate, route, sign, encrypt and package. */
+  private plan(parsed: ParsedMessage, model: MsgHeadModel, bydelHint: string | undefined, now: Date): Plan {
     const valid = validateMessage(parsed, this.deps.schemas);
     if (!valid.ok) return { kind: 'reject', refusal: { stage: 'validate', error: valid.error } };
     this.passed(model.msgId, model.type, 'validate', 'valid');
@@ -144,9 +146,13 @@ export class HospitalToBydelFlow {
       ...(route.rerouted ? { bydel: route.bydel, rule: route.rule } : {}),
     });
 
-    const packaged = packageDelivery(parsed, model, route, { config: this.deps.config, register: this.deps.routing.register, signing: this.deps.signing });
-    this.passed(model.msgId, model.type, 'sign', `signed ${packaged.algorithm}`, { herId: route.toHerId });
-    return { kind: 'deliver', route, packaged };
+    const packaged = packageDelivery(parsed, model, route, { config: this.deps.config, register: this.deps.routing.register, signing: this.deps.signing }, now);
+    if (!packaged.ok) return { kind: 'hold-certificate', route, reason: packaged.reason };
+    const { algorithm, encryption } = packaged.value;
+    this.passed(model.msgId, model.type, 'sign', `signed ${algorithm}${encryption ? `, encrypted ${encryption.contentCipher}/${encryption.keyTransport}` : ', payload plain'}`, {
+      herId: route.toHerId,
+    });
+    return { kind: 'deliver', route, packaged: packaged.value };
   }
 
   /**
@@ -225,6 +231,8 @@ export function outboundOutcome(ctx: OutboundContext, delivery: EpjDelivery, par
       return rejectedOutbound(ctx, delivery, plan.refusal, parsed);
     case 'hold':
       return held(ctx, delivery, parsed, model, plan);
+    case 'hold-certificate':
+      return heldForCertificate(ctx, delivery, parsed, model, plan);
     case 'deliver':
       return delivered(ctx, delivery, parsed, model, plan);
   }
@@ -287,7 +295,60 @@ export function held(
         { stage: 'validate', event: 'validated' },
         { stage: 'route', event: 'held-unroutable', detail: { verdicts: plan.verdicts, reasons: plan.reasons, alertId: alert.id } },
       ],
-      expectations: [heldExpectation(ctx.now, alert.id, alertPolicy(ctx.config))],
+      expectations: [heldExpectation('routing', ctx.now, alert.id, alertPolicy(ctx.config))],
+      outbox: [alertItem(ctx.config.broker, alert)],
+    },
+  );
+}
+
+/**
+ * Routed, but the receiver has no usable encryption certificate: held, not rejected (the
+ * register's problem, not the hospital's), with its `receiver-certificate` alert firing at once.
+ * The decided target is kept on the timeline, so the release sends it where the rules sent it.
+ */
+export function heldForCertificate(
+  ctx: OutboundContext,
+  delivery: Arrival,
+  parsed: ParsedMessage,
+  model: MsgHeadModel,
+  plan: Extract<Plan, { kind: 'hold-certificate' }>,
+): Outcome<'held'> {
+  const { route } = plan;
+  const message = {
+    ...outboundMessage(model, parsed),
+    state: 'held' as const,
+    bydel: route.rerouted ? route.bydel : null,
+    route_rule: route.rerouted ? route.rule : 'kept-receiver',
+    receiver_l1_her_id: route.rerouted ? route.receiver.level1.herId : (model.receiver.level1.herId ?? null),
+    receiver_l2_her_id: route.toHerId,
+    patient_key: patientKey(model, ctx.config.tracking.patientKeySecret),
+  };
+  const alert = buildAlert({
+    kind: 'receiver-certificate',
+    state: 'firing',
+    severity: 'warning',
+    eventId: EVENTS.alertReceiverCertificate,
+    msgId: model.msgId,
+    conversationId: message.conversation_id ?? undefined,
+    msgType: model.type,
+    bydel: message.bydel ?? undefined,
+    receiverHerId: route.toHerId,
+    firedAt: ctx.now,
+    text: `Held, not sent: ${plan.reason}. It leaves when the address register has a usable certificate (the register file is read again when it changes), or when ops release or route it.`,
+  });
+  return outcome(
+    'held',
+    { insert: message },
+    { event: EVENTS.heldForCertificate, msgId: model.msgId, type: model.type, stage: 'encrypt', decision: 'held: no usable receiver certificate', herId: route.toHerId },
+    {
+      payloads: [originalPayload(delivery)],
+      events: [
+        receivedEvent(delivery, parsed.framing),
+        { stage: 'validate', event: 'validated' },
+        { stage: 'route', event: route.rerouted ? 'routed' : 'receiver-kept', detail: { herId: route.toHerId, explanation: route.explanation } },
+        { stage: 'encrypt', event: 'held-certificate', detail: { reason: plan.reason, alertId: alert.id, target: route } },
+      ],
+      expectations: [heldExpectation('certificate', ctx.now, alert.id, alertPolicy(ctx.config))],
       outbox: [alertItem(ctx.config.broker, alert)],
     },
   );

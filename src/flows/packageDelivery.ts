@@ -1,11 +1,12 @@
-// The end of the outbound path, after the bydel is known: rewrite the receiver, sign, package
-// as ebXML, and what storing the delivery writes (metadata, timeline, outbox item, payload,
+// The end of the outbound path, after the bydel is known: rewrite the receiver, sign, encrypt,
+// package as ebXML, and what storing the delivery writes (metadata, timeline, outbox item, payload,
 // expectations). The flow and ops' manual routing both use it, so a message routed by hand
 // leaves exactly like one routed by a rule.
 import type { GatewayConfig } from '../config/config.js';
 import type { MsgHeadModel, ParsedMessage } from '../mapping/model.js';
 import { rewriteReceiver } from '../mapping/readdress.js';
 import { packageFor, signingAlgorithmFor } from '../outbound/package.js';
+import type { EncryptionChoice } from '../outbound/protection.js';
 import { signEnveloped } from '../outbound/xmldsig.js';
 import { deliverItem, type NewOutboxItem } from '../outbox/items.js';
 import type { AddressRegister } from '../routing/addressRegister.js';
@@ -34,6 +35,7 @@ export interface Packaged {
   algorithm: string;
   conversationId: string;
   fromHerId: string;
+  encryption?: EncryptionChoice & { certificateSerial: string };
 }
 
 export interface PackagingDeps {
@@ -48,23 +50,27 @@ export const senderHerId = (m: MsgHeadModel) => m.sender.level2?.herId ?? m.send
 /** ConversationId is shared by a whole conversation; its first MsgId identifies it stably. */
 export const conversationIdOf = (p: ParsedMessage, m: MsgHeadModel) => p.ebxml?.conversationId ?? m.conversationRef?.refToConversation ?? m.msgId;
 
-export function packageDelivery(parsed: ParsedMessage, model: MsgHeadModel, target: DeliveryTarget, deps: PackagingDeps): Packaged {
+/** Packaged for the target, or why its receiver cannot take it now (no usable encryption certificate). */
+export type PackagedDelivery = { ok: true; value: Packaged } | { ok: false; reason: string };
+
+export function packageDelivery(parsed: ParsedMessage, model: MsgHeadModel, target: DeliveryTarget, deps: PackagingDeps, at: Date): PackagedDelivery {
   const { signing, config } = deps;
-  const algorithm = signingAlgorithmFor(config, target.toHerId);
   let xml = target.rerouted ? rewriteReceiver(parsed.businessXml, target.receiver) : parsed.businessXml;
   if (config.signing.signMsgHead) {
-    xml = signEnveloped(xml, { ...signing, algorithm, location: 'msghead-last-child' });
+    xml = signEnveloped(xml, { ...signing, algorithm: signingAlgorithmFor(config, target.toHerId), location: 'msghead-last-child' });
   }
   const fromHerId = senderHerId(model) ?? config.ownHerId;
   const conversationId = conversationIdOf(parsed, model);
-  const built = packageFor(deps, { businessXml: xml, msgType: model.type, fromHerId, toHerId: target.toHerId, conversationId });
-  return { contentType: built.contentType, body: built.body, ebxmlMessageId: built.ebxmlMessageId, algorithm, conversationId, fromHerId };
+  const built = packageFor(deps, { businessXml: xml, msgType: model.type, fromHerId, toHerId: target.toHerId, conversationId }, at);
+  if (!built.ok) return built;
+  const { contentType, body, ebxmlMessageId, algorithm, encryption } = built.value;
+  return { ok: true, value: { contentType, body, ebxmlMessageId, algorithm, conversationId, fromHerId, encryption } };
 }
 
 export interface DeliveryParts {
   /** the message's routing and delivery columns */
   patch: MessagePatch & { state: MessageState };
-  /** route and sign, for the timeline */
+  /** route, sign and encrypt, for the timeline */
   events: NewEvent[];
   outbox: NewOutboxItem[];
   payload: NewPayload;
@@ -88,7 +94,8 @@ export function deliveryParts(model: MsgHeadModel, target: DeliveryTarget, packa
     },
     events: [
       { stage: 'route', event: target.rerouted ? 'routed' : 'receiver-kept', detail: { ...routedTo, explanation: target.explanation } },
-      { stage: 'sign', event: 'signed', detail: { ebxmlMessageId: packaged.ebxmlMessageId } },
+      { stage: 'sign', event: 'signed', detail: { ebxmlMessageId: packaged.ebxmlMessageId, algorithm: packaged.algorithm } },
+      ...(packaged.encryption ? [{ stage: 'encrypt' as const, event: 'encrypted' as const, detail: { ...packaged.encryption } }] : []),
     ],
     outbox: [deliverItem(config.broker, headers, packaged.contentType, packaged.body)],
     payload: { kind: 'signed', content_type: packaged.contentType, body: packaged.body },

@@ -4,6 +4,7 @@ export const EVENTS = {
   delivered: 'GW-1001',
   held: 'GW-1002',
   duplicate: 'GW-1003',
+  heldForCertificate: 'GW-1004',
   rejected: 'GW-1101',
   transientRetry: 'GW-1201',
   transientGiveUp: 'GW-1202',
@@ -24,6 +25,8 @@ export const EVENTS = {
   started: 'GW-2100',
   stopped: 'GW-2101',
   shutdownGraceExceeded: 'GW-2102',
+  registerReloaded: 'GW-2103',
+  registerReloadFailed: 'GW-2104',
   alertUnanswered: 'GW-3001',
   alertInnleggelsesrapportMissing: 'GW-3002',
   alertAppRecMissing: 'GW-3003',
@@ -35,6 +38,7 @@ export const EVENTS = {
   webhookDeferred: 'GW-3202',
   webhookGaveUp: 'GW-3203',
   alertUnroutable: 'GW-4001',
+  alertReceiverCertificate: 'GW-4002',
   // ops: alerts on the gateway's own health, dead letters, manual routing, retention
   alertDlqNotEmpty: 'GW-4101',
   alertQueueBacklog: 'GW-4102',
@@ -47,6 +51,7 @@ export const EVENTS = {
   dedupeSkipped: 'GW-5005',
   dedupeSkipRefused: 'GW-5006',
   routedManually: 'GW-5101',
+  releasedFromHold: 'GW-5102',
   payloadsExpired: 'GW-5201',
 } as const;
 

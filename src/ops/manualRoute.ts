@@ -1,10 +1,15 @@
-// `plo-gateway route <msgId> --bydel <code>`: ops decide the bydel of a message held as
-// unroutable. The rest of the outbound path runs as for any routed message (packageDelivery),
-// from the stored original; the state change, the delivery, its expectations, the resolved
-// `unroutable` alert and the audit row commit in one transaction.
+// Held messages leave by one of three doors, each running the rest of the outbound path as for
+// any routed message (packageDelivery) from the stored original:
+//  * `plo-gateway route <msgId> --bydel <code>`: ops decide the bydel of a message held as
+//    unroutable (or send one held for a certificate elsewhere);
+//  * `plo-gateway messages release <msgId>`: ops try again a message held for its receiver's
+//    encryption certificate, to the target the rules chose;
+//  * the gateway itself, when the register has a usable certificate (releaseCertificateHolds).
+// The state change, the delivery, its expectations, the resolved hold alert and (for ops) the
+// audit row commit in one transaction.
 import type { GatewayConfig } from '../config/config.js';
-import { type DeliveryParts, deliveryParts, type ManualTarget, packageDelivery, type SigningMaterial } from '../flows/packageDelivery.js';
-import type { MsgHeadModel } from '../mapping/model.js';
+import { type DeliveryParts, type DeliveryTarget, deliveryParts, type ManualTarget, packageDelivery, type SigningMaterial } from '../flows/packageDelivery.js';
+import type { MsgHeadModel, ParsedMessage } from '../mapping/model.js';
 import { parseMessage } from '../mapping/parse.js';
 import { EVENTS } from '../observability/events.js';
 import type { Logger } from '../observability/log.js';
@@ -42,37 +47,87 @@ export interface Routed {
   published: boolean;
 }
 
-/** What `resolved_by` records on the held message's routing expectation (and the alert says). */
-const RESOLVED_BY = 'manual-route';
+/** What `resolved_by` records on the held message's expectation (and the resolved alert says). */
+const RESOLVED_BY = { route: 'manual-route', release: 'manual-release', certificate: 'certificate-available' } as const;
 
 export async function routeHeldMessage(msgId: string, bydel: string, by: Actor, deps: ManualRouteDeps): Promise<OpsResult<Routed>> {
   const now = (deps.now ?? (() => new Date()))();
   const found = await heldMessage(deps.store, msgId);
   if (!found.ok) return found;
-  const message = found.value;
-
-  const original = await deps.store.latestPayload(message.id, 'original');
-  if (!original) return fail('invalid', `the original payload of ${msgId} is missing`);
-  const parsed = parseMessage(Buffer.from(original.body), { contentType: original.content_type, maxBytes: deps.config.limits.maxMessageBytes });
-  if (!parsed.ok || parsed.value.doc.kind !== 'msghead') return fail('invalid', `the stored original of ${msgId} cannot be read as a MsgHead`);
-  const model = parsed.value.doc;
-
-  const target = manualTarget(model, bydel, deps.routing, now);
+  const original = await heldOriginal(deps, found.value);
+  if (!original.ok) return original;
+  const target = manualTarget(original.value.model, bydel, deps.routing, now);
   if (!target.ok) return target;
-  const packaged = packageDelivery(parsed.value, model, target.value, { config: deps.config, register: deps.routing.register, signing: deps.signing });
-  const parts = deliveryParts(model, target.value, packaged, deps.config, now);
+  return sendHeld(deps, found.value, original.value, target.value, { kind: 'route', by }, now);
+}
 
-  const hold = await deps.store.expectation(message.id, 'routing');
-  const routed = routedByOps(message, model, target.value, parts, hold, by, deps.config, now);
+/** `messages release`: a message held for its receiver's certificate, tried again now to the target the rules chose. */
+export async function releaseHeldMessage(msgId: string, by: Actor, deps: ManualRouteDeps): Promise<OpsResult<Routed>> {
+  const now = (deps.now ?? (() => new Date()))();
+  const found = await heldMessage(deps.store, msgId);
+  if (!found.ok) return found;
+  return releaseHeld(deps, found.value, { kind: 'release', by }, now);
+}
+
+/**
+ * The gateway's own round: every message held for a certificate whose receiver now has a usable
+ * one leaves. Returns how many left; the others stay held with their alert firing.
+ */
+export async function releaseCertificateHolds(deps: ManualRouteDeps, limit = 100): Promise<{ released: number; stillHeld: number }> {
+  const now = (deps.now ?? (() => new Date()))();
+  let released = 0;
+  const held = await deps.store.heldForCertificate(limit);
+  for (const message of held) {
+    const result = await releaseHeld(deps, message, { kind: 'certificate' }, now);
+    if (result.ok) released++;
+  }
+  return { released, stillHeld: held.length - released };
+}
+
+export type Door = { kind: 'route' | 'release'; by: Actor } | { kind: 'certificate' };
+
+async function releaseHeld(deps: ManualRouteDeps, message: MessageRow, door: Door, now: Date): Promise<OpsResult<Routed>> {
+  const hold = await deps.store.expectation(message.id, 'certificate');
+  const heldEvent = await deps.store.latestEvent(message.id, 'held-certificate');
+  const target = heldEvent?.detail ? (JSON.parse(heldEvent.detail) as { target?: DeliveryTarget }).target : undefined;
+  if (hold?.state !== 'open' || !target) return fail('conflict', `${message.msg_id} is not held for a receiver certificate: route it with \`plo-gateway route\``);
+  const original = await heldOriginal(deps, message);
+  if (!original.ok) return original;
+  return sendHeld(deps, message, original.value, target, door, now);
+}
+
+async function heldOriginal(deps: ManualRouteDeps, message: MessageRow): Promise<OpsResult<{ parsed: ParsedMessage; model: MsgHeadModel }>> {
+  const original = await deps.store.latestPayload(message.id, 'original');
+  if (!original) return fail('invalid', `the original payload of ${message.msg_id} is missing`);
+  const parsed = parseMessage(Buffer.from(original.body), { contentType: original.content_type, maxBytes: deps.config.limits.maxMessageBytes });
+  if (!parsed.ok || parsed.value.doc.kind !== 'msghead') return fail('invalid', `the stored original of ${message.msg_id} cannot be read as a MsgHead`);
+  return { ok: true, value: { parsed: parsed.value, model: parsed.value.doc } };
+}
+
+async function sendHeld(
+  deps: ManualRouteDeps,
+  message: MessageRow,
+  original: { parsed: ParsedMessage; model: MsgHeadModel },
+  target: DeliveryTarget,
+  door: Door,
+  now: Date,
+): Promise<OpsResult<Routed>> {
+  const { parsed, model } = original;
+  const packaged = packageDelivery(parsed, model, target, { config: deps.config, register: deps.routing.register, signing: deps.signing }, now);
+  if (!packaged.ok) return fail('conflict', `${message.msg_id} cannot leave yet: ${packaged.reason}`);
+  const parts = deliveryParts(model, target, packaged.value, deps.config, now);
+  const hold = (await deps.store.expectation(message.id, 'certificate')) ?? (await deps.store.expectation(message.id, 'routing'));
+  const sent = sentFromHold(message, model, target, parts, hold, door, deps.config, now);
   const recorder = new OutcomeRecorder({
     store: deps.store,
     receipts: new Receipts(deps.store.db.kysely, deps.config.tracking),
     log: deps.log,
     outbox: deps.outbox,
   });
-  const recorded = await recorder.record(routed);
-  if (!recorded.stored) return fail('conflict', `${msgId} is no longer held (routed by someone else meanwhile)`);
-  return { ok: true, value: { messageId: message.id, msgId, bydel: target.value.bydel, toHerId: target.value.toHerId, published: recorded.published } };
+  const recorded = await recorder.record(sent);
+  if (!recorded.stored) return fail('conflict', `${message.msg_id} is no longer held (sent by someone else meanwhile)`);
+  const bydel = target.rerouted ? target.bydel : '';
+  return { ok: true, value: { messageId: message.id, msgId: message.msg_id, bydel, toHerId: target.toHerId, published: recorded.published } };
 }
 
 async function heldMessage(store: Store, msgId: string): Promise<OpsResult<MessageRow>> {
@@ -112,73 +167,87 @@ export function manualTarget(model: MsgHeadModel, bydel: string, routing: Routin
 }
 
 /**
- * A held message routed by ops: it leaves as one routed by a rule would (packageDelivery), its
- * routing expectation is met, its `unroutable` alert resolves, and the decision is audited; only
+ * A held message sent on: it leaves as one routed by a rule would (packageDelivery), its hold
+ * (routing or certificate) is met, its alert resolves, and what ops decided is audited; only
  * while it is still held.
  */
-export function routedByOps(
+export function sentFromHold(
   message: MessageRow,
   model: MsgHeadModel,
-  target: ManualTarget,
+  target: DeliveryTarget,
   parts: DeliveryParts,
   hold: ExpectationRow | undefined,
-  by: Actor,
+  door: Door,
   config: GatewayConfig,
   now: Date,
 ): Outcome<'routed'> {
   // A message held before expectations existed has no row, but did publish its firing alert.
   const firing = !hold || hold.alert_state === 'firing';
-  const resolved = firing ? resolvedAlert(message, target, hold, config, now) : undefined;
+  const resolvedBy = RESOLVED_BY[door.kind];
+  const resolved = firing ? resolvedAlert(message, target, hold, resolvedBy, config, now) : undefined;
+  const bydel = target.rerouted ? { bydel: target.bydel } : {};
+  const manually = door.kind === 'route';
   return outcome(
     'routed',
     { update: message.id, patch: parts.patch, guard: { state: 'held' } },
     {
-      event: EVENTS.routedManually,
+      event: manually ? EVENTS.routedManually : EVENTS.releasedFromHold,
       msgId: message.msg_id,
       type: model.type,
       stage: 'route',
-      decision: `routed manually to bydel ${target.bydel}`,
+      decision: manually ? `routed manually to bydel ${target.rerouted ? target.bydel : target.toHerId}` : `released to ${target.toHerId} (${resolvedBy})`,
       ...parts.routedTo,
     },
     {
       payloads: [parts.payload],
-      events: parts.events,
+      events: manually ? parts.events : [{ stage: 'encrypt', event: 'released', detail: { by: resolvedBy } }, ...parts.events],
       expectations: parts.expectations,
       outbox: resolved ? [...parts.outbox, alertItem(config.broker, resolved)] : parts.outbox,
       effects: [
-        { effect: 'resolve', kind: 'routing', by: RESOLVED_BY, alertResolved: firing },
+        { effect: 'resolve', kind: hold?.kind ?? 'routing', by: resolvedBy, alertResolved: firing },
         ...(closesAnswerWait(model) ? [{ effect: 'close-answer-wait' as const, model, conversationId: message.conversation_id ?? model.msgId }] : []),
-        {
-          effect: 'audit',
-          entry: {
-            actor: by.actor,
-            action: 'message.route',
-            target: `message:${message.msg_id}`,
-            reason: by.reason,
-            detail: { via: by.via, bydel: target.bydel, toHerId: target.toHerId, storeId: message.id },
-          },
-        },
+        ...('by' in door
+          ? [
+              {
+                effect: 'audit' as const,
+                entry: {
+                  actor: door.by.actor,
+                  action: manually ? 'message.route' : 'message.release',
+                  target: `message:${message.msg_id}`,
+                  reason: door.by.reason,
+                  detail: { via: door.by.via, ...bydel, toHerId: target.toHerId, storeId: message.id },
+                },
+              },
+            ]
+          : []),
       ],
     },
   );
 }
 
-/** The resolution of the held message's `unroutable` alert (the deadline engine then finds nothing left to resolve). */
-function resolvedAlert(message: MessageRow, target: ManualTarget, hold: ExpectationRow | undefined, config: GatewayConfig, now: Date): Alert {
+/** The resolution of the held message's alert (the deadline engine then finds nothing left to resolve). */
+function resolvedAlert(
+  message: MessageRow,
+  target: DeliveryTarget,
+  hold: ExpectationRow | undefined,
+  resolvedBy: string,
+  config: GatewayConfig,
+  now: Date,
+): Alert {
   return conditionAlert(
     'resolved',
     {
       expectationId: hold?.id ?? 0,
-      kind: 'routing',
+      kind: hold?.kind === 'certificate' ? 'certificate' : 'routing',
       dueAt: hold?.due_at ?? message.created_at,
       alertId: hold?.alert_id ?? null,
       reminders: hold?.reminders ?? 0,
-      resolvedBy: RESOLVED_BY,
+      resolvedBy,
       messageId: message.id,
       msgId: message.msg_id,
       msgType: message.msg_type,
       conversationId: message.conversation_id,
-      bydel: target.bydel,
+      bydel: target.rerouted ? target.bydel : null,
       receiverHerId: target.toHerId,
       genDate: message.gen_date,
       createdAt: message.created_at,

@@ -1,10 +1,13 @@
-// Signs and packages a business document for one partner, with what the configuration and the
-// address register say about that partner: its signature algorithm and its CPA. Used for
-// deliveries to a bydel and for the AppRecs the hospital returns to one.
+// Signs, encrypts and packages a business document for one partner, with what the configuration
+// and the address register say about that partner: its signature algorithm, its CPA and its
+// encryption certificate. Used for deliveries to a bydel and for the AppRecs the hospital
+// returns to one.
 import type { GatewayConfig } from '../config/config.js';
 import { deliverItem, type NewOutboxItem } from '../outbox/items.js';
 import type { AddressRegister } from '../routing/addressRegister.js';
-import { buildEbxmlMessage, cpaIdFor, type EbxmlInput, type EbxmlMessage } from './ebxml.js';
+import { encryptEnveloped } from './cms.js';
+import { buildEbxmlMessage, cpaIdFor, ENVELOPED_DATA, type EbxmlInput, type EbxmlMessage } from './ebxml.js';
+import { type EncryptionChoice, payloadProtectionFor } from './protection.js';
 import type { SignatureAlgorithm } from './xmldsig.js';
 
 export interface PartnerContext {
@@ -18,10 +21,31 @@ export function signingAlgorithmFor(config: GatewayConfig, toHerId: string): Sig
   return config.signing.partnerAlgorithms[toHerId] ?? config.signing.algorithm;
 }
 
-export function packageFor(ctx: PartnerContext, input: Omit<EbxmlInput, 'cpaId' | 'signing'>): EbxmlMessage & { algorithm: SignatureAlgorithm } {
+export interface PackagedForPartner extends EbxmlMessage {
+  algorithm: SignatureAlgorithm;
+  /** how the payload part was encrypted; absent for a partner configured plain */
+  encryption?: EncryptionChoice & { certificateSerial: string };
+}
+
+/** Packaged, or why the partner cannot receive it now (no usable encryption certificate). */
+export type PackageResult = { ok: true; value: PackagedForPartner } | { ok: false; reason: string };
+
+export function packageFor(ctx: PartnerContext, input: Omit<EbxmlInput, 'cpaId' | 'signing' | 'payload'>, at: Date): PackageResult {
+  const protection = payloadProtectionFor(ctx.config, ctx.register, input.toHerId, at);
+  if (protection.mode === 'unusable') return { ok: false, reason: protection.reason };
   const algorithm = signingAlgorithmFor(ctx.config, input.toHerId);
   const cpaId = ctx.register.get(input.toHerId)?.ebxml?.cpaId ?? cpaIdFor(input.fromHerId, input.toHerId);
-  return { ...buildEbxmlMessage({ ...input, cpaId, signing: { ...ctx.signing, algorithm } }), algorithm };
+  const payload =
+    protection.mode === 'encrypted'
+      ? {
+          contentType: ENVELOPED_DATA,
+          body: encryptEnveloped(Buffer.from(input.businessXml, 'utf8'), protection.certificatePem, protection.algorithms),
+          transferEncoding: 'base64' as const,
+        }
+      : undefined;
+  const built = buildEbxmlMessage({ ...input, cpaId, payload, signing: { ...ctx.signing, algorithm } });
+  const encryption = protection.mode === 'encrypted' ? { ...protection.algorithms, certificateSerial: protection.certificateSerial } : undefined;
+  return { ok: true, value: { ...built, algorithm, encryption } };
 }
 
 /** The message an AppRec answers, as the AppRec's envelope needs it. */
@@ -34,23 +58,30 @@ export interface Answered {
 
 /**
  * An AppRec the hospital returns to a partner, as an outbox item of its own (LESSONS §9.2):
- * signed, in the Service of the message it answers, Action APPREC, roles reversed (HISD 1209).
+ * signed, encrypted, in the Service of the message it answers, Action APPREC, roles reversed
+ * (HISD 1209). Not packaged when the partner has no usable encryption certificate: the reason.
  */
 export function receiptItem(
   ctx: PartnerContext,
   receipt: { appRecId: string; appRecXml: string; fromHerId: string; toHerId: string; answers: Answered },
-): NewOutboxItem {
+  at: Date,
+): { ok: true; value: NewOutboxItem } | { ok: false; reason: string } {
   const { answers } = receipt;
-  const packaged = packageFor(ctx, {
-    businessXml: receipt.appRecXml,
-    msgType: answers.msgType,
-    service: answers.service ?? `S-${answers.msgType}`,
-    action: 'APPREC',
-    roles: { from: `${answers.msgType}receiver`, to: `${answers.msgType}sender` },
-    fromHerId: receipt.fromHerId,
-    toHerId: receipt.toHerId,
-    conversationId: answers.conversationId,
-  });
+  const packaged = packageFor(
+    ctx,
+    {
+      businessXml: receipt.appRecXml,
+      msgType: answers.msgType,
+      service: answers.service ?? `S-${answers.msgType}`,
+      action: 'APPREC',
+      roles: { from: `${answers.msgType}receiver`, to: `${answers.msgType}sender` },
+      fromHerId: receipt.fromHerId,
+      toHerId: receipt.toHerId,
+      conversationId: answers.conversationId,
+    },
+    at,
+  );
+  if (!packaged.ok) return packaged;
   const headers = {
     msgId: receipt.appRecId,
     msgType: 'APPREC',
@@ -58,5 +89,5 @@ export function receiptItem(
     fromHerId: receipt.fromHerId,
     toHerId: receipt.toHerId,
   };
-  return deliverItem(ctx.config.broker, headers, packaged.contentType, packaged.body, 'receipt');
+  return { ok: true, value: deliverItem(ctx.config.broker, headers, packaged.value.contentType, packaged.value.body, 'receipt') };
 }

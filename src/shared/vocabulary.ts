@@ -33,6 +33,7 @@ export type Stage =
   | 'dedupe'
   | 'route'
   | 'sign'
+  | 'encrypt'
   | 'store'
   | 'publish'
   | 'correlate'
@@ -72,7 +73,11 @@ export type TimelineEvent =
   | 'routed'
   | 'receiver-kept'
   | 'held-unroutable'
+  | 'held-certificate'
+  | 'released'
   | 'signed'
+  | 'encrypted'
+  | 'receipt-not-sent'
   | 'duplicate-ignored'
   | 'duplicate-content'
   | 'duplicate-answered-again'
@@ -112,6 +117,8 @@ export const EXPECTATION_KINDS = [
   'innleggelsesrapport',
   /** a held message waits for ops to route it */
   'routing',
+  /** a held message waits for its receiver's usable encryption certificate (or ops) */
+  'certificate',
   /** records that a rejecting AppRec was raised (a single alert, closed at once) */
   'apprec-rejected',
   /** records that a received MessageError was raised (likewise) */
@@ -127,6 +134,7 @@ export type ExpectationAlertState = 'firing' | 'resolved' | 'raised';
 
 export type AlertKind =
   | 'unroutable'
+  | 'receiver-certificate'
   | 'apprec-missing'
   | 'apprec-rejected'
   | 'utskrivningsklar-unanswered'
@@ -159,7 +167,9 @@ export type GatewayErrorCode =
   /** an encrypted payload the gateway cannot open: not addressed to it, corrupt, tampered, unsupported */
   | 'GW-DECRYPTION'
   /** a payload in clear text from a partner that must encrypt (encryption.acceptPlain) */
-  | 'GW-PLAIN-REFUSED';
+  | 'GW-PLAIN-REFUSED'
+  /** an AppRec for a partner without a usable encryption certificate: not sent in clear */
+  | 'GW-RECEIVER-CERTIFICATE';
 
 /** Why a message failed at the transport level (HITS 1216 errorCondition names): what a MessageError back says. */
 export type TransportCondition =

@@ -102,6 +102,14 @@ export const RULES: Record<ConditionKind, Rule> = {
     remind: true,
     reason: () => 'The message is held for manual routing: no rule could decide the bydel.',
   },
+  certificate: {
+    alert: 'receiver-certificate',
+    eventId: EVENTS.alertReceiverCertificate,
+    severity: 'warning',
+    remind: true,
+    reason: (c) =>
+      `The message is held: the address register has no usable encryption certificate for ${receiver(c)}; it leaves when the register has one, or when ops route or release it.`,
+  },
 };
 
 /** Only the 8221 codes: an AppRec's error texts are free text from another system. */

@@ -37,9 +37,9 @@ export function expectationsFor(
  * so the row is stored already firing: the scheduler then only reminds and, once the message is
  * routed, resolves.
  */
-export function heldExpectation(heldAt: Date, alertId: string, policy: AlertPolicy): NewExpectation {
-  const nextAlertAt = nextReminderAt({ kind: 'routing', genDate: null, createdAt: heldAt.toISOString() }, heldAt, policy);
-  return { kind: 'routing', dueAt: heldAt, firing: { alertId, nextAlertAt } };
+export function heldExpectation(kind: 'routing' | 'certificate', heldAt: Date, alertId: string, policy: AlertPolicy): NewExpectation {
+  const nextAlertAt = nextReminderAt({ kind, genDate: null, createdAt: heldAt.toISOString() }, heldAt, policy);
+  return { kind, dueAt: heldAt, firing: { alertId, nextAlertAt } };
 }
 
 const PATIENT_ID_TYPES = ['FNR', 'DNR', 'HNR', 'FHN'];

@@ -2,7 +2,7 @@ import { type Kysely, sql } from 'kysely';
 import type { Publishable } from '../outbox/items.js';
 import type { OutboxStore } from '../outbox/relay.js';
 import { type Claim, claimOutboxItem, deferOutboxItem, dueOutboxItems, markOutboxItemPublished, outboxItemsOf } from '../outbox/table.js';
-import type { ExpectationKind, MessageState, OutboxPurpose, PayloadKind } from '../shared/vocabulary.js';
+import type { ExpectationKind, MessageState, OutboxPurpose, PayloadKind, TimelineEvent } from '../shared/vocabulary.js';
 import type { Db, Direction, EventRow, ExpectationRow, MessageRow, OutboxRow, PayloadRow, Schema } from './db.js';
 import { insertAudit, type NewAudit } from './tables/audit.js';
 import { insertEvents } from './tables/events.js';
@@ -92,6 +92,25 @@ export class Store implements OutboxStore {
 
   async expectation(messageId: number, kind: ExpectationKind): Promise<ExpectationRow | undefined> {
     return this.kysely.selectFrom('expectations').selectAll().where('message_id', '=', messageId).where('kind', '=', kind).executeTakeFirst();
+  }
+
+  /** The newest timeline event of this name on a message. */
+  async latestEvent(messageId: number, event: TimelineEvent): Promise<EventRow | undefined> {
+    return this.kysely.selectFrom('events').selectAll().where('message_id', '=', messageId).where('event', '=', event).orderBy('id', 'desc').executeTakeFirst();
+  }
+
+  /** Messages held for their receiver's encryption certificate (an open `certificate` expectation), oldest first. */
+  async heldForCertificate(limit: number): Promise<MessageRow[]> {
+    return this.kysely
+      .selectFrom('messages as m')
+      .innerJoin('expectations as e', 'e.message_id', 'm.id')
+      .selectAll('m')
+      .where('m.state', '=', 'held')
+      .where('e.kind', '=', 'certificate')
+      .where('e.state', '=', 'open')
+      .orderBy('m.id')
+      .limit(limit)
+      .execute();
   }
 
   /** Every message row with this MsgId, each with its events in the order they happened. */

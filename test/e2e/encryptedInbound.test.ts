@@ -44,7 +44,7 @@ describe('encrypted payloads from a bydel (CMS EnvelopedData by openssl), end to
     config = testConfig((c) => {
       c.routing.addressRegisterFile = register;
       // a certificate rollover: the new pair first, the old one still accepted
-      c.encryption = { keys: [pemFiles(current), pemFiles(previous)], acceptPlain: 'listed', plainPartners: ['9930005'] };
+      c.encryption = { ...c.encryption, keys: [pemFiles(current), pemFiles(previous)], acceptPlain: 'listed', plainPartners: ['9930005'] };
     });
     ({ gateway, logs } = await startGateway(config));
     peer = await Peer.connect();

@@ -5,12 +5,12 @@ import { expect } from 'chai';
 import { type GatewayConfig, loadConfig } from '../../src/config/config.js';
 import { answeredAgain, forwarded, identify, inboundMessage, rejectedInbound, signalCorrelated } from '../../src/flows/bydelToHospital.js';
 import { returnedAppRec } from '../../src/flows/epjAppRec.js';
-import { delivered, type EpjDelivery, held, inPlaceOf, type OutboundContext, outboundMessage, rejectedOutbound } from '../../src/flows/hospitalToBydel.js';
+import { delivered, type EpjDelivery, held, heldForCertificate, inPlaceOf, type OutboundContext, outboundMessage, rejectedOutbound } from '../../src/flows/hospitalToBydel.js';
 import { contentDuplicate, duplicateOf } from '../../src/flows/outcomes.js';
 import { deliveryParts, type ManualTarget, packageDelivery } from '../../src/flows/packageDelivery.js';
 import type { AppRecModel, MsgHeadModel, ParsedMessage } from '../../src/mapping/model.js';
 import { parseMessage } from '../../src/mapping/parse.js';
-import { routedByOps } from '../../src/ops/manualRoute.js';
+import { sentFromHold } from '../../src/ops/manualRoute.js';
 import { again as sameItemAgain } from '../../src/outbox/items.js';
 import { loadRouting } from '../../src/routing/load.js';
 import { type RoutingContext, routeMessage } from '../../src/routing/route.js';
@@ -52,9 +52,14 @@ function deliverPlan(parsed: ParsedMessage, model: MsgHeadModel) {
   return {
     kind: 'deliver' as const,
     route: routed.value,
-    packaged: packageDelivery(parsed, model, routed.value, { config, register: routing.register, signing }),
+    packaged: packaged(packageDelivery(parsed, model, routed.value, { config, register: routing.register, signing }, NOW)),
   };
 }
+
+const packaged = <T>(r: { ok: true; value: T } | { ok: false; reason: string }): T => {
+  if (!r.ok) throw new Error(r.reason);
+  return r.value;
+};
 
 const inserted = (o: Outcome) => {
   if (!('insert' in o.message)) throw new Error('expected a new row');
@@ -81,7 +86,10 @@ describe('outcomes: what each decision writes (pure builders)', () => {
       expect(inserted(o).ebxml_message_id).to.be.a('string');
       expect(inserted(o).patient_key).to.match(/^[0-9a-f]{64}$/);
       expect(o.payloads.map((p) => p.kind)).to.deep.equal(['original', 'signed']);
-      expect(eventNames(o)).to.deep.equal(['receive/received', 'validate/validated', 'route/routed', 'sign/signed']);
+      expect(eventNames(o)).to.deep.equal(['receive/received', 'validate/validated', 'route/routed', 'sign/signed', 'encrypt/encrypted']);
+      expect(o.events[4].detail).to.include({ contentCipher: 'aes-256-cbc', keyTransport: 'rsa-pkcs1' });
+      expect(o.outbox[0].content_type).to.match(/^multipart\/related/);
+      expect(Buffer.from(o.outbox[0].body).toString('utf8')).to.contain('application/pkcs7-mime; smime-type=enveloped-data').and.not.contain('<MsgHead');
       expect(o.expectations.map((x) => x.kind)).to.deep.equal(['transport-ack', 'apprec', 'answer']);
       // two working hours from Tuesday 10:00 in Oslo
       expect(o.expectations[2].dueAt.toISOString()).to.equal('2026-11-24T11:00:00.000Z');
@@ -89,6 +97,26 @@ describe('outcomes: what each decision writes (pure builders)', () => {
       expect(o.outbox[0]).to.include({ purpose: 'deliver', routing_key: FROGNER_KD0501 });
       expect(o.outbox[0].headers).to.include({ 'msg-id': model.msgId, 'msg-type': 'LOG_UTSKRIVNINGSKLAR', 'to-her-id': FROGNER_KD0501 });
       expect(o.effects).to.deep.equal([]);
+    });
+
+    it('a receiver without a usable encryption certificate: held with a receiver-certificate alert, its target kept, nothing to the bydel', () => {
+      const { parsed, model, delivery } = message(UTSKRIVNINGSKLAR);
+      const routed = routeMessage(model, undefined, routing, NOW);
+      if (!routed.ok || routed.value.action !== 'deliver') throw new Error('not routed');
+      const o = heldForCertificate(ctx, delivery, parsed, model, {
+        kind: 'hold-certificate',
+        route: routed.value,
+        reason: 'the address register has no encryption certificate for HER-id 9920005',
+      });
+      expect(inserted(o)).to.include({ state: 'held', bydel: '030105', receiver_l2_her_id: FROGNER_KD0501, route_rule: 'postcode' });
+      expect(eventNames(o)).to.deep.equal(['receive/received', 'validate/validated', 'route/routed', 'encrypt/held-certificate']);
+      expect(o.events[3].detail).to.deep.include({ target: routed.value });
+      expect(o.expectations.map((x) => x.kind)).to.deep.equal(['certificate']);
+      expect(o.outbox.map((i) => [i.purpose, i.routing_key])).to.deep.equal([['alert', 'receiver-certificate']]);
+      const alert = JSON.parse(Buffer.from(o.outbox[0].body).toString('utf8'));
+      expect(alert).to.include({ kind: 'receiver-certificate', state: 'firing', eventId: 'GW-4002', receiverHerId: FROGNER_KD0501 });
+      expect(alert.text).to.contain('no encryption certificate for HER-id 9920005');
+      expect(o.payloads.map((p) => p.kind)).to.deep.equal(['original']);
     });
 
     it('an avmelding also ends the wait for the answer to its notice, in the same transaction', () => {
@@ -216,14 +244,14 @@ describe('outcomes: what each decision writes (pure builders)', () => {
         },
         toHerId: service.service.herId,
       };
-      const parts = deliveryParts(model, target, packageDelivery(parsed, model, target, { config, register: routing.register, signing }), config, NOW);
-      const o = routedByOps(
+      const parts = deliveryParts(model, target, packaged(packageDelivery(parsed, model, target, { config, register: routing.register, signing }, NOW)), config, NOW);
+      const o = sentFromHold(
         storedRow({ id: 5, msg_id: model.msgId, state: 'held', created_at: NOW.toISOString() }),
         model,
         target,
         parts,
         undefined,
-        { actor: 'kari', via: 'cli', reason: 'checked' },
+        { kind: 'route', by: { actor: 'kari', via: 'cli', reason: 'checked' } },
         config,
         NOW,
       );
@@ -307,7 +335,7 @@ describe('outcomes: what each decision writes (pure builders)', () => {
       const { parsed } = message(UTSKRIVNINGSKLAR);
       const incoming = inboundMessage(inCtx, identify({ kind: 'business', message: parsed }, ''), sender);
       const appRec = { id: 'apprec-2', status: '1', originalMsgId: { id: incoming.msg_id, msgType: 'LOG_UTSKRIVNINGSKLAR' } } as AppRecModel;
-      const o = returnedAppRec(
+      const returned = returnedAppRec(
         inCtx.partners,
         { row: storedRow({ id: 12, ...incoming, state: 'forwarded' } as Partial<MessageRow>) },
         appRec,
@@ -316,6 +344,8 @@ describe('outcomes: what each decision writes (pure builders)', () => {
         FROGNER_KD0501,
         NOW,
       );
+      if (!('returns' in returned)) throw new Error(returned.refusal.error.reason);
+      const o = returned.returns;
       expect(o.message).to.deep.include({ update: 12, guard: { unset: 'apprec_status' } });
       expect(o.outbox.map((i) => [i.purpose, i.routing_key])).to.deep.equal([['receipt', FROGNER_KD0501]]);
       expect(o.outbox[0].headers).to.include({ 'msg-id': 'apprec-2', 'msg-type': 'APPREC' });

@@ -163,12 +163,12 @@ export async function setAlertId(db: Db, id: number, alertId: string): Promise<v
   await db.updateTable('expectations').set({ alert_id: alertId }).where('id', '=', id).execute();
 }
 
-/** A held message that ops routed (or discarded) no longer waits: its routing row is met. */
+/** A held message that ops routed (or discarded), or that was released, no longer waits: its routing or certificate row is met. */
 export async function closeRoutedHolds(db: Db, at: string): Promise<number> {
   const result = await db
     .updateTable('expectations')
     .set({ state: 'met', resolved_at: at, resolved_by: 'no-longer-held' })
-    .where('kind', '=', 'routing')
+    .where('kind', 'in', ['routing', 'certificate'])
     .where('state', '=', 'open')
     .where(({ exists, selectFrom }) =>
       exists(selectFrom('messages as m').select('m.id').whereRef('m.id', '=', 'expectations.message_id').where('m.state', '<>', 'held')),
