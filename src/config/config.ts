@@ -81,7 +81,10 @@ export const configSchema = z
             keyTransport: keyTransport.default('rsa-pkcs1'),
             /** per receiving HER-id: plain (the demo, some tests), or other algorithms for a partner that needs them */
             partners: z
-              .record(herId, z.object({ payload: payloadMode.optional(), contentCipher: contentCipher.optional(), keyTransport: keyTransport.optional() }).strict())
+              .record(
+                herId,
+                z.object({ payload: payloadMode.optional(), contentCipher: contentCipher.optional(), keyTransport: keyTransport.optional() }).strict(),
+              )
               .default({}),
           })
           .strict()

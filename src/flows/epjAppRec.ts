@@ -32,7 +32,9 @@ export interface EpjAppRecDeps {
 /** What to do with the EPJ's AppRec: return it, recognise one returned before, or refuse it. */
 export type AppRecPlan = { returns: Outcome<'returned'> } | { repeat: OutboxRow } | { refusal: Refusal };
 
-const refused = (stage: 'validate' | 'route' | 'encrypt', result: { error: Refusal['error'] }): { refusal: Refusal } => ({ refusal: { stage, error: result.error } });
+const refused = (stage: 'validate' | 'route' | 'encrypt', result: { error: Refusal['error'] }): { refusal: Refusal } => ({
+  refusal: { stage, error: result.error },
+});
 
 export class EpjAppRecReturn {
   constructor(private readonly deps: EpjAppRecDeps) {}
@@ -116,10 +118,10 @@ export function returnedAppRec(
   const item = receiptItem(
     partners,
     {
-    appRecId: appRec.id,
-    appRecXml,
-    fromHerId: row.receiver_l2_her_id ?? row.receiver_l1_her_id ?? partners.config.ownHerId,
-    toHerId: bydelHerId,
+      appRecId: appRec.id,
+      appRecXml,
+      fromHerId: row.receiver_l2_her_id ?? row.receiver_l1_her_id ?? partners.config.ownHerId,
+      toHerId: bydelHerId,
       answers: { msgType: row.msg_type ?? appRec.originalMsgId.msgType, service: incoming.service, conversationId: row.conversation_id ?? row.msg_id },
     },
     now,
@@ -127,7 +129,10 @@ export function returnedAppRec(
   if (!item.ok) {
     return refused(
       'encrypt',
-      permanent('GW-RECEIVER-CERTIFICATE', `The AppRec cannot be returned to HER-id ${bydelHerId} now: ${item.reason}; replay it from the DLQ when the register has one.`),
+      permanent(
+        'GW-RECEIVER-CERTIFICATE',
+        `The AppRec cannot be returned to HER-id ${bydelHerId} now: ${item.reason}; replay it from the DLQ when the register has one.`,
+      ),
     );
   }
   const returned = outcome(

@@ -149,9 +149,15 @@ export class HospitalToBydelFlow {
     const packaged = packageDelivery(parsed, model, route, { config: this.deps.config, register: this.deps.routing.register, signing: this.deps.signing }, now);
     if (!packaged.ok) return { kind: 'hold-certificate', route, reason: packaged.reason };
     const { algorithm, encryption } = packaged.value;
-    this.passed(model.msgId, model.type, 'sign', `signed ${algorithm}${encryption ? `, encrypted ${encryption.contentCipher}/${encryption.keyTransport}` : ', payload plain'}`, {
-      herId: route.toHerId,
-    });
+    this.passed(
+      model.msgId,
+      model.type,
+      'sign',
+      `signed ${algorithm}${encryption ? `, encrypted ${encryption.contentCipher}/${encryption.keyTransport}` : ', payload plain'}`,
+      {
+        herId: route.toHerId,
+      },
+    );
     return { kind: 'deliver', route, packaged: packaged.value };
   }
 
@@ -339,7 +345,14 @@ export function heldForCertificate(
   return outcome(
     'held',
     { insert: message },
-    { event: EVENTS.heldForCertificate, msgId: model.msgId, type: model.type, stage: 'encrypt', decision: 'held: no usable receiver certificate', herId: route.toHerId },
+    {
+      event: EVENTS.heldForCertificate,
+      msgId: model.msgId,
+      type: model.type,
+      stage: 'encrypt',
+      decision: 'held: no usable receiver certificate',
+      herId: route.toHerId,
+    },
     {
       payloads: [originalPayload(delivery)],
       events: [

@@ -14,6 +14,8 @@ export interface ApiDeps {
   log: Logger;
   deadLetters: DeadLetterService;
   route: (msgId: string, bydel: string, by: Actor) => Promise<OpsResult<Routed>>;
+  /** a message held for its receiver's encryption certificate, tried again now */
+  release: (msgId: string, by: Actor) => Promise<OpsResult<Routed>>;
 }
 
 export type ApiHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
@@ -127,6 +129,11 @@ export function apiHandler(deps: ApiDeps): ApiHandler {
         if (typeof body.bydel !== 'string') return bad('bydel is required (030101–030117)');
         return fromResult(await deps.route(decodeURIComponent(msgId), body.bydel, actorOf(body)), (r) => r);
       },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/api\/messages\/([^/]+)\/release$/,
+      run: async ([msgId], _q, body) => fromResult(await deps.release(decodeURIComponent(msgId), actorOf(body)), (r) => r),
     },
   ];
 

@@ -90,7 +90,8 @@ async function releaseHeld(deps: ManualRouteDeps, message: MessageRow, door: Doo
   const hold = await deps.store.expectation(message.id, 'certificate');
   const heldEvent = await deps.store.latestEvent(message.id, 'held-certificate');
   const target = heldEvent?.detail ? (JSON.parse(heldEvent.detail) as { target?: DeliveryTarget }).target : undefined;
-  if (hold?.state !== 'open' || !target) return fail('conflict', `${message.msg_id} is not held for a receiver certificate: route it with \`plo-gateway route\``);
+  if (hold?.state !== 'open' || !target)
+    return fail('conflict', `${message.msg_id} is not held for a receiver certificate: route it with \`plo-gateway route\``);
   const original = await heldOriginal(deps, message);
   if (!original.ok) return original;
   return sendHeld(deps, message, original.value, target, door, now);

@@ -1,5 +1,5 @@
 // The ops side of a running gateway, wired in one place: the DLQ recorder, the ops alert checks,
-// payload retention, metrics, and the HTTP API's operations. The gateway starts it before its
+// payload retention, the release of messages held for a receiver certificate, metrics, and the HTTP API's operations. The gateway starts it before its
 // consumers (metrics must exist when the first delivery is handled) and stops it first.
 import type { Broker } from '../broker/connection.js';
 import { type Consumer, consume } from '../broker/consumer.js';
@@ -10,6 +10,7 @@ import { EVENTS } from '../observability/events.js';
 import type { Logger } from '../observability/log.js';
 import { Metrics } from '../observability/metrics.js';
 import type { OutboxPublisher } from '../outbox/relay.js';
+import { RegisterFile } from '../routing/registerFile.js';
 import type { RoutingContext } from '../routing/route.js';
 import { logFailure, Periodic } from '../shared/periodic.js';
 import { workingCalendar } from '../tracking/deadlines.js';
@@ -19,7 +20,7 @@ import { DeadLetterRecorder } from './deadLetters/recorder.js';
 import { DeadLetterRepository } from './deadLetters/repository.js';
 import { DeadLetterService, REPLAY_OF, REPLAY_SKIP_DEDUPE } from './deadLetters/service.js';
 import type { HttpExtras } from './http.js';
-import { routeHeldMessage } from './manualRoute.js';
+import { releaseCertificateHolds, releaseHeldMessage, routeHeldMessage } from './manualRoute.js';
 import { OpsChecker } from './opsAlerts.js';
 import { PayloadRetention } from './retention.js';
 import { opsSnapshot } from './snapshot.js';
@@ -41,12 +42,14 @@ export class OpsRuntime {
   private readonly deadLetters: DeadLetterRepository;
   private readonly checks: Periodic;
   private readonly retention: Periodic;
+  private readonly holds: Periodic;
   private dlqConsumer?: Consumer;
 
   constructor(private readonly deps: OpsRuntimeDeps) {
     const { config, log, store, broker, publisher, outbox } = deps;
     this.deadLetters = new DeadLetterRepository(store.db);
     this.metrics = new Metrics(() => opsSnapshot(store.db, new Date()));
+    const holdDeps = { config, store, routing: deps.routing, signing: deps.signing, outbox, log };
     const service = new DeadLetterService(this.deadLetters, log, (exchange, key, body, o) => publisher.publish(exchange, key, body, o));
     this.http = {
       metrics: () => this.metrics.text(),
@@ -54,10 +57,21 @@ export class OpsRuntime {
         token: config.apiToken,
         log,
         deadLetters: service,
-        route: (msgId, bydel, by) =>
-          this.metrics.track('out', () => routeHeldMessage(msgId, bydel, by, { config, store, routing: deps.routing, signing: deps.signing, outbox, log })),
+        route: (msgId, bydel, by) => this.metrics.track('out', () => routeHeldMessage(msgId, bydel, by, holdDeps)),
+        release: (msgId, by) => this.metrics.track('out', () => releaseHeldMessage(msgId, by, holdDeps)),
       }),
     };
+    // Messages held for a receiver certificate leave once the register (read again when its file changes) has one.
+    const registerFile = new RegisterFile(config.routing.addressRegisterFile, deps.routing.register, log);
+    this.holds = new Periodic(
+      durationMs(config.encryption.holdCheckInterval),
+      async () => {
+        registerFile.refresh();
+        const { released, stillHeld } = await releaseCertificateHolds(holdDeps);
+        if (released > 0) log.info({ event: EVENTS.releasedFromHold, released, stillHeld }, 'held messages released: their receivers have usable certificates');
+      },
+      logFailure(log, EVENTS.opsCheckFailed, 'certificate hold check'),
+    );
     const checker = new OpsChecker({
       config,
       store,
@@ -90,6 +104,7 @@ export class OpsRuntime {
     }
     this.checks.start(0);
     this.retention.start(0);
+    this.holds.start(0);
   }
 
   /**
@@ -109,7 +124,7 @@ export class OpsRuntime {
 
   /** Stops the periodic work and the DLQ consumer, letting what runs finish. */
   async stop(): Promise<void> {
-    await Promise.all([this.checks.stop(), this.retention.stop()]);
+    await Promise.all([this.checks.stop(), this.retention.stop(), this.holds.stop()]);
     await this.dlqConsumer?.close();
   }
 }

@@ -6,7 +6,7 @@ import type { GatewayConfig } from '../config/config.js';
 import { deliverItem, type NewOutboxItem } from '../outbox/items.js';
 import type { AddressRegister } from '../routing/addressRegister.js';
 import { encryptEnveloped } from './cms.js';
-import { buildEbxmlMessage, cpaIdFor, ENVELOPED_DATA, type EbxmlInput, type EbxmlMessage } from './ebxml.js';
+import { buildEbxmlMessage, cpaIdFor, type EbxmlInput, type EbxmlMessage, ENVELOPED_DATA } from './ebxml.js';
 import { type EncryptionChoice, payloadProtectionFor } from './protection.js';
 import type { SignatureAlgorithm } from './xmldsig.js';
 

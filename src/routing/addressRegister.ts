@@ -28,18 +28,33 @@ const partySchema = z.object({
 export type CommunicationParty = z.infer<typeof partySchema>;
 
 export class AddressRegister {
-  private readonly byHerId = new Map<string, CommunicationParty>();
+  private byHerId = new Map<string, CommunicationParty>();
+  private current: CommunicationParty[] = [];
 
-  constructor(readonly parties: CommunicationParty[]) {
-    for (const p of parties) this.byHerId.set(p.herId, p);
+  constructor(parties: CommunicationParty[]) {
+    this.replace(parties);
   }
 
   static parse(json: string): AddressRegister {
-    return new AddressRegister(z.array(partySchema).parse(JSON.parse(json)));
+    return new AddressRegister(AddressRegister.partiesOf(json));
   }
 
   static load(file: string): AddressRegister {
     return AddressRegister.parse(readFileSync(file, 'utf8'));
+  }
+
+  static partiesOf(json: string): CommunicationParty[] {
+    return z.array(partySchema).parse(JSON.parse(json));
+  }
+
+  get parties(): readonly CommunicationParty[] {
+    return this.current;
+  }
+
+  /** A newer snapshot, in place: every holder of this register sees it at once. */
+  replace(parties: CommunicationParty[]): void {
+    this.current = parties;
+    this.byHerId = new Map(parties.map((p) => [p.herId, p]));
   }
 
   get(herId: string): CommunicationParty | undefined {

@@ -5,7 +5,16 @@ import { expect } from 'chai';
 import { type GatewayConfig, loadConfig } from '../../src/config/config.js';
 import { answeredAgain, forwarded, identify, inboundMessage, rejectedInbound, signalCorrelated } from '../../src/flows/bydelToHospital.js';
 import { returnedAppRec } from '../../src/flows/epjAppRec.js';
-import { delivered, type EpjDelivery, held, heldForCertificate, inPlaceOf, type OutboundContext, outboundMessage, rejectedOutbound } from '../../src/flows/hospitalToBydel.js';
+import {
+  delivered,
+  type EpjDelivery,
+  held,
+  heldForCertificate,
+  inPlaceOf,
+  type OutboundContext,
+  outboundMessage,
+  rejectedOutbound,
+} from '../../src/flows/hospitalToBydel.js';
 import { contentDuplicate, duplicateOf } from '../../src/flows/outcomes.js';
 import { deliveryParts, type ManualTarget, packageDelivery } from '../../src/flows/packageDelivery.js';
 import type { AppRecModel, MsgHeadModel, ParsedMessage } from '../../src/mapping/model.js';
@@ -244,7 +253,13 @@ describe('outcomes: what each decision writes (pure builders)', () => {
         },
         toHerId: service.service.herId,
       };
-      const parts = deliveryParts(model, target, packaged(packageDelivery(parsed, model, target, { config, register: routing.register, signing }, NOW)), config, NOW);
+      const parts = deliveryParts(
+        model,
+        target,
+        packaged(packageDelivery(parsed, model, target, { config, register: routing.register, signing }, NOW)),
+        config,
+        NOW,
+      );
       const o = sentFromHold(
         storedRow({ id: 5, msg_id: model.msgId, state: 'held', created_at: NOW.toISOString() }),
         model,

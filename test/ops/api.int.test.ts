@@ -50,8 +50,9 @@ describe('ops HTTP API', function () {
     // no broker behind this service: replays answer 503
     const deadLetters = new DeadLetterService(repo, log);
     const route = async () => fail('not-found', 'no outgoing message with that MsgId');
-    server = await startHttpServer(0, [], { api: apiHandler({ token: TOKEN, log, deadLetters, route }) });
-    disabled = await startHttpServer(0, [], { api: apiHandler({ token: undefined, log, deadLetters, route }) });
+    const release = route;
+    server = await startHttpServer(0, [], { api: apiHandler({ token: TOKEN, log, deadLetters, route, release }) });
+    disabled = await startHttpServer(0, [], { api: apiHandler({ token: undefined, log, deadLetters, route, release }) });
   });
   after(async () => {
     await new Promise((r) => server?.close(r));

@@ -16,7 +16,23 @@ function certificate(keyUsage: string, days = 30): string {
   const dir = mkdtempSync(join(tmpdir(), 'gw-prot-'));
   execFileSync(
     'openssl',
-    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', String(days), '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-subj', '/CN=t', '-addext', `keyUsage=${keyUsage}`],
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      String(days),
+      '-keyout',
+      join(dir, 'k.pem'),
+      '-out',
+      join(dir, 'c.pem'),
+      '-subj',
+      '/CN=t',
+      '-addext',
+      `keyUsage=${keyUsage}`,
+    ],
     { stdio: 'ignore' },
   );
   return readFileSync(join(dir, 'c.pem'), 'utf8');
@@ -49,7 +65,10 @@ describe('payload protection per receiver', () => {
   });
 
   it('plain for everyone when the default says so', () => {
-    expect(payloadProtectionFor(configWith((c) => void (c.encryption.outbound.payload = 'plain')), register, '1', NOW)).to.deep.equal({ mode: 'plain' });
+    const config = configWith((c) => {
+      c.encryption.outbound.payload = 'plain';
+    });
+    expect(payloadProtectionFor(config, register, '1', NOW)).to.deep.equal({ mode: 'plain' });
   });
 
   it('no certificate, a signing-only certificate, an expired one, an unknown party: unusable, with one sentence why', () => {

@@ -1,12 +1,15 @@
-// `plo-gateway route <msgId> --bydel <code>`: release a message held as unroutable to the bydel
-// ops decided on. It is signed and delivered like any routed message; audited.
+// `plo-gateway route <msgId> --bydel <code>`: send a held message to the bydel ops decided on;
+// `plo-gateway release <msgId>`: try a message held for its receiver's encryption certificate
+// again now, with the address register as it is on disk. Either is signed, encrypted and
+// delivered like any routed message; audited.
 import { readFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError } from 'commander';
 import { Publisher } from '../../broker/publisher.js';
 import { OutboxPublisher, relayPolicy } from '../../outbox/relay.js';
 import { isBydelCode } from '../../routing/bydeler.js';
 import { loadRouting } from '../../routing/load.js';
-import { routeHeldMessage } from '../manualRoute.js';
+import { type ManualRouteDeps, type Routed, releaseHeldMessage, routeHeldMessage } from '../manualRoute.js';
+import type { Actor, OpsResult } from '../result.js';
 import { actorName, connectBroker, failed, type OpsContext, printJson, withStore } from './opsContext.js';
 
 const bydelCode = (v: string) => {
@@ -14,26 +17,39 @@ const bydelCode = (v: string) => {
   return v;
 };
 
-interface RouteOptions {
-  bydel: string;
+interface ActOptions {
   reason?: string;
   actor?: string;
   json?: boolean;
 }
 
+interface RouteOptions extends ActOptions {
+  bydel: string;
+}
+
 export function registerRouteCommands(program: Command): void {
   program
     .command('route')
-    .description('route a message held as unroutable to a bydel: signed and delivered like any routed message (audited)')
+    .description('route a held message to a bydel: signed, encrypted and delivered like any routed message (audited)')
     .argument('<msgId>', 'MsgId of the held message')
     .requiredOption('--bydel <code>', 'the bydel (030101–030117) responsible for the patient', bydelCode)
     .option('--reason <text>', 'why this bydel (audited; no personal data)')
     .option('--actor <name>', 'who acts, for the audit trail (default: the OS user)')
     .option('--json', 'machine-readable output')
-    .action((msgId: string, o: RouteOptions) => withStore((ctx) => route(ctx, msgId, o)));
+    .action((msgId: string, o: RouteOptions) =>
+      withStore((ctx) => act(ctx, o, `routed to bydel ${o.bydel}`, (by, deps) => routeHeldMessage(msgId, o.bydel, by, deps))),
+    );
+  program
+    .command('release')
+    .description("send a message held for its receiver's encryption certificate, now that the address register file has one (audited)")
+    .argument('<msgId>', 'MsgId of the held message')
+    .option('--reason <text>', 'why now (audited; no personal data)')
+    .option('--actor <name>', 'who acts, for the audit trail (default: the OS user)')
+    .option('--json', 'machine-readable output')
+    .action((msgId: string, o: ActOptions) => withStore((ctx) => act(ctx, o, 'released', (by, deps) => releaseHeldMessage(msgId, by, deps))));
 }
 
-async function route(ctx: OpsContext, msgId: string, o: RouteOptions): Promise<void> {
+async function act(ctx: OpsContext, o: ActOptions, done: string, operation: (by: Actor, deps: ManualRouteDeps) => Promise<OpsResult<Routed>>): Promise<void> {
   const { config, store, log } = ctx;
   const routing = loadRouting(config);
   const signing = { keyPem: readFileSync(config.signing.keyFile, 'utf8'), certPem: readFileSync(config.signing.certFile, 'utf8') };
@@ -50,15 +66,10 @@ async function route(ctx: OpsContext, msgId: string, o: RouteOptions): Promise<v
         log,
         relayPolicy(config),
       );
-    const r = await routeHeldMessage(
-      msgId,
-      o.bydel,
-      { actor: actorName(o.actor), via: 'cli', reason: o.reason },
-      { config, store, routing, signing, outbox, log },
-    );
+    const r = await operation({ actor: actorName(o.actor), via: 'cli', reason: o.reason }, { config, store, routing, signing, outbox, log });
     if (!r.ok) return failed(r, o.json === true);
     if (o.json) return printJson(r.value);
-    console.log(`${msgId} routed to bydel ${r.value.bydel} (HER-id ${r.value.toHerId})`);
+    console.log(`${r.value.msgId} ${done} (HER-id ${r.value.toHerId})`);
     if (!r.value.published) console.error('not yet published: stored in the outbox, which the running gateway relays');
   } finally {
     await publisher?.close();
