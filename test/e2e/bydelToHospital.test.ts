@@ -14,12 +14,12 @@ import type { Gateway } from '../../src/gateway.js';
 import { buildAppRec } from '../../src/mapping/apprec.js';
 import type { AppRecModel, MsgHeadModel } from '../../src/mapping/model.js';
 import { parseMultipart } from '../../src/mapping/multipart.js';
-import { parseInbound, parseMessage } from '../../src/mapping/parse.js';
+import { parseMessage } from '../../src/mapping/parse.js';
 import { verifyEbxmlMessage } from '../../src/outbound/ebxml.js';
 import type { MessageRow } from '../../src/tracking/db.js';
 import { openDatabase } from '../../src/tracking/db.js';
 import { Store } from '../../src/tracking/store.js';
-import { makeSigner, type Packaged, type Received, received, registerWithCertificates, SimulatedBydel, TEMA } from '../support/bydel.js';
+import { makeSigner, openDelivery, type Packaged, type Received, received, registerWithCertificates, SimulatedBydel, TEMA } from '../support/bydel.js';
 import { xmlsec1 } from '../support/certificates.js';
 import { testBackends } from '../support/databases.js';
 import { type LogCapture, Peer, startGateway, testConfig, testSigningKeys } from '../support/harness.js';
@@ -53,12 +53,12 @@ function inConversation(xml: string, parent: string, conversation = parent): str
   return new XMLSerializer().serializeToString(doc);
 }
 
-/** The document inside a delivered ebXML message (for receipts the gateway sends a bydel). */
-function appRecIn(m: GetMessage): { appRec: AppRecModel; envelope: string; payload: string } {
-  const parsed = parseInbound(m.content, { contentType: m.properties.contentType, maxBytes: 5_000_000 });
-  if (!parsed.ok || parsed.value.kind !== 'business' || parsed.value.message.doc.kind !== 'apprec') throw new Error('not an AppRec');
+/** The AppRec inside a delivered ebXML message (for receipts the gateway sends a bydel), decrypted by openssl. */
+function appRecIn(m: GetMessage): { appRec: AppRecModel; envelope: string; encrypted: boolean } {
+  const { parsed, cms } = openDelivery(m.content, m.properties.contentType);
+  if (parsed.doc.kind !== 'apprec') throw new Error('not an AppRec');
   const entity = parseMultipart(m.content, m.properties.contentType);
-  return { appRec: parsed.value.message.doc, envelope: entity.parts[0].body.toString('utf8'), payload: entity.parts[1].body.toString('utf8') };
+  return { appRec: parsed.doc, envelope: entity.parts[0].body.toString('utf8'), encrypted: cms !== undefined };
 }
 
 /** What `read` returns once `done` holds for it; a timeout shows the value last read. */
@@ -395,7 +395,8 @@ for (const backend of testBackends()) {
       expect(back, 'a negative AppRec to the bydel').to.exist;
       expect(back.properties.headers).to.include({ 'msg-type': 'APPREC', 'from-her-id': '90998', 'to-her-id': '9930005' });
       expect(verifyEbxmlMessage(back.content, back.properties.contentType, testSigningKeys().certPem).ok).to.equal(true);
-      const { appRec, envelope } = appRecIn(back);
+      const { appRec, envelope, encrypted } = appRecIn(back);
+      expect(encrypted, 'the AppRec is encrypted for the bydel').to.equal(true);
       expect(appRec).to.include({ status: '2', version: '1.1' });
       expect(appRec.errors.map((e) => e.code)).to.deep.equal(['T02']);
       expect(appRec.originalMsgId).to.include({ id: rapport.msgId, msgType: 'INNLEGGELSESRAPPORT' });
@@ -449,7 +450,8 @@ for (const backend of testBackends()) {
       const { to, rapport, appRecId, back } = await rapportAcceptedByEpj();
       expect(back.properties.headers).to.include({ 'msg-id': appRecId, 'msg-type': 'APPREC', 'from-her-id': '90998', 'to-her-id': '9930005' });
       expect(verifyEbxmlMessage(back.content, back.properties.contentType, testSigningKeys().certPem).ok).to.equal(true);
-      const { appRec, envelope } = appRecIn(back);
+      const { appRec, envelope, encrypted } = appRecIn(back);
+      expect(encrypted, 'the AppRec is encrypted for the bydel').to.equal(true);
       expect(appRec).to.include({ id: appRecId, status: '1' });
       expect(envelope)
         .to.contain('>S-INNLEGGELSESRAPPORT</eb:Service>')

@@ -7,10 +7,10 @@ import type { GatewayConfig } from '../../src/config/config.js';
 import type { Gateway } from '../../src/gateway.js';
 import type { MsgHeadModel } from '../../src/mapping/model.js';
 import { buildMultipart } from '../../src/mapping/multipart.js';
-import { parseMessage } from '../../src/mapping/parse.js';
 import { verifyEbxmlMessage } from '../../src/outbound/ebxml.js';
 import { openDatabase } from '../../src/tracking/db.js';
 import { Store } from '../../src/tracking/store.js';
+import { openDelivery } from '../support/bydel.js';
 import { cli } from '../support/cli.js';
 import { type LogCapture, Peer, startGateway, testConfig, testSigningKeys } from '../support/harness.js';
 import { eventually } from '../support/poll.js';
@@ -19,10 +19,11 @@ import { readdressToOslo, readSample, sampleFiles } from '../support/samples.js'
 const FROGNER = { KD0501: '9920005', KP02: '9930005' };
 const ST_HANSHAUGEN_KD0501 = '9920004';
 
+/** The MsgHead in what the EPJ sent (plain) or what a bydel got (decrypted by openssl with the bydel's key). */
 const modelOf = (body: Buffer, contentType?: string): MsgHeadModel => {
-  const parsed = parseMessage(body, { contentType, maxBytes: 5_000_000 });
-  if (!parsed.ok || parsed.value.doc.kind !== 'msghead') throw new Error(`unparseable: ${JSON.stringify(parsed)}`);
-  return parsed.value.doc;
+  const { doc } = openDelivery(body, contentType).parsed;
+  if (doc.kind !== 'msghead') throw new Error('not a MsgHead');
+  return doc;
 };
 
 describe('hospital → bydel, end to end (RabbitMQ + SQLite)', function () {
@@ -270,6 +271,7 @@ describe('hospital → bydel, end to end (RabbitMQ + SQLite)', function () {
       'validated',
       'routed',
       'signed',
+      'encrypted',
       'deliver-published',
     ]);
     expect(timeline.events.find((e: { event: string }) => e.event === 'routed').detail).to.include({

@@ -9,7 +9,9 @@ import type { GatewayConfig } from '../../src/config/config.js';
 import type { Gateway } from '../../src/gateway.js';
 import { parseMultipart } from '../../src/mapping/multipart.js';
 import { verifyEbxmlMessage } from '../../src/outbound/ebxml.js';
+import { opensslDecrypt } from '../support/bydel.js';
 import { Peer, startGateway, testConfig, testSigningKeys } from '../support/harness.js';
+import { DEMO_BYDEL_ENCRYPTION } from '../support/paths.js';
 import { readdressToOslo, readSample } from '../support/samples.js';
 
 const FROGNER_KD0501 = '9920005';
@@ -49,8 +51,9 @@ describe('signing as configured, end to end', function () {
     await peer.send(config.broker.queues.epjOutbound, xml);
     const [m] = await peer.take(`${config.broker.receiverQueuePrefix}${herId}`, 1);
     expect(m, 'delivered').to.exist;
+    // the payload part is CMS EnvelopedData for the bydel: openssl opens it
     const entity = parseMultipart(m.content, m.properties.contentType);
-    return { message: m, msgHead: entity.parts[1].body.toString('utf8') };
+    return { message: m, msgHead: opensslDecrypt(entity.parts[1].body, DEMO_BYDEL_ENCRYPTION).toString('utf8') };
   };
 
   it('the MsgHead signature verifies with xmlsec1 and tampering breaks it', async () => {

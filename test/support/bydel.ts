@@ -10,12 +10,12 @@ import { join } from 'node:path';
 import { DOMParser, XMLSerializer } from '@xmldom/xmldom';
 import type { GetMessage } from 'amqplib';
 import { buildAppRec } from '../../src/mapping/apprec.js';
-import { type MsgHeadModel, NS } from '../../src/mapping/model.js';
-import { parseMessage } from '../../src/mapping/parse.js';
+import { type MsgHeadModel, NS, type ParsedMessage } from '../../src/mapping/model.js';
+import { openEncrypted, parseInbound } from '../../src/mapping/parse.js';
 import { buildEbxmlMessage, ENVELOPED_DATA } from '../../src/outbound/ebxml.js';
 import { type SignatureAlgorithm, signEnveloped } from '../../src/outbound/xmldsig.js';
 import type { SigningKeyPair } from './certificates.js';
-import { ADDRESS_REGISTER } from './paths.js';
+import { ADDRESS_REGISTER, DEMO_BYDEL_ENCRYPTION } from './paths.js';
 import { child, el, MH } from './samples.js';
 
 export { makeSigner, type SigningKeyPair } from './certificates.js';
@@ -48,14 +48,39 @@ export interface Received {
   fromHerId: string;
 }
 
+/**
+ * What a bydel's message handler reads from a delivery: the ebXML, and the business document,
+ * decrypted by `openssl cms -decrypt` with the bydel's key when the payload part is encrypted (not
+ * by the gateway's code). `cms` is the encrypted part's DER, for tests that look at it.
+ */
+export function openDelivery(
+  content: Buffer,
+  contentType: string | undefined,
+  key: { keyFile: string; certFile: string } = DEMO_BYDEL_ENCRYPTION,
+): { parsed: ParsedMessage; cms?: Buffer } {
+  const arrived = parseInbound(content, { contentType, maxBytes: 5_000_000 });
+  if (!arrived.ok) throw new Error(`the delivery does not parse: ${arrived.error.reason}`);
+  if (arrived.value.kind === 'business') return { parsed: arrived.value.message };
+  if (arrived.value.kind !== 'encrypted') throw new Error('a transport signal, not a delivery');
+  const { encrypted } = arrived.value;
+  const opened = openEncrypted(encrypted, opensslDecrypt(encrypted.part.body, key), { maxBytes: 5_000_000 });
+  if (!opened.ok) throw new Error(`the decrypted payload does not parse: ${opened.error.reason}`);
+  return { parsed: opened.value, cms: encrypted.part.body };
+}
+
+/** `openssl cms -decrypt -inform DER`: the exact bytes the CMS object holds for this key's holder. */
+export function opensslDecrypt(der: Buffer, key: { keyFile: string; certFile: string }): Buffer {
+  return execFileSync('openssl', ['cms', '-decrypt', '-binary', '-inform', 'DER', '-inkey', key.keyFile, '-recip', key.certFile], { input: der });
+}
+
 /** What a bydel reads from a delivery: the MsgHead it got and the ebXML it came in. */
 export function received(m: GetMessage): Received {
-  const parsed = parseMessage(m.content, { contentType: m.properties.contentType, maxBytes: 5_000_000 });
-  if (!parsed.ok || parsed.value.doc.kind !== 'msghead' || !parsed.value.ebxml) throw new Error('not a delivered MsgHead');
-  const { ebxml } = parsed.value;
+  const { parsed } = openDelivery(m.content, m.properties.contentType);
+  const { doc, ebxml } = parsed;
+  if (doc.kind !== 'msghead' || !ebxml) throw new Error('not a delivered MsgHead');
   return {
-    model: parsed.value.doc,
-    xml: parsed.value.businessXml,
+    model: doc,
+    xml: parsed.businessXml,
     ebxmlMessageId: ebxml.messageId!,
     conversationId: ebxml.conversationId!,
     fromHerId: ebxml.fromPartyIds[0].id,
