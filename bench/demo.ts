@@ -1,6 +1,7 @@
 // `npm run demo`: the first thing a newcomer runs. Starts the gateway on demo queues, plays an
 // EPJ sending a handful of official sample messages for patients around Oslo, and prints
-// where each one went.
+// where each one went. The demo bydeler's encryption certificate is in the example register
+// (config/demo-keys), so what they get is encrypted; Alvdal has none there, so its message waits.
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -41,7 +42,11 @@ const scenarios = [
   },
   { what: 'utskrivningsklar, split postcode 0484, no hint', file: 'plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml', postalCode: '0484' },
   { what: 'innlagt to an unknown receiver', file: 'plo-1.6/Pasientlogistikk_Innlagt_pasient_v1-6_Ny.xml', postalCode: '0350', receiverHerId: '4242424' },
-  { what: 'to Alvdal kommune (not Oslo): receiver kept', file: 'plo-1.6/Pasientlogistikk_Innlagt_pasient_v1-6_Ny.xml', keep: true },
+  {
+    what: 'to Alvdal kommune (not Oslo): receiver kept, no certificate',
+    file: 'plo-1.6/Pasientlogistikk_Innlagt_pasient_v1-6_Ny.xml',
+    keep: true,
+  },
 ];
 
 const gateway = new Gateway(config, createLogger('warn'));
@@ -84,7 +89,8 @@ while (outcome.size < sent.size && Date.now() < deadline) {
     const h = m.properties.headers ?? {};
     if (q === tap) {
       const alert = JSON.parse(m.content.toString('utf8'));
-      outcome.set(alert.msgId, `HELD for manual routing, alert "${alert.kind}" (${alert.eventId})`);
+      const why = alert.kind === 'receiver-certificate' ? 'no usable encryption certificate for the receiver' : 'for manual routing';
+      outcome.set(alert.msgId, `HELD ${why}, alert "${alert.kind}" (${alert.eventId})`);
     } else if (q === config.broker.queues.epjInbound) {
       // the gateway records dead letters itself (`plo-gateway dlq list`); the EPJ sees the negative AppRec
       const appRec = m.content.toString('utf8');
@@ -93,7 +99,8 @@ while (outcome.size < sent.size && Date.now() < deadline) {
       outcome.set(String(h['x-original-msg-id']), `REJECTED ${code}: ${reason} (negative AppRec to the EPJ; dead letter in the DLQ)`);
     } else if (q !== config.broker.queues.dlq) {
       const herId = String(h['to-her-id']);
-      outcome.set(String(h['msg-id']), `delivered to HER-id ${herId} (${services.get(herId)}), ${m.content.length} bytes signed ebXML`);
+      const encrypted = m.content.includes('application/pkcs7-mime') ? 'payload CMS-encrypted for the bydel' : 'payload in clear';
+      outcome.set(String(h['msg-id']), `delivered to HER-id ${herId} (${services.get(herId)}), ${m.content.length} bytes signed ebXML, ${encrypted}`);
     }
   }
 }

@@ -1,7 +1,9 @@
 // `npm run bench`: N valid PLO messages through the whole path (parse, validate, route, sign,
 // store, publish with confirms), measured from the EPJ's publish to arrival at the bydel's
 // queue; and, for scale, a bare confirmed consume→publish relay on the same broker.
-// Prints one JSON line: {n, seconds, msgsPerSec, p50Ms, p99Ms, relayMsgsPerSec, ratioToRelay}.
+// Payloads are encrypted for the bydel as in production (BENCH_PAYLOAD=plain sends them in clear,
+// to compare), and the CPU cost of that encryption alone is measured beside it.
+// Prints one JSON line: {n, payload, seconds, msgsPerSec, p50Ms, p99Ms, relayMsgsPerSec, ratioToRelay, encryptMsPerMessage}.
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,6 +12,7 @@ import amqp, { type ConfirmChannel } from 'amqplib';
 import { loadConfig } from '../src/config/config.js';
 import { Gateway } from '../src/gateway.js';
 import { createLogger } from '../src/observability/log.js';
+import { encryptEnveloped } from '../src/outbound/cms.js';
 import { loadRouting } from '../src/routing/load.js';
 import { readdressToOslo, readSample } from '../test/support/samples.js';
 
@@ -23,6 +26,8 @@ config.broker.exchanges = { nhnOutbound: `${run}.nhn.outbound`, alerts: `${run}.
 config.broker.receiverQueuePrefix = `${run}.bydel.`;
 config.database.url = `sqlite:${join(mkdtempSync(join(tmpdir(), 'gw-bench-')), 'bench.db')}`;
 const TARGET = '9920005'; // Frogner, Saksbehandling
+const payload = process.env.BENCH_PAYLOAD === 'plain' ? 'plain' : 'encrypted';
+config.encryption.outbound.payload = payload;
 
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 
@@ -119,6 +124,19 @@ async function relayRun() {
   return seconds;
 }
 
+/** Milliseconds of CMS encryption (AES-256-CBC, RSA PKCS#1 v1.5) per message, for the bench's document. */
+function encryptionCost(): number {
+  const cert = loadRouting(config).register.get(TARGET)?.encryptionCertificate;
+  if (!cert) throw new Error(`the register has no encryption certificate for ${TARGET}`);
+  const doc = Buffer.from(readSample('plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml'));
+  const rounds = 200;
+  encryptEnveloped(doc, cert);
+  const t0 = performance.now();
+  for (let i = 0; i < rounds; i++) encryptEnveloped(doc, cert);
+  return (performance.now() - t0) / rounds;
+}
+
+const encryptMsPerMessage = encryptionCost();
 const relaySeconds = await relayRun();
 const { seconds, latencies } = await gatewayRun();
 const msgsPerSec = n / seconds;
@@ -126,12 +144,14 @@ const relayMsgsPerSec = n / relaySeconds;
 console.log(
   JSON.stringify({
     n,
+    payload,
     seconds: Number(seconds.toFixed(2)),
     msgsPerSec: Math.round(msgsPerSec),
     p50Ms: Number(quantile(latencies, 0.5).toFixed(1)),
     p99Ms: Number(quantile(latencies, 0.99).toFixed(1)),
     relayMsgsPerSec: Math.round(relayMsgsPerSec),
     ratioToRelay: Number((msgsPerSec / relayMsgsPerSec).toFixed(3)),
+    encryptMsPerMessage: Number(encryptMsPerMessage.toFixed(2)),
   }),
 );
 process.exit(0);

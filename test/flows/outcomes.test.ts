@@ -21,6 +21,7 @@ import type { AppRecModel, MsgHeadModel, ParsedMessage } from '../../src/mapping
 import { parseMessage } from '../../src/mapping/parse.js';
 import { sentFromHold } from '../../src/ops/manualRoute.js';
 import { again as sameItemAgain } from '../../src/outbox/items.js';
+import { AddressRegister } from '../../src/routing/addressRegister.js';
 import { loadRouting } from '../../src/routing/load.js';
 import { type RoutingContext, routeMessage } from '../../src/routing/route.js';
 import type { MessageRow } from '../../src/tracking/db.js';
@@ -365,6 +366,34 @@ describe('outcomes: what each decision writes (pure builders)', () => {
       expect(o.outbox.map((i) => [i.purpose, i.routing_key])).to.deep.equal([['receipt', FROGNER_KD0501]]);
       expect(o.outbox[0].headers).to.include({ 'msg-id': 'apprec-2', 'msg-type': 'APPREC' });
       expect(eventNames(o)).to.deep.equal(['receipt/apprec-returned']);
+      expect(Buffer.from(o.outbox[0].body).toString('utf8')).to.contain('application/pkcs7-mime; smime-type=enveloped-data').and.not.contain('<AppRec');
+    });
+
+    it('an AppRec for a bydel without a usable encryption certificate is never sent in clear: the EPJ AppRec is refused to the DLQ, a negative one is left out', () => {
+      const bare = new AddressRegister(routing.register.parties.map((p) => ({ ...p, encryptionCertificate: undefined })));
+      const partners = { config, register: bare, signing };
+      const { parsed } = message(UTSKRIVNINGSKLAR);
+      const incoming = inboundMessage(inCtx, identify({ kind: 'business', message: parsed }, ''), sender);
+      const appRec = { id: 'apprec-3', status: '1', originalMsgId: { id: incoming.msg_id, msgType: 'LOG_UTSKRIVNINGSKLAR' } } as AppRecModel;
+      const row = storedRow({ id: 13, ...incoming, state: 'forwarded' } as Partial<MessageRow>);
+      const returned = returnedAppRec(partners, { row }, appRec, '<AppRec/>', 'ok', FROGNER_KD0501, NOW);
+      expect(returned).to.have.property('refusal');
+      if (!('refusal' in returned)) throw new Error('returned');
+      expect(returned.refusal).to.deep.include({ stage: 'encrypt' });
+      expect(returned.refusal.error).to.include({ code: 'GW-RECEIVER-CERTIFICATE' });
+      expect(returned.refusal.error.reason).to.contain('no encryption certificate for HER-id 9920005');
+
+      const refusal = { stage: 'validate' as const, error: { code: 'T02' as const, reason: 'Not valid.', transient: false } };
+      const rejected = rejectedInbound(
+        { ...inCtx, partners },
+        { body: Buffer.from('x'), redelivered: false },
+        refusal,
+        { kind: 'business', message: parsed },
+        sender,
+      );
+      expect(rejected.outbox.map((i) => i.purpose)).to.deep.equal(['dlq']);
+      expect(eventNames(rejected)).to.include('receipt/receipt-not-sent');
+      expect(inserted(rejected).apprec_status ?? null).to.equal(null);
     });
   });
 });
