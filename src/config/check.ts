@@ -3,6 +3,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encryptionCertificateProblem } from '../outbound/cms.js';
+import { payloadProtectionFor } from '../outbound/protection.js';
 import { loadAddressIndexes } from '../routing/addressIndex/indexFile.js';
 import { AddressRegister } from '../routing/addressRegister.js';
 import { loadOverrides } from '../routing/overrides.js';
@@ -38,6 +39,12 @@ export function checkConfigFiles(config: GatewayConfig): string[] {
       if (!register.parties.some((p) => p.type === 'Service' && p.serviceCode === code && p.bydel)) {
         problems.push(`routing.serviceByType: no bydel has a ${code} service in the address register`);
       }
+    }
+    // What routing sends to must be able to receive it: otherwise every message for it is held.
+    const now = new Date();
+    for (const service of register.parties.filter((p) => p.type === 'Service' && p.bydel && p.active)) {
+      const protection = payloadProtectionFor(config, register, service.herId, now);
+      if (protection.mode === 'unusable') problems.push(`routing.addressRegisterFile: ${protection.reason}; messages routed to it will be held`);
     }
   }
   let key: ReturnType<typeof createPrivateKey> | undefined;

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { makeSigner, pemFiles } from '../support/certificates.js';
 import { cli } from '../support/cli.js';
+import { ADDRESS_REGISTER } from '../support/paths.js';
 
 describe('plo-gateway config check', function () {
   this.timeout(30000);
@@ -62,6 +63,18 @@ describe('plo-gateway config check', function () {
     const uneven = await cli(['config', 'check'], { env: { GATEWAY_ENCRYPTION_KEY: `${good.key},${other.key}`, GATEWAY_ENCRYPTION_CERT: good.cert } });
     expect(uneven.status).to.equal(1);
     expect(uneven.stderr).to.match(/^encryption\.keys\.1\.certFile: /m);
+  });
+
+  it('names every bydel service the register gives no usable encryption certificate, since messages to it would be held', async () => {
+    const parties = JSON.parse(readFileSync(ADDRESS_REGISTER, 'utf8')) as { herId: number; encryptionCertificate?: string }[];
+    for (const p of parties) if (p.herId === 9920005) delete p.encryptionCertificate;
+    const file = join(mkdtempSync(join(tmpdir(), 'gw-reg-')), 'register.json');
+    writeFileSync(file, JSON.stringify(parties));
+    const r = await cli(['config', 'check'], { env: { GATEWAY_ADDRESS_REGISTER: file } });
+    expect(r.status).to.equal(1);
+    expect(r.stderr.split('\n').filter((l) => l.includes('encryption certificate'))).to.deep.equal([
+      'routing.addressRegisterFile: the address register has no encryption certificate for HER-id 9920005; messages routed to it will be held',
+    ]);
   });
 
   it('exits 2 on a usage error', async () => {
