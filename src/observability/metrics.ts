@@ -40,6 +40,8 @@ const OUTCOMES: Record<string, string> = {
   [EVENTS.stagePassed]: 'passed',
   [EVENTS.delivered]: 'delivered',
   [EVENTS.held]: 'held',
+  [EVENTS.heldForCertificate]: 'held-certificate',
+  [EVENTS.releasedFromHold]: 'released',
   [EVENTS.duplicate]: 'duplicate',
   [EVENTS.rejected]: 'rejected',
   [EVENTS.routedManually]: 'routed-manually',
