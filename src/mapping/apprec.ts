@@ -2,6 +2,8 @@
 // for an outgoing one, to the sending bydel for an incoming one. Version follows the message's
 // standard (HITS 1168 §8.3): PLO 1.6 / Dialog 1.1 → 1.1, else 1.0.
 import { randomUUID } from 'node:crypto';
+import { create } from 'xmlbuilder2';
+import type { XMLBuilder } from 'xmlbuilder2/lib/interfaces.js';
 import type { ErrorCode } from '../shared/vocabulary.js';
 import { type ContentInfo, type MsgHeadModel, NS, type Party } from './model.js';
 
@@ -37,9 +39,6 @@ export function appRecVersionFor(content: ContentInfo | undefined): AppRecVersio
   return '1.0';
 }
 
-export const escapeXml = (s: string): string =>
-  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
-
 export interface AppRecInput {
   version: AppRecVersion;
   status: '1' | '2' | '3';
@@ -56,11 +55,21 @@ export interface AppRecInput {
 
 const STATUS_DN: Record<string, string> = { '1': 'OK', '2': 'Avvist', '3': 'OK, feil i delmelding' };
 
-function hcp(party: Party): string {
-  const herTypeId = '<TypeId V="HER" DN="HER-id"/>';
-  const id = (herId?: string) => (herId ? `<Id>${escapeXml(herId)}</Id>${herTypeId}` : '');
-  const dept = party.level2 ? `<Dept><Name>${escapeXml(party.level2.name)}</Name>${id(party.level2.herId)}</Dept>` : '';
-  return `<HCP><Inst><Name>${escapeXml(party.level1.name)}</Name>${id(party.level1.herId)}${dept}</Inst></HCP>`;
+/** A party as AppRec's HCP: the institution, its HER-id, and the department (level 2) inside it. */
+function hcp(parent: XMLBuilder, party: Party): void {
+  const id = (el: XMLBuilder, herId?: string) => {
+    if (!herId) return;
+    el.ele('Id').txt(herId);
+    el.ele('TypeId').att('V', 'HER').att('DN', 'HER-id');
+  };
+  const inst = parent.ele('HCP').ele('Inst');
+  inst.ele('Name').txt(party.level1.name);
+  id(inst, party.level1.herId);
+  if (party.level2) {
+    const dept = inst.ele('Dept');
+    dept.ele('Name').txt(party.level2.name);
+    id(dept, party.level2.herId);
+  }
 }
 
 /** Local time without offset, the form used by MsgHead/AppRec GenDate in every official sample. */
@@ -71,36 +80,36 @@ export function localDateTime(d: Date): string {
 
 export function buildAppRec(input: AppRecInput): string {
   const v11 = input.version === '1.1';
-  const ns = v11 ? NS.appRec11 : NS.appRec10;
-  const mig = v11 ? 'v1.1 2012-02-15' : '1.0 2004-11-21';
-  const senderRole = v11 ? '<Role V="PRIM" DN="Primærmottaker"/>' : '';
-  const receiverRole = v11 ? '<Role V="AVS" DN="Avsender"/>' : '';
-  const errors = input.errors
-    .map((e) => {
-      const known = errorText(e.code);
-      const code = known ? e.code : 'X99';
-      const ot = e.details ? ` OT="${escapeXml(e.details)}"` : '';
-      return `<Error S="2.16.578.1.12.4.1.1.8221" V="${code}" DN="${escapeXml(known ?? ERROR_TEXTS.X99)}"${ot}/>`;
-    })
-    .join('');
+  const doc = create({ version: '1.0', encoding: 'UTF-8' });
+  const root = doc.ele(v11 ? NS.appRec11 : NS.appRec10, 'AppRec');
+  root.ele('MsgType').att('V', 'APPREC').att('DN', 'Applikasjonskvittering');
+  root.ele('MIGversion').txt(v11 ? 'v1.1 2012-02-15' : '1.0 2004-11-21');
+  root.ele('SoftwareName').txt('plo-gateway');
+  root.ele('GenDate').txt(localDateTime(input.genDate ?? new Date()));
+  root.ele('Id').txt(input.id ?? randomUUID());
+  const sender = root.ele('Sender');
+  if (v11) sender.ele('Role').att('V', 'PRIM').att('DN', 'Primærmottaker');
+  hcp(sender, input.sender);
+  const receiver = root.ele('Receiver');
+  if (v11) receiver.ele('Role').att('V', 'AVS').att('DN', 'Avsender');
+  hcp(receiver, input.receiver);
+  root.ele('Status').att('V', input.status).att('DN', STATUS_DN[input.status]);
+  for (const e of input.errors) {
+    const known = errorText(e.code);
+    const error = root
+      .ele('Error')
+      .att('S', '2.16.578.1.12.4.1.1.8221')
+      .att('V', known ? e.code : 'X99')
+      .att('DN', known ?? ERROR_TEXTS.X99);
+    if (e.details) error.att('OT', e.details);
+  }
   const o = input.original;
-  const typeDn = o.msgTypeDn ? ` DN="${escapeXml(o.msgTypeDn)}"` : '';
-  return (
-    `<?xml version="1.0" encoding="UTF-8"?>\n` +
-    `<AppRec xmlns="${ns}">` +
-    `<MsgType V="APPREC" DN="Applikasjonskvittering"/>` +
-    `<MIGversion>${mig}</MIGversion>` +
-    `<SoftwareName>plo-gateway</SoftwareName>` +
-    `<GenDate>${localDateTime(input.genDate ?? new Date())}</GenDate>` +
-    `<Id>${input.id ?? randomUUID()}</Id>` +
-    `<Sender>${senderRole}${hcp(input.sender)}</Sender>` +
-    `<Receiver>${receiverRole}${hcp(input.receiver)}</Receiver>` +
-    `<Status V="${input.status}" DN="${STATUS_DN[input.status]}"/>` +
-    errors +
-    `<OriginalMsgId><MsgType V="${escapeXml(o.msgType)}"${typeDn}/>` +
-    `<IssueDate>${escapeXml(o.issueDate)}</IssueDate><Id>${escapeXml(o.msgId)}</Id></OriginalMsgId>` +
-    `</AppRec>\n`
-  );
+  const original = root.ele('OriginalMsgId');
+  const type = original.ele('MsgType').att('V', o.msgType);
+  if (o.msgTypeDn) type.att('DN', o.msgTypeDn);
+  original.ele('IssueDate').txt(o.issueDate);
+  original.ele('Id').txt(o.msgId);
+  return `${doc.end()}\n`;
 }
 
 /** Why the gateway refuses a message: an 8221 code (or a gateway code) and one sentence without personal data. */

@@ -6,6 +6,8 @@
 // the part's bytes as they are before any transfer encoding (for CMS: the DER object).
 import { randomUUID } from 'node:crypto';
 import { ParseOption, XmlC14NMode, XmlDocument, type XmlElement } from 'libxml2-wasm';
+import { create, fragment } from 'xmlbuilder2';
+import type { XMLBuilder } from 'xmlbuilder2/lib/interfaces.js';
 import { NS } from '../mapping/model.js';
 import { buildMultipart, looksLikeMultipart, type MimePart, parseMultipart, rootPart } from '../mapping/multipart.js';
 import { type SignatureAlgorithm, signEnveloped, verifyEnveloped } from './xmldsig.js';
@@ -82,31 +84,75 @@ export function buildEbxmlMessage(input: EbxmlInput): EbxmlMessage {
   return { contentType, body, ebxmlMessageId, payloadContentId };
 }
 
+/** One eb:MessageHeader's content (ebMS 2.0 §3.1), for business messages and signals alike. */
+interface HeaderFields {
+  from: { herId: string; role: string };
+  to: { herId: string; role: string };
+  cpaId: string;
+  conversationId: string;
+  service: { value: string; type?: string };
+  action: string;
+  messageId: string;
+  timestamp: string;
+  refToMessageId?: string;
+  duplicateElimination: boolean;
+}
+
+const XMLNS = 'http://www.w3.org/2000/xmlns/';
+
+/** The SOAP envelope with its header, prefixes SOAP and eb as in the HIS 1037 samples (partners compare QNames; logs and support staff read these). */
+function soapEnvelope(h: HeaderFields, withXlink: boolean): { doc: XMLBuilder; envelope: XMLBuilder; header: XMLBuilder } {
+  const doc = create({ version: '1.0', encoding: 'UTF-8' });
+  const envelope = doc.ele(NS.soap, 'SOAP:Envelope').att(XMLNS, 'xmlns:eb', NS.ebxml);
+  if (withXlink) envelope.att(XMLNS, 'xmlns:xlink', NS.xlink);
+  const header = envelope.ele(NS.soap, 'SOAP:Header');
+  const mh = header.ele(NS.ebxml, 'eb:MessageHeader').att(NS.soap, 'SOAP:mustUnderstand', '1').att(NS.ebxml, 'eb:version', '2.0');
+  for (const [side, party] of [
+    ['eb:From', h.from],
+    ['eb:To', h.to],
+  ] as const) {
+    const el = mh.ele(NS.ebxml, side);
+    el.ele(NS.ebxml, 'eb:PartyId').att(NS.ebxml, 'eb:type', 'HER').txt(party.herId);
+    el.ele(NS.ebxml, 'eb:Role').txt(party.role);
+  }
+  mh.ele(NS.ebxml, 'eb:CPAId').txt(h.cpaId);
+  mh.ele(NS.ebxml, 'eb:ConversationId').txt(h.conversationId);
+  const service = mh.ele(NS.ebxml, 'eb:Service');
+  if (h.service.type) service.att(NS.ebxml, 'eb:type', h.service.type);
+  service.txt(h.service.value);
+  mh.ele(NS.ebxml, 'eb:Action').txt(h.action);
+  const data = mh.ele(NS.ebxml, 'eb:MessageData');
+  data.ele(NS.ebxml, 'eb:MessageId').txt(h.messageId);
+  data.ele(NS.ebxml, 'eb:Timestamp').txt(h.timestamp);
+  if (h.refToMessageId) data.ele(NS.ebxml, 'eb:RefToMessageId').txt(h.refToMessageId);
+  if (h.duplicateElimination) mh.ele(NS.ebxml, 'eb:DuplicateElimination');
+  return { doc, envelope, header };
+}
+
+/** An ebMS element with SOAP:mustUnderstand="1" and eb:version="2.0", as every header block has. */
+const headerBlock = (parent: XMLBuilder, name: string) =>
+  parent.ele(NS.ebxml, name).att(NS.soap, 'SOAP:mustUnderstand', '1').att(NS.ebxml, 'eb:version', '2.0');
+
 function envelopeXml(input: EbxmlInput, messageId: string, payloadContentId: string): string {
   const roles = input.roles ?? { from: `${input.msgType}sender`, to: `${input.msgType}receiver` };
-  const party = (her: string, role: string) => `<eb:PartyId eb:type="HER">${her}</eb:PartyId><eb:Role>${escapeXml(role)}</eb:Role>`;
-  const timestamp = (input.timestamp ?? new Date()).toISOString();
-  // Prefixes SOAP and eb as in the HIS 1037 samples; partners compare QNames, but logs and
-  // support staff read these.
-  return `<?xml version="1.0" encoding="UTF-8"?>
-<SOAP:Envelope xmlns:SOAP="${NS.soap}" xmlns:eb="${NS.ebxml}" xmlns:xlink="${NS.xlink}">
-<SOAP:Header>
-<eb:MessageHeader SOAP:mustUnderstand="1" eb:version="2.0">
-<eb:From>${party(input.fromHerId, roles.from)}</eb:From>
-<eb:To>${party(input.toHerId, roles.to)}</eb:To>
-<eb:CPAId>${escapeXml(input.cpaId ?? cpaIdFor(input.fromHerId, input.toHerId))}</eb:CPAId>
-<eb:ConversationId>${escapeXml(input.conversationId)}</eb:ConversationId>
-<eb:Service eb:type="string">${escapeXml(input.service ?? `S-${input.msgType}`)}</eb:Service>
-<eb:Action>${escapeXml(input.action ?? input.msgType)}</eb:Action>
-<eb:MessageData><eb:MessageId>${escapeXml(messageId)}</eb:MessageId><eb:Timestamp>${timestamp}</eb:Timestamp></eb:MessageData>
-<eb:DuplicateElimination/>
-</eb:MessageHeader>
-<eb:AckRequested SOAP:mustUnderstand="1" eb:version="2.0" eb:signed="1"/>
-</SOAP:Header>
-<SOAP:Body>
-<eb:Manifest eb:version="2.0"><eb:Reference xlink:href="cid:${payloadContentId}" xlink:type="simple"/></eb:Manifest>
-</SOAP:Body>
-</SOAP:Envelope>`;
+  const { doc, envelope, header } = soapEnvelope(
+    {
+      from: { herId: input.fromHerId, role: roles.from },
+      to: { herId: input.toHerId, role: roles.to },
+      cpaId: input.cpaId ?? cpaIdFor(input.fromHerId, input.toHerId),
+      conversationId: input.conversationId,
+      service: { value: input.service ?? `S-${input.msgType}`, type: 'string' },
+      action: input.action ?? input.msgType,
+      messageId,
+      timestamp: (input.timestamp ?? new Date()).toISOString(),
+      duplicateElimination: true,
+    },
+    true,
+  );
+  headerBlock(header, 'eb:AckRequested').att(NS.ebxml, 'eb:signed', '1');
+  const manifest = envelope.ele(NS.soap, 'SOAP:Body').ele(NS.ebxml, 'eb:Manifest').att(NS.ebxml, 'eb:version', '2.0');
+  manifest.ele(NS.ebxml, 'eb:Reference').att(NS.xlink, 'xlink:href', `cid:${payloadContentId}`).att(NS.xlink, 'xlink:type', 'simple');
+  return doc.end();
 }
 
 /** What a transport signal (Acknowledgment, MessageError) says about the message it answers. */
@@ -138,12 +184,12 @@ export interface SignalMessage {
  * acknowledges copied in (non-repudiation of receipt).
  */
 export function buildAcknowledgment(input: SignalInput & { receivedReferences: string[] }): SignalMessage {
-  return signedSignal(
-    input,
-    'Acknowledgment',
-    (timestamp) =>
-      `<eb:Acknowledgment SOAP:mustUnderstand="1" eb:version="2.0"><eb:Timestamp>${timestamp}</eb:Timestamp><eb:RefToMessageId>${escapeXml(input.refToMessageId)}</eb:RefToMessageId>${input.receivedReferences.join('')}</eb:Acknowledgment>`,
-  );
+  return signedSignal(input, 'Acknowledgment', (header, timestamp) => {
+    const ack = headerBlock(header, 'eb:Acknowledgment');
+    ack.ele(NS.ebxml, 'eb:Timestamp').txt(timestamp);
+    ack.ele(NS.ebxml, 'eb:RefToMessageId').txt(input.refToMessageId);
+    for (const reference of input.receivedReferences) ack.import(fragment(reference));
+  });
 }
 
 /** One eb:Error: an ebMS 2.0 §4.2.3.4.1 code and a description without personal data. */
@@ -154,41 +200,40 @@ export interface EbxmlErrorOut {
 
 /** The signed ebXML MessageError (highestSeverity Error) for a received message refused at the transport level. */
 export function buildMessageError(input: SignalInput & { errors: EbxmlErrorOut[] }): SignalMessage {
-  return signedSignal(input, 'MessageError', () => {
-    const errors = input.errors
-      .map(
-        (e) => `<eb:Error eb:errorCode="${e.code}" eb:severity="Error"><eb:Description xml:lang="en">${escapeXml(e.description)}</eb:Description></eb:Error>`,
-      )
-      .join('');
-    return `<eb:ErrorList SOAP:mustUnderstand="1" eb:version="2.0" eb:highestSeverity="Error">${errors}</eb:ErrorList>`;
+  return signedSignal(input, 'MessageError', (header) => {
+    const list = headerBlock(header, 'eb:ErrorList').att(NS.ebxml, 'eb:highestSeverity', 'Error');
+    for (const e of input.errors) {
+      const error = list.ele(NS.ebxml, 'eb:Error').att(NS.ebxml, 'eb:errorCode', e.code).att(NS.ebxml, 'eb:severity', 'Error');
+      error.ele(NS.ebxml, 'eb:Description').att('http://www.w3.org/XML/1998/namespace', 'xml:lang', 'en').txt(e.description);
+    }
   });
 }
 
 /** A signal's envelope: one SOAP part, Service `urn:oasis:names:tc:ebxml-msg:service`, signed. */
-function signedSignal(input: SignalInput, action: 'Acknowledgment' | 'MessageError', block: (timestamp: string) => string): SignalMessage {
+function signedSignal(input: SignalInput, action: 'Acknowledgment' | 'MessageError', block: (header: XMLBuilder, timestamp: string) => void): SignalMessage {
   for (const her of [input.fromHerId, input.toHerId]) {
     if (!/^\d+$/.test(her)) throw new Error('a HER-id must be digits only');
   }
   const ebxmlMessageId = input.messageId ?? randomUUID();
   const timestamp = (input.timestamp ?? new Date()).toISOString();
-  const party = (her: string, role: string) => `<eb:PartyId eb:type="HER">${her}</eb:PartyId><eb:Role>${escapeXml(role)}</eb:Role>`;
-  const envelope = `<?xml version="1.0" encoding="UTF-8"?>
-<SOAP:Envelope xmlns:SOAP="${NS.soap}" xmlns:eb="${NS.ebxml}">
-<SOAP:Header>
-<eb:MessageHeader SOAP:mustUnderstand="1" eb:version="2.0">
-<eb:From>${party(input.fromHerId, `${input.action}receiver`)}</eb:From>
-<eb:To>${party(input.toHerId, `${input.action}sender`)}</eb:To>
-<eb:CPAId>${escapeXml(input.cpaId ?? cpaIdFor(input.fromHerId, input.toHerId))}</eb:CPAId>
-<eb:ConversationId>${escapeXml(input.conversationId)}</eb:ConversationId>
-<eb:Service>urn:oasis:names:tc:ebxml-msg:service</eb:Service>
-<eb:Action>${action}</eb:Action>
-<eb:MessageData><eb:MessageId>${escapeXml(ebxmlMessageId)}</eb:MessageId><eb:Timestamp>${timestamp}</eb:Timestamp><eb:RefToMessageId>${escapeXml(input.refToMessageId)}</eb:RefToMessageId></eb:MessageData>
-</eb:MessageHeader>
-${block(timestamp)}
-</SOAP:Header>
-<SOAP:Body/>
-</SOAP:Envelope>`;
-  const signed = signEnveloped(envelope, { ...input.signing, location: 'soap-header' });
+  const { doc, envelope, header } = soapEnvelope(
+    {
+      from: { herId: input.fromHerId, role: `${input.action}receiver` },
+      to: { herId: input.toHerId, role: `${input.action}sender` },
+      cpaId: input.cpaId ?? cpaIdFor(input.fromHerId, input.toHerId),
+      conversationId: input.conversationId,
+      service: { value: 'urn:oasis:names:tc:ebxml-msg:service' },
+      action,
+      messageId: ebxmlMessageId,
+      timestamp,
+      refToMessageId: input.refToMessageId,
+      duplicateElimination: false,
+    },
+    false,
+  );
+  block(header, timestamp);
+  envelope.ele(NS.soap, 'SOAP:Body');
+  const signed = signEnveloped(doc.end(), { ...input.signing, location: 'soap-header' });
   return { contentType: 'text/xml; charset=UTF-8', body: Buffer.from(signed, 'utf8'), ebxmlMessageId };
 }
 
@@ -265,8 +310,4 @@ function cidOf(uri: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function escapeXml(text: string): string {
-  return text.replace(/[<>&"]/g, (c) => `&#${c.charCodeAt(0)};`);
 }
