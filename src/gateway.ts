@@ -16,6 +16,7 @@ import type { Logger } from './observability/log.js';
 import { startHttpServer } from './ops/http.js';
 import { OpsRuntime } from './ops/runtime.js';
 import { OutboxPublisher, relayPolicy } from './outbox/relay.js';
+import { LiveRegister } from './routing/ar/liveRegister.js';
 import { loadRouting } from './routing/load.js';
 import type { RoutingContext } from './routing/route.js';
 import { backoffDelay } from './shared/backoff.js';
@@ -76,6 +77,9 @@ export class Gateway {
     const routing = loadRouting(config);
     const signing = { keyPem: readFileSync(config.signing.keyFile, 'utf8'), certPem: readFileSync(config.signing.certFile, 'utf8') };
     this.store = new Store(await openDatabase(config.database.url));
+    // what AR answered before (the cache the replicas share) serves from the first message on
+    const live = new LiveRegister({ config, db: this.store.db, register: routing.register, log });
+    await live.sync();
 
     this.broker = new Broker(config.broker, log);
     await this.broker.connect();
@@ -92,10 +96,10 @@ export class Gateway {
     );
     this.outbox.start();
     // before the consumers: every delivery is counted and timed from the first one on
-    const ops = new OpsRuntime({ config, log, store: this.store, broker: this.broker, publisher, outbox: this.outbox, routing, signing });
+    const ops = new OpsRuntime({ config, log, store: this.store, broker: this.broker, publisher, outbox: this.outbox, routing, live, signing });
     this.ops = ops;
     this.startDeadlines(this.store, this.outbox, options.deadlines !== false, () => ops.metrics.transportResent());
-    const flow = new HospitalToBydelFlow({ config, log, store: this.store, schemas: this.schemas, routing, signing, outbox: this.outbox });
+    const flow = new HospitalToBydelFlow({ config, log, store: this.store, schemas: this.schemas, routing, live, signing, outbox: this.outbox });
     this.consumer = await consume(this.broker, config.broker.queues.epjOutbound, (d) =>
       this.settle(d, () =>
         ops.metrics.track('out', async () => flow.handle({ ...epjDelivery(d), skipDedupeFor: await ops.skipDedupeFor((name) => headerText(d, name)) })),
@@ -107,6 +111,7 @@ export class Gateway {
       store: this.store,
       schemas: this.schemas,
       register: routing.register,
+      live,
       signing,
       decryption: config.encryption.keys.map((k) => ({ keyPem: readFileSync(k.keyFile, 'utf8'), certPem: readFileSync(k.certFile, 'utf8') })),
       outbox: this.outbox,

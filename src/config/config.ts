@@ -89,8 +89,6 @@ export const configSchema = z
           })
           .strict()
           .default({ payload: 'encrypted', contentCipher: 'aes-256-cbc', keyTransport: 'rsa-pkcs1', partners: {} }),
-        /** how often held messages are tried again for a usable receiver certificate, and the register file checked for changes */
-        holdCheckInterval: isoDuration.default('PT1M'),
       })
       .strict()
       .default({
@@ -98,8 +96,27 @@ export const configSchema = z
         acceptPlain: 'all',
         plainPartners: [],
         outbound: { payload: 'encrypted', contentCipher: 'aes-256-cbc', keyTransport: 'rsa-pkcs1', partners: {} },
-        holdCheckInterval: 'PT1M',
       }),
+    /** NHN's Adresseregister, live (DESIGN §4.6): without `url` the snapshot alone serves */
+    addressRegister: z
+      .object({
+        url: z
+          .string()
+          .regex(/^https?:\/\//, 'must be an http:// or https:// URL')
+          .optional(),
+        user: z.string().optional(),
+        password: z.string().optional(),
+        /** how long an answer serves before it is fetched again (a stale one still serves while AR is unreachable) */
+        cacheTtl: isoDuration.default('PT1H'),
+        /** per request */
+        timeout: isoDuration.default('PT10S'),
+        /** the register round: the snapshot file read again if it changed, expired AR answers fetched again, held messages tried again */
+        checkInterval: isoDuration.default('PT1M'),
+        /** bydel code → the bydel organisation's HER-id (AR has no bydel field); default: from the snapshot */
+        bydelOrganisations: z.record(z.string().regex(/^0301\d{2}$/, 'must be a bydel code 0301xx'), herId).optional(),
+      })
+      .strict()
+      .default({ cacheTtl: 'PT1H', timeout: 'PT10S', checkInterval: 'PT1M' }),
     routing: z
       .object({
         addressRegisterFile: z.string().min(1),
@@ -241,6 +258,9 @@ function applyEnv(raw: JsonObject, env: NodeJS.ProcessEnv): JsonObject {
     );
   }
   if (env.GATEWAY_ADDRESS_REGISTER) set(['routing', 'addressRegisterFile'], env.GATEWAY_ADDRESS_REGISTER);
+  if (env.GATEWAY_ADDRESS_REGISTER_URL) set(['addressRegister', 'url'], env.GATEWAY_ADDRESS_REGISTER_URL);
+  if (env.GATEWAY_ADDRESS_REGISTER_USER) set(['addressRegister', 'user'], env.GATEWAY_ADDRESS_REGISTER_USER);
+  if (env.GATEWAY_ADDRESS_REGISTER_PASSWORD) set(['addressRegister', 'password'], env.GATEWAY_ADDRESS_REGISTER_PASSWORD);
   if (env.GATEWAY_POSTCODE_INDEX) set(['routing', 'postcodeIndexFile'], env.GATEWAY_POSTCODE_INDEX);
   if (env.GATEWAY_ADDRESS_INDEX)
     set(

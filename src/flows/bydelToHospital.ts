@@ -32,6 +32,7 @@ import { type PartnerContext, receiptItem, signingAlgorithmFor } from '../outbou
 import { again, deliverItem, dlqItem, forwardItem, type NewOutboxItem, type RoutingHeaders } from '../outbox/items.js';
 import type { OutboxPublisher } from '../outbox/relay.js';
 import type { AddressRegister } from '../routing/addressRegister.js';
+import type { LiveRegister } from '../routing/ar/liveRegister.js';
 import type { Stage, TransportCondition } from '../shared/vocabulary.js';
 import type { MessageRow } from '../tracking/db.js';
 import { patientKey } from '../tracking/expectations.js';
@@ -54,6 +55,8 @@ export interface InboundDeps {
   store: Store;
   schemas: SchemaSet;
   register: AddressRegister;
+  /** NHN's Adresseregister behind `register`, when configured: asked for what the register does not know (yet) */
+  live?: LiveRegister;
   signing: { keyPem: string; certPem: string };
   /** the gateway's own decryption pairs (encryption.keys), newest first */
   decryption: { keyPem: string; certPem: string }[];
@@ -147,7 +150,7 @@ export class BydelToHospitalFlow {
     } else inbound = parsed.value;
     const id = identify(inbound, '');
 
-    const verified = verifySender(d, inbound, this.deps.register, this.deps.config.ownHerId, ctx.now);
+    const verified = await this.verify(d, inbound, ctx.now);
     if (!verified.ok) return this.record(rejectedInbound(ctx, d, { stage: 'verify', error: verified.error }, inbound));
     const sender = verified.value;
     this.passed(id, 'verify', `signed by ${sender.herId} (${sender.algorithm})`, { herId: sender.herId });
@@ -172,6 +175,22 @@ export class BydelToHospitalFlow {
 
     const plan = await this.plan(inbound, sender, id);
     return this.record(alsoSending(inboundOutcome(ctx, d, inbound, sender, plan.kind === 'accept' ? { ...plan, decrypted } : plan), ack));
+  }
+
+  /**
+   * The verify stage, with the register as fresh as it needs to be: the claimed sender is looked
+   * up in AR when nothing fresh is cached, and a signature or certificate that fails is checked
+   * once more against what AR answers now (HITS 1216 §2.1.4: the partner may have renewed its
+   * certificate). AR not answering throws: the message waits, it is not refused for that.
+   */
+  private async verify(d: NhnDelivery, inbound: InboundMessage, now: Date): Promise<StageResult<VerifiedSender>> {
+    const { live, register, config } = this.deps;
+    const claimed = claimedSender(inbound);
+    if (live && claimed) await live.ensure([claimed]);
+    const first = verifySender(d, inbound, register, config.ownHerId, now);
+    if (first.ok || !live || !claimed || !CERTIFICATE_CONDITIONS.has(first.error.condition ?? '')) return first;
+    if (!(await live.invalidate(claimed))) return first;
+    return verifySender(d, inbound, register, config.ownHerId, now);
   }
 
   /** Opens an encrypted payload with the gateway's keys; a failure is the sender's transport problem, never the EPJ's. */
@@ -472,6 +491,15 @@ export function rejectedInbound(ctx: InboundContext, d: NhnDelivery, refusal: Re
   // The AppRec this message got is final, so the EPJ cannot send a second one for it.
   if (receipt && 'insert' in o.message) o.message.insert = { ...o.message.insert, apprec_status: 'rejected', apprec_at: now.toISOString() };
   return alsoSending(o, messageError);
+}
+
+/** Verification failures a certificate renewed since the register answered could explain. */
+const CERTIFICATE_CONDITIONS = new Set<string>(['transport:invalid-signature', 'transport:missing-certificate', 'transport:invalid-certificate']);
+
+/** The HER-id the ebXML From names, before anything is verified. */
+function claimedSender(inbound: InboundMessage): string | undefined {
+  const ebxml = inbound.kind === 'signal' ? inbound.signal.ebxml : inbound.message.ebxml;
+  return ebxml?.fromPartyIds.find((p) => p.type === 'HER' && /^\d+$/.test(p.id))?.id;
 }
 
 /** The ebMS 2.0 error code of each transport condition. */

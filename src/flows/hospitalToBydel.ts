@@ -14,6 +14,7 @@ import { EVENTS } from '../observability/events.js';
 import { type Logger, logStage } from '../observability/log.js';
 import { alertItem, appRecItem, dlqItem, type RoutingHeaders } from '../outbox/items.js';
 import type { OutboxPublisher } from '../outbox/relay.js';
+import type { LiveRegister } from '../routing/ar/liveRegister.js';
 import { isBydelCode } from '../routing/bydeler.js';
 import { ABSENT_INPUT } from '../routing/resolveBydel.js';
 import { type RouteDecision, type RoutingContext, routeMessage } from '../routing/route.js';
@@ -50,6 +51,8 @@ export interface FlowDeps {
   routing: RoutingContext;
   signing: SigningMaterial;
   outbox: OutboxPublisher;
+  /** NHN's Adresseregister behind the routing's register, when configured */
+  live?: LiveRegister;
   now?: () => Date;
 }
 
@@ -126,6 +129,8 @@ export class HospitalToBydelFlow {
         );
     }
 
+    // what the message is addressed to, as AR says now (AR not answering and nothing known: the message waits)
+    await this.deps.live?.ensure([doc.receiver.level1.herId, doc.receiver.level2?.herId].filter((h): h is string => h !== undefined));
     const plan = this.plan(parsed.value, doc, delivery.bydelHint, ctx.now);
     const decided = outboundOutcome(ctx, delivery, parsed.value, doc, plan);
     return this.record(existing ? inPlaceOf(existing, decided) : decided);

@@ -11,6 +11,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { alertItem, type Publishable } from '../outbox/items.js';
 import type { OutboxPublisher } from '../outbox/relay.js';
 import { insertOutboxItems } from '../outbox/table.js';
+import type { ArAvailability } from '../routing/ar/liveRegister.js';
 import { type Alert, type AlertKind, buildAlert } from '../tracking/alerts.js';
 import type { Store } from '../tracking/store.js';
 import type { WorkingCalendar } from '../tracking/workingTime.js';
@@ -19,7 +20,7 @@ import { type OpsAlertRow, type OpsSchema, opsKysely, opsTrx } from './schema.js
 
 /** One evaluated condition: whether it holds now, and what its alert says either way. */
 export interface Condition {
-  kind: Extract<AlertKind, 'dlq-not-empty' | 'queue-backlog' | 'no-traffic'>;
+  kind: Extract<AlertKind, 'dlq-not-empty' | 'queue-backlog' | 'no-traffic' | 'address-register-unavailable'>;
   /** what it is about (a queue name), '' for the gateway as a whole */
   subject: string;
   firing: boolean;
@@ -39,7 +40,22 @@ const EVENT_IDS: Record<Condition['kind'], string> = {
   'dlq-not-empty': EVENTS.alertDlqNotEmpty,
   'queue-backlog': EVENTS.alertQueueBacklog,
   'no-traffic': EVENTS.alertNoTraffic,
+  'address-register-unavailable': EVENTS.alertAddressRegisterUnavailable,
 };
+
+/** NHN's Adresseregister not answering: the cache and the snapshot serve meanwhile, nothing is rejected for it. */
+export function addressRegisterCondition(a: ArAvailability): Condition {
+  const firing = a.configured && a.unavailableSince !== undefined;
+  return {
+    kind: 'address-register-unavailable',
+    subject: '',
+    firing,
+    severity: 'warning',
+    text: firing
+      ? `The address register (AR) has not answered since ${a.unavailableSince?.toISOString()} (${a.reason}); cached answers and the snapshot serve, and messages that need AR wait.`
+      : 'The address register (AR) answers again.',
+  };
+}
 
 export function dlqCondition(open: number): Condition {
   return {
@@ -154,35 +170,39 @@ export class OpsChecker {
     return row ? new Date(row.created_at) : undefined;
   }
 
-  /** A changed condition: its new state and its alert commit together; only the replica whose update lands emits. */
-  private async apply(c: Condition, now: Date): Promise<void> {
-    const { config } = this.deps;
-    const emitted = await this.deps.store.inTransaction(async (tx): Promise<{ alert: Alert; item: Publishable } | undefined> => {
-      const trx = opsTrx(tx.trx);
-      const current = await trx.selectFrom('ops_alerts').selectAll().where('kind', '=', c.kind).where('subject', '=', c.subject).executeTakeFirst();
-      const wasFiring = current?.state === 'firing';
-      if (c.firing === wasFiring) return undefined;
-      const alert = buildAlert({
-        kind: c.kind,
-        state: c.firing ? 'firing' : 'resolved',
-        severity: c.severity,
-        eventId: EVENT_IDS[c.kind],
-        firedAt: now,
-        text: c.text,
-        ...(wasFiring ? { firingId: current.alert_id } : {}),
-      });
-      if (!(await claim(trx, c, current, alert, now))) return undefined;
-      const item = alertItem(config.broker, alert);
-      const [id] = await insertOutboxItems(tx.trx, null, [item], this.deps.outbox.lease(), tx.now);
-      return { alert, item: { ...item, id, message_id: null, attempts: 0 } };
-    });
-    if (!emitted) return;
-    this.deps.log[c.firing ? 'warn' : 'info'](
-      { event: EVENT_IDS[c.kind], kind: c.kind, subject: c.subject || undefined, state: emitted.alert.state, alertId: emitted.alert.id },
-      `alert ${c.kind} ${emitted.alert.state}`,
-    );
-    await this.deps.outbox.publishNow(emitted.item);
+  private apply(c: Condition, now: Date): Promise<void> {
+    return applyCondition(this.deps, c, now);
   }
+}
+
+/** A changed condition: its new state and its alert commit together; only the replica whose update lands emits. */
+export async function applyCondition(deps: Pick<OpsCheckerDeps, 'config' | 'store' | 'outbox' | 'log'>, c: Condition, now: Date): Promise<void> {
+  const { config } = deps;
+  const emitted = await deps.store.inTransaction(async (tx): Promise<{ alert: Alert; item: Publishable } | undefined> => {
+    const trx = opsTrx(tx.trx);
+    const current = await trx.selectFrom('ops_alerts').selectAll().where('kind', '=', c.kind).where('subject', '=', c.subject).executeTakeFirst();
+    const wasFiring = current?.state === 'firing';
+    if (c.firing === wasFiring) return undefined;
+    const alert = buildAlert({
+      kind: c.kind,
+      state: c.firing ? 'firing' : 'resolved',
+      severity: c.severity,
+      eventId: EVENT_IDS[c.kind],
+      firedAt: now,
+      text: c.text,
+      ...(wasFiring ? { firingId: current.alert_id } : {}),
+    });
+    if (!(await claim(trx, c, current, alert, now))) return undefined;
+    const item = alertItem(config.broker, alert);
+    const [id] = await insertOutboxItems(tx.trx, null, [item], deps.outbox.lease(), tx.now);
+    return { alert, item: { ...item, id, message_id: null, attempts: 0 } };
+  });
+  if (!emitted) return;
+  deps.log[c.firing ? 'warn' : 'info'](
+    { event: EVENT_IDS[c.kind], kind: c.kind, subject: c.subject || undefined, state: emitted.alert.state, alertId: emitted.alert.id },
+    `alert ${c.kind} ${emitted.alert.state}`,
+  );
+  await deps.outbox.publishNow(emitted.item);
 }
 
 /**

@@ -10,7 +10,7 @@ import { EVENTS } from '../observability/events.js';
 import type { Logger } from '../observability/log.js';
 import { Metrics } from '../observability/metrics.js';
 import type { OutboxPublisher } from '../outbox/relay.js';
-import { RegisterFile } from '../routing/registerFile.js';
+import type { LiveRegister } from '../routing/ar/liveRegister.js';
 import type { RoutingContext } from '../routing/route.js';
 import { logFailure, Periodic } from '../shared/periodic.js';
 import { workingCalendar } from '../tracking/deadlines.js';
@@ -21,7 +21,7 @@ import { DeadLetterRepository } from './deadLetters/repository.js';
 import { DeadLetterService, REPLAY_OF, REPLAY_SKIP_DEDUPE } from './deadLetters/service.js';
 import type { HttpExtras } from './http.js';
 import { releaseCertificateHolds, releaseHeldMessage, routeHeldMessage } from './manualRoute.js';
-import { OpsChecker } from './opsAlerts.js';
+import { addressRegisterCondition, applyCondition, OpsChecker } from './opsAlerts.js';
 import { PayloadRetention } from './retention.js';
 import { opsSnapshot } from './snapshot.js';
 
@@ -33,6 +33,7 @@ export interface OpsRuntimeDeps {
   publisher: Publisher;
   outbox: OutboxPublisher;
   routing: RoutingContext;
+  live: LiveRegister;
   signing: SigningMaterial;
 }
 
@@ -42,7 +43,7 @@ export class OpsRuntime {
   private readonly deadLetters: DeadLetterRepository;
   private readonly checks: Periodic;
   private readonly retention: Periodic;
-  private readonly holds: Periodic;
+  private readonly registerRound: Periodic;
   private dlqConsumer?: Consumer;
 
   constructor(private readonly deps: OpsRuntimeDeps) {
@@ -61,16 +62,17 @@ export class OpsRuntime {
         release: (msgId, by) => this.metrics.track('out', () => releaseHeldMessage(msgId, by, holdDeps)),
       }),
     };
-    // Messages held for a receiver certificate leave once the register (read again when its file changes) has one.
-    const registerFile = new RegisterFile(config.routing.addressRegisterFile, deps.routing.register, log);
-    this.holds = new Periodic(
-      durationMs(config.encryption.holdCheckInterval),
+    // The register round: the snapshot file and AR's answers brought up to date, AR's availability
+    // alerted on, and messages held for a receiver certificate sent once the register has one.
+    this.registerRound = new Periodic(
+      durationMs(config.addressRegister.checkInterval),
       async () => {
-        registerFile.refresh();
+        await deps.live.refreshDue();
+        await applyCondition({ config, store, outbox, log }, addressRegisterCondition(deps.live.availability()), new Date());
         const { released, stillHeld } = await releaseCertificateHolds(holdDeps);
         if (released > 0) log.info({ event: EVENTS.releasedFromHold, released, stillHeld }, 'held messages released: their receivers have usable certificates');
       },
-      logFailure(log, EVENTS.opsCheckFailed, 'certificate hold check'),
+      logFailure(log, EVENTS.opsCheckFailed, 'register round'),
     );
     const checker = new OpsChecker({
       config,
@@ -104,7 +106,7 @@ export class OpsRuntime {
     }
     this.checks.start(0);
     this.retention.start(0);
-    this.holds.start(0);
+    this.registerRound.start(0);
   }
 
   /**
@@ -124,7 +126,7 @@ export class OpsRuntime {
 
   /** Stops the periodic work and the DLQ consumer, letting what runs finish. */
   async stop(): Promise<void> {
-    await Promise.all([this.checks.stop(), this.retention.stop(), this.holds.stop()]);
+    await Promise.all([this.checks.stop(), this.retention.stop(), this.registerRound.stop()]);
     await this.dlqConsumer?.close();
   }
 }

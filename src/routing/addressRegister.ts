@@ -7,7 +7,8 @@ import { isoDay, isValidOn } from './validity.js';
 const partySchema = z.object({
   herId: z.union([z.number().int(), z.string().regex(/^\d+$/)]).transform(String),
   name: z.string().min(1),
-  type: z.enum(['Organization', 'Service']),
+  /** AR's party types the gateway addresses; routing sends to Services */
+  type: z.enum(['Organization', 'Service', 'Department', 'Person']),
   parentHerId: z
     .union([z.number().int(), z.string().regex(/^\d+$/)])
     .transform(String)
@@ -17,6 +18,8 @@ const partySchema = z.object({
   serviceCode: z.string().optional(),
   active: z.boolean(),
   ebxml: z.object({ cpaId: z.string().optional() }).optional(),
+  /** the party's E_EDI electronic address (DESIGN §4.7): its EDI mailbox */
+  ediAddress: z.string().optional(),
   signingCertificate: z.string().optional(),
   encryptionCertificate: z.string().optional(),
   /** a bydel's receiving service can change on a given day (the 2028 bydel reform): first day valid */

@@ -144,7 +144,8 @@ export type AlertKind =
   | 'dlq-not-empty'
   // the gateway's own health (src/ops/opsAlerts.ts)
   | 'queue-backlog'
-  | 'no-traffic';
+  | 'no-traffic'
+  | 'address-register-unavailable';
 
 /** messages.transport_state: ebXML Acknowledgment / MessageError. */
 export type TransportState = 'acked' | 'error';

@@ -272,6 +272,20 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
           .execute();
       },
     },
+    '008_register_cache': {
+      async up(db: Kysely<any>) {
+        // What NHN's Adresseregister answered, per HER-id, shared by replicas and restarts
+        // (src/routing/ar/cache.ts): the party as the snapshot shapes it, or that AR knows none.
+        await db.schema
+          .createTable('register_cache')
+          .addColumn('her_id', 'text', (c) => c.primaryKey())
+          .addColumn('found', 'integer', (c) => c.notNull())
+          .addColumn('party', 'text')
+          .addColumn('fetched_at', 'text', (c) => c.notNull())
+          .addColumn('expires_at', 'text', (c) => c.notNull())
+          .execute();
+      },
+    },
   };
 }
 

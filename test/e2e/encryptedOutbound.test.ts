@@ -187,7 +187,7 @@ describe('encrypted payloads to the bydeler (CMS EnvelopedData), end to end', fu
       register = registerFile({ '9920005': undefined, '9930005': expired.certPem });
       config = testConfig((c) => {
         c.routing.addressRegisterFile = register;
-        c.encryption.holdCheckInterval = 'PT0.5S';
+        c.addressRegister.checkInterval = 'PT0.5S';
       });
       ({ gateway } = await startGateway(config));
       store = new Store(await openDatabase(config.database.url));
@@ -248,7 +248,7 @@ describe('encrypted payloads to the bydeler (CMS EnvelopedData), end to end', fu
       // the gateway's own round is far off: only ops release here
       config = testConfig((c) => {
         c.routing.addressRegisterFile = register;
-        c.encryption.holdCheckInterval = 'PT1H';
+        c.addressRegister.checkInterval = 'PT1H';
       });
       ({ gateway } = await startGateway(config));
       store = new Store(await openDatabase(config.database.url));

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError } from 'commander';
 import { Publisher } from '../../broker/publisher.js';
 import { OutboxPublisher, relayPolicy } from '../../outbox/relay.js';
+import { LiveRegister } from '../../routing/ar/liveRegister.js';
 import { isBydelCode } from '../../routing/bydeler.js';
 import { loadRouting } from '../../routing/load.js';
 import { type ManualRouteDeps, type Routed, releaseHeldMessage, routeHeldMessage } from '../manualRoute.js';
@@ -52,6 +53,8 @@ export function registerRouteCommands(program: Command): void {
 async function act(ctx: OpsContext, o: ActOptions, done: string, operation: (by: Actor, deps: ManualRouteDeps) => Promise<OpsResult<Routed>>): Promise<void> {
   const { config, store, log } = ctx;
   const routing = loadRouting(config);
+  // what AR answered (cached by the running gateway) counts here as it does there
+  await new LiveRegister({ config, db: store.db, register: routing.register, log }).sync();
   const signing = { keyPem: readFileSync(config.signing.keyFile, 'utf8'), certPem: readFileSync(config.signing.certFile, 'utf8') };
   // Without a broker the delivery is still stored: a running gateway's outbox relay sends it.
   const broker = await connectBroker(config, log);

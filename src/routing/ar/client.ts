@@ -1,0 +1,86 @@
+// A client for NHN's Adresseregister SOAP service (ICommunicationPartyService, DESIGN §4.6),
+// basic binding (SOAP 1.1, HTTP basic auth). The messages are a few elements each, so requests
+// are built with xmlbuilder2 and answers read with libxml2 (communicationParty.ts) rather than a
+// WSDL-driven SOAP stack. Whatever keeps AR from answering (network, timeout, HTTP error, a
+// fault other than "no such HER-id") is `ArUnavailable`: transient, never a verdict on a message.
+import { create } from 'xmlbuilder2';
+import type { CommunicationParty } from '../addressRegister.js';
+import { type ArAnswer, type ArPartyFacts, readCertificateDetails, readCommunicationPartyDetails, readPing } from './communicationParty.js';
+
+const SERVICE_NS = 'http://register.nhn.no/CommunicationParty';
+const ACTION = `${SERVICE_NS}/ICommunicationPartyService`;
+
+export class ArUnavailable extends Error {
+  override readonly name = 'ArUnavailable';
+}
+
+export interface ArClientOptions {
+  url: string;
+  user?: string;
+  password?: string;
+  timeoutMs: number;
+  /** the bydel of an organisation (AR has none): from the configured table or the snapshot */
+  bydelOf: (p: ArPartyFacts) => string | undefined;
+}
+
+type CertificateOperation = 'GetCertificateDetailsForEncryption' | 'GetCertificateDetailsForValidatingSignature';
+
+export class AddressRegisterClient {
+  /** requests sent, for metrics and tests */
+  requests = 0;
+
+  constructor(private readonly options: ArClientOptions) {}
+
+  /** The party and, for an organisation, its services; undefined when AR has no such HER-id. */
+  async partyDetails(herId: string): Promise<CommunicationParty[] | undefined> {
+    return this.found(readCommunicationPartyDetails(await this.call('GetCommunicationPartyDetails', herId), this.options.bydelOf));
+  }
+
+  /** The party's encryption certificate (PEM); undefined when it has none or AR has no such party. */
+  async encryptionCertificate(herId: string): Promise<string | undefined> {
+    return this.certificate('GetCertificateDetailsForEncryption', herId);
+  }
+
+  /** The certificate that validates the party's signatures (PEM). */
+  async signingCertificate(herId: string): Promise<string | undefined> {
+    return this.certificate('GetCertificateDetailsForValidatingSignature', herId);
+  }
+
+  async ping(): Promise<string> {
+    const answer = readPing(await this.call('Ping'));
+    if (!answer.ok) throw new ArUnavailable(`AR answered Ping with the fault ${answer.fault.code}`);
+    return answer.value;
+  }
+
+  private async certificate(operation: CertificateOperation, herId: string): Promise<string | undefined> {
+    return this.found(readCertificateDetails(await this.call(operation, herId), operation));
+  }
+
+  private found<T>(answer: ArAnswer<T>): T | undefined {
+    if (answer.ok) return answer.value;
+    if (answer.fault.code === 'InvalidHerIdSupplied') return undefined;
+    throw new ArUnavailable(`AR answered with the fault ${answer.fault.code}`);
+  }
+
+  private async call(operation: string, herId?: string): Promise<Buffer> {
+    const doc = create({ version: '1.0', encoding: 'UTF-8' });
+    const request = doc.ele('http://schemas.xmlsoap.org/soap/envelope/', 'soap:Envelope').ele('soap:Body').ele(SERVICE_NS, operation);
+    if (herId !== undefined) request.ele('herId').txt(herId);
+    const headers: Record<string, string> = { 'content-type': 'text/xml; charset=utf-8', soapaction: `"${ACTION}/${operation}"` };
+    const { user, password } = this.options;
+    if (user !== undefined) headers.authorization = `Basic ${Buffer.from(`${user}:${password ?? ''}`).toString('base64')}`;
+    this.requests++;
+    let response: Response;
+    try {
+      response = await fetch(this.options.url, { method: 'POST', headers, body: doc.end(), signal: AbortSignal.timeout(this.options.timeoutMs) });
+    } catch (e) {
+      const why = (e as Error).name === 'TimeoutError' ? `no answer within ${this.options.timeoutMs} ms` : 'it cannot be reached';
+      throw new ArUnavailable(`AR ${operation}: ${why}`);
+    }
+    const body = Buffer.from(await response.arrayBuffer());
+    // SOAP faults come with HTTP 500 and are read as answers; any other error status is AR not answering.
+    const isXml = /xml/.test(response.headers.get('content-type') ?? '');
+    if (!response.ok && !(response.status === 500 && isXml)) throw new ArUnavailable(`AR ${operation}: HTTP ${response.status}`);
+    return body;
+  }
+}
