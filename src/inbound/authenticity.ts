@@ -9,8 +9,9 @@
 
 import { type EbxmlInfo, ok, permanent, type StageResult } from '../mapping/model.js';
 import type { InboundMessage } from '../mapping/parse.js';
+import { checkSigningCertificate } from '../outbound/certificates.js';
 import { verifyEbxmlMessage } from '../outbound/ebxml.js';
-import { checkSigningCertificate, type SignatureAlgorithm } from '../outbound/xmldsig.js';
+import type { SignatureAlgorithm } from '../outbound/xmldsig.js';
 import type { AddressRegister } from '../routing/addressRegister.js';
 
 export interface ReceivedBytes {

@@ -29,6 +29,7 @@
 // The module never logs; decryption failures come back as one sentence with no content in it.
 import { constants, createPrivateKey, privateDecrypt, publicEncrypt, randomBytes, X509Certificate } from 'node:crypto';
 import { createRequire } from 'node:module';
+import { keyUsageOf, readCertificate } from './certificates.js';
 
 export type ContentCipher = 'aes-256-cbc' | 'des-ede3-cbc';
 /** what decryption accepts: also AES-128/192, which other senders may use */
@@ -86,14 +87,8 @@ interface ForgeRsaPrivateKey {
   decrypt(data: string, scheme?: 'RSAES-PKCS1-V1_5'): string;
 }
 
-interface ForgeKeyUsage {
-  keyEncipherment?: boolean;
-  dataEncipherment?: boolean;
-}
-
 interface ForgeCertificate {
   serialNumber: string;
-  getExtension(name: 'keyUsage'): ForgeKeyUsage | null | undefined;
 }
 
 interface ForgeRecipient {
@@ -464,14 +459,8 @@ export function encryptionCertificateProblem(certPem: string, at: Date): string 
   if (Number.isNaN(validFrom.getTime()) || Number.isNaN(validTo.getTime())) return 'the certificate has an unreadable validity period';
   if (at < validFrom) return `the certificate is not yet valid (valid from ${validFrom.toISOString()})`;
   if (at > validTo) return `the certificate expired on ${validTo.toISOString()}`;
-  // Node 20's X509Certificate.keyUsage lists *extended* key usages only; forge reads KeyUsage.
-  let usage: ForgeKeyUsage | null | undefined;
-  try {
-    usage = forge.pki.certificateFromPem(cert.toString()).getExtension('keyUsage');
-  } catch {
-    return 'the certificate could not be read for its key usage';
-  }
-  if (usage && !usage.keyEncipherment && !usage.dataEncipherment)
+  const usage = keyUsageOf(readCertificate(cert.toString()));
+  if (usage && !usage.includes('keyEncipherment') && !usage.includes('dataEncipherment'))
     return 'the certificate key usage does not allow encryption (neither keyEncipherment nor dataEncipherment)';
   return undefined;
 }

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { ParseOption, XmlDocument } from 'libxml2-wasm';
 import { NS } from '../../src/mapping/model.js';
-import { checkSigningCertificate, type SignatureAlgorithm, signEnveloped, verifyEnveloped } from '../../src/outbound/xmldsig.js';
+import { checkSigningCertificate } from '../../src/outbound/certificates.js';
+import { type SignatureAlgorithm, signEnveloped, verifyEnveloped } from '../../src/outbound/xmldsig.js';
 import { DAY, makeSigner, xmlsec1 } from '../support/certificates.js';
 import { SHARED } from '../support/paths.js';
 

@@ -1,0 +1,89 @@
+// Reading X.509 certificates for what the gateway decides with them: validity and key usage per
+// purpose (nonRepudiation to sign, keyEncipherment/dataEncipherment to encrypt), and a
+// description for ops (`register show`). Parsed by @peculiar/x509 (a maintained ASN.1 stack),
+// not by hand: Node 20's X509Certificate reports extended key usages only.
+import 'reflect-metadata';
+import { webcrypto } from 'node:crypto';
+import * as x509 from '@peculiar/x509';
+
+x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+
+export type KeyUsageName =
+  | 'digitalSignature'
+  | 'nonRepudiation'
+  | 'keyEncipherment'
+  | 'dataEncipherment'
+  | 'keyAgreement'
+  | 'keyCertSign'
+  | 'cRLSign'
+  | 'encipherOnly'
+  | 'decipherOnly';
+
+const FLAGS: [KeyUsageName, number][] = [
+  ['digitalSignature', x509.KeyUsageFlags.digitalSignature],
+  ['nonRepudiation', x509.KeyUsageFlags.nonRepudiation],
+  ['keyEncipherment', x509.KeyUsageFlags.keyEncipherment],
+  ['dataEncipherment', x509.KeyUsageFlags.dataEncipherment],
+  ['keyAgreement', x509.KeyUsageFlags.keyAgreement],
+  ['keyCertSign', x509.KeyUsageFlags.keyCertSign],
+  ['cRLSign', x509.KeyUsageFlags.cRLSign],
+  ['encipherOnly', x509.KeyUsageFlags.encipherOnly],
+  ['decipherOnly', x509.KeyUsageFlags.decipherOnly],
+];
+
+export interface CertificateDescription {
+  subject: string;
+  issuer: string;
+  serialNumber: string;
+  validFrom: string;
+  validTo: string;
+  /** undefined: the certificate has no keyUsage extension */
+  keyUsage?: KeyUsageName[];
+}
+
+/** Parses a PEM (or DER) certificate; throws with a readable message when it is none. */
+export function readCertificate(pemOrDer: string | Buffer): x509.X509Certificate {
+  try {
+    return new x509.X509Certificate(typeof pemOrDer === 'string' ? pemOrDer : new Uint8Array(pemOrDer));
+  } catch {
+    throw new Error('the text is not a certificate (no readable PEM or DER X.509)');
+  }
+}
+
+export function keyUsageOf(cert: x509.X509Certificate): KeyUsageName[] | undefined {
+  const ext = cert.getExtension(x509.KeyUsagesExtension);
+  return ext ? FLAGS.filter(([, flag]) => (ext.usages & flag) !== 0).map(([name]) => name) : undefined;
+}
+
+export function describeCertificate(pem: string): CertificateDescription {
+  const cert = readCertificate(pem);
+  return {
+    subject: cert.subject,
+    issuer: cert.issuer,
+    serialNumber: cert.serialNumber,
+    validFrom: cert.notBefore.toISOString(),
+    validTo: cert.notAfter.toISOString(),
+    keyUsage: keyUsageOf(cert),
+  };
+}
+
+export interface CertificateCheck {
+  ok: boolean;
+  /** readable sentences, empty when ok */
+  problems: string[];
+}
+
+/**
+ * Checks that a certificate may sign messages at `at`: inside its validity period and with
+ * nonRepudiation key usage, as HIS 1037 requires of the virksomhetssertifikat used for signing.
+ */
+export function checkSigningCertificate(certPem: string, at: Date = new Date()): CertificateCheck {
+  const cert = readCertificate(certPem);
+  const problems: string[] = [];
+  if (at < cert.notBefore) problems.push(`the certificate is not valid before ${cert.notBefore.toISOString()}`);
+  if (at > cert.notAfter) problems.push(`the certificate expired on ${cert.notAfter.toISOString()}`);
+  const usage = keyUsageOf(cert);
+  if (usage === undefined) problems.push('the certificate has no key usage extension, so nonRepudiation is missing');
+  else if (!usage.includes('nonRepudiation')) problems.push('the certificate key usage does not include nonRepudiation');
+  return { ok: problems.length === 0, problems };
+}
