@@ -6,6 +6,7 @@ import { registerDlqCommands } from './ops/cli/dlq.js';
 import { registerGatewayCommands } from './ops/cli/gateway.js';
 import { registerMessageCommands } from './ops/cli/messages.js';
 import { addPendingCommand } from './ops/cli/pending.js';
+import { registerRegisterCommands } from './ops/cli/register.js';
 import { registerReportCommands } from './ops/cli/report.js';
 import { registerRouteCommands } from './ops/cli/route.js';
 import { registerRoutingCommands } from './ops/cli/routing.js';
@@ -18,6 +19,7 @@ registerRouteCommands(program);
 addPendingCommand(registerMessageCommands(program));
 registerReportCommands(program);
 registerRoutingCommands(program);
+registerRegisterCommands(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -6,10 +6,11 @@ import { encryptionCertificateProblem } from '../outbound/cms.js';
 import { payloadProtectionFor } from '../outbound/protection.js';
 import { loadAddressIndexes } from '../routing/addressIndex/indexFile.js';
 import { AddressRegister } from '../routing/addressRegister.js';
+import { AddressRegisterClient } from '../routing/ar/client.js';
 import { loadOverrides } from '../routing/overrides.js';
 import { loadPostcodeIndex } from '../routing/postcodeIndex.js';
 import { osloDay } from '../routing/validity.js';
-import type { GatewayConfig } from './config.js';
+import { durationMs, type GatewayConfig } from './config.js';
 
 function attempt(problems: string[], label: string, fn: () => void) {
   try {
@@ -69,4 +70,17 @@ function checkEncryptionPair(problems: string[], label: string, pair: { keyFile:
   if (!cert.checkPrivateKey(key)) problems.push(`${label}: the certificate does not belong to the key`);
   const problem = encryptionCertificateProblem(cert.toString(), new Date());
   if (problem) problems.push(`${label}.certFile: ${problem}`);
+}
+
+/** `config check --online`: the address register answers Ping with these credentials (or why not). */
+export async function checkOnline(config: GatewayConfig): Promise<string[]> {
+  const { url, user, password, timeout } = config.addressRegister;
+  if (!url) return [];
+  const client = new AddressRegisterClient({ url, user, password, timeoutMs: durationMs(timeout), bydelOf: () => undefined });
+  try {
+    await client.ping();
+    return [];
+  } catch (e) {
+    return [`addressRegister.url: ${(e as Error).message}`];
+  }
 }

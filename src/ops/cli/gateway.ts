@@ -1,6 +1,6 @@
 // `start` and `config check`.
 import type { Command } from 'commander';
-import { checkConfigFiles } from '../../config/check.js';
+import { checkConfigFiles, checkOnline } from '../../config/check.js';
 import { durationMs } from '../../config/config.js';
 import { EVENTS } from '../../observability/events.js';
 import { createLogger } from '../../observability/log.js';
@@ -44,9 +44,11 @@ export function registerGatewayCommands(program: Command): void {
     .description('configuration tools')
     .command('check')
     .description('validate the configuration file and environment; prints every problem on its own line')
-    .action(() => {
+    .option('--online', 'also reach the services the configuration names (the address register)')
+    .action(async (o: { online?: boolean }) => {
       const config = configOrExit();
       const problems = checkConfigFiles(config);
+      if (o.online) problems.push(...(await checkOnline(config)));
       if (problems.length > 0) {
         for (const p of problems) console.error(p);
         process.exit(1);

@@ -81,13 +81,39 @@ export class LiveRegister {
     const now = this.now();
     const due = new Set(this.organisationsToWatch().filter((h) => !this.fresh(h, now)));
     for (const a of this.answers.values()) if (a.expiresAt <= now) due.add(a.herId);
-    await this.fetch([...due]).catch((e) => this.tolerate(e));
+    await this.fetch([...due]).catch((e) => {
+      this.tolerate(e);
+      return [];
+    });
   }
 
-  /** Asks AR for these HER-ids now, whatever is cached (`register refresh`); throws when AR does not answer. */
-  async refresh(herIds: string[]): Promise<void> {
+  /** Asks AR for these HER-ids now, whatever is cached (`register refresh`): the HER-ids answered for (an organisation's services too); throws when AR does not answer. */
+  async refresh(herIds: string[]): Promise<string[]> {
     await this.sync();
-    await this.fetch(herIds);
+    return this.fetch(herIds);
+  }
+
+  /** Every organisation routing needs and every HER-id cached, asked again now; the HER-ids AR answered for. */
+  async refreshAll(): Promise<string[]> {
+    await this.sync();
+    return this.fetch([...new Set([...this.organisationsToWatch(), ...this.answers.keys()])]);
+  }
+
+  /**
+   * A snapshot in today's format (DESIGN §4.5) from what AR answers now, for `register export`:
+   * the bydel organisations and Oslo kommune's, with their services, of one municipality.
+   */
+  async exportSnapshot(municipality: string): Promise<CommunicationParty[]> {
+    await this.sync();
+    const answered = new Set(await this.fetch(this.organisationsToWatch()));
+    return this.deps.register.parties.filter((p) => answered.has(p.herId) && p.municipality === municipality);
+  }
+
+  /** Where the register's view of a HER-id comes from. */
+  sourceOf(herId: string): { from: 'ar'; fetchedAt: Date; expiresAt: Date; found: boolean } | { from: 'snapshot' } | undefined {
+    const a = this.answers.get(herId);
+    if (a) return { from: 'ar', fetchedAt: a.fetchedAt, expiresAt: a.expiresAt, found: a.party !== undefined };
+    return this.snapshot.some((p) => p.herId === herId) ? { from: 'snapshot' } : undefined;
   }
 
   /**
@@ -125,10 +151,10 @@ export class LiveRegister {
     return a !== undefined && a.expiresAt > now;
   }
 
-  /** Fetches parties (an organisation brings its services) with their certificates, caches them and updates the register. */
-  private async fetch(herIds: string[]): Promise<void> {
+  /** Fetches parties (an organisation brings its services) with their certificates, caches them and updates the register; the HER-ids answered for. */
+  private async fetch(herIds: string[]): Promise<string[]> {
     const client = this.client;
-    if (!client || herIds.length === 0) return;
+    if (!client || herIds.length === 0) return [];
     const fetchedAt = this.now();
     const expiresAt = new Date(fetchedAt.getTime() + this.ttlMs);
     const answers: CachedAnswer[] = [];
@@ -154,6 +180,7 @@ export class LiveRegister {
       this.deps.log.info({ event: EVENTS.addressRegisterAnswers }, 'the address register answers again');
       this.unavailable = undefined;
     }
+    return answers.map((a) => a.herId);
   }
 
   private async keep(answers: CachedAnswer[]): Promise<void> {

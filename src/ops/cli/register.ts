@@ -1,0 +1,131 @@
+// `plo-gateway register show|refresh|export` (DESIGN §4.6): the address register as the gateway
+// sees it — the snapshot with NHN's Adresseregister on top — read, refreshed, or written out as a
+// snapshot file. Exit codes: 0 ok, 1 not found / AR not configured or not answering, 2 usage.
+import { writeFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { checkSigningCertificate, describeCertificate } from '../../outbound/certificates.js';
+import { encryptionCertificateProblem } from '../../outbound/cms.js';
+import { ArUnavailable } from '../../routing/ar/client.js';
+import { LiveRegister } from '../../routing/ar/liveRegister.js';
+import { loadRouting } from '../../routing/load.js';
+import { fail } from '../result.js';
+import { failed, type OpsContext, printJson, withStore } from './opsContext.js';
+
+const NOT_CONFIGURED = fail('unavailable', 'no address register is configured (GATEWAY_ADDRESS_REGISTER_URL): only the snapshot serves');
+
+async function liveRegister(ctx: OpsContext): Promise<LiveRegister> {
+  const live = new LiveRegister({ config: ctx.config, db: ctx.store.db, register: loadRouting(ctx.config).register, log: ctx.log });
+  await live.sync();
+  return live;
+}
+
+/** AR not answering is one readable line and exit code 1; anything else is a bug and is thrown. */
+async function orUnavailable(json: boolean, work: () => Promise<void>): Promise<void> {
+  try {
+    await work();
+  } catch (e) {
+    if (!(e instanceof ArUnavailable)) throw e;
+    failed(fail('unavailable', e.message), json);
+  }
+}
+
+export function registerRegisterCommands(program: Command): void {
+  const register = program.command('register').description('the address register: the snapshot with NHN Adresseregisteret (AR) on top');
+  register
+    .command('show <herId>')
+    .description('a party as the gateway sees it now (asked of AR when configured): services, certificates with validity and key usage')
+    .option('--json', 'machine-readable output')
+    .action((herId: string, o: { json?: boolean }) => withStore((ctx) => show(ctx, herId, o.json === true)));
+  register
+    .command('refresh [herId]')
+    .description('ask AR again now, whatever is cached: one party, or every bydel organisation and cached party')
+    .option('--json', 'machine-readable output')
+    .action((herId: string | undefined, o: { json?: boolean }) =>
+      withStore(async (ctx) => {
+        const live = await liveRegister(ctx);
+        if (!live.client) return failed(NOT_CONFIGURED, o.json === true);
+        await orUnavailable(o.json === true, async () => {
+          const answered = herId ? await live.refresh([herId]) : await live.refreshAll();
+          if (o.json) return printJson({ refreshed: answered });
+          console.log(`refreshed from AR: ${answered.length} part${answered.length === 1 ? 'y' : 'ies'}${herId ? ` (${herId})` : ''}`);
+        });
+      }),
+    );
+  register
+    .command('export')
+    .description("write a snapshot in today's format (DESIGN §4.5) from what AR answers now: the bydel organisations and their services")
+    .requiredOption('--municipality <code>', 'kommunenummer, e.g. 0301')
+    .requiredOption('--out <file>', 'where to write the snapshot')
+    .option('--json', 'machine-readable output')
+    .action((o: { municipality: string; out: string; json?: boolean }) =>
+      withStore(async (ctx) => {
+        const live = await liveRegister(ctx);
+        if (!live.client) return failed(NOT_CONFIGURED, o.json === true);
+        await orUnavailable(o.json === true, async () => {
+          const parties = await live.exportSnapshot(o.municipality);
+          writeFileSync(o.out, `${JSON.stringify(parties, null, 2)}\n`);
+          const services = parties.filter((p) => p.type === 'Service').length;
+          if (o.json) return printJson({ out: o.out, parties: parties.length, services });
+          console.log(`wrote ${o.out}: ${parties.length} parties (${services} services) of municipality ${o.municipality}`);
+        });
+      }),
+    );
+}
+
+async function show(ctx: OpsContext, herId: string, json: boolean): Promise<void> {
+  const live = await liveRegister(ctx);
+  let note: string | undefined;
+  if (live.client) {
+    try {
+      await live.refresh([herId]);
+    } catch (e) {
+      if (!(e instanceof ArUnavailable)) throw e;
+      note = `AR does not answer (${e.message}): showing what is cached or in the snapshot`;
+    }
+  }
+  const party = live.register.get(herId);
+  const source = live.sourceOf(herId);
+  if (!party) {
+    const why = source?.from === 'ar' ? 'AR has no party with this HER-id' : 'neither AR nor the snapshot knows this HER-id';
+    return failed(fail('not-found', `${herId}: ${why}`), json);
+  }
+  const now = new Date();
+  const services = live.register.parties.filter((p) => p.parentHerId === herId);
+  const certificates = {
+    signing: party.signingCertificate
+      ? { ...describeCertificate(party.signingCertificate), problems: checkSigningCertificate(party.signingCertificate, now).problems }
+      : null,
+    encryption: party.encryptionCertificate
+      ? { ...describeCertificate(party.encryptionCertificate), problems: [encryptionCertificateProblem(party.encryptionCertificate, now)].filter(Boolean) }
+      : null,
+  };
+  const { signingCertificate, encryptionCertificate, ...facts } = party;
+  if (json)
+    return printJson({ party: facts, source, services: services.map(({ signingCertificate: _s, encryptionCertificate: _e, ...s }) => s), certificates, note });
+  if (note) console.error(note);
+  console.log(`${party.herId}  ${party.name}  (${party.type}${party.active ? '' : ', INACTIVE'})`);
+  console.log(
+    `  from            ${source?.from === 'ar' ? `AR, fetched ${source.fetchedAt.toISOString()}, serves until ${source.expiresAt.toISOString()}` : 'the snapshot'}`,
+  );
+  for (const [label, value] of [
+    ['parent', party.parentHerId],
+    ['municipality', party.municipality],
+    ['bydel', party.bydel],
+    ['service code', party.serviceCode],
+    ['valid', party.validFrom || party.validTo ? `${party.validFrom ?? '…'} – ${party.validTo ?? '…'}` : undefined],
+    ['EDI address', party.ediAddress],
+  ] as const) {
+    if (value) console.log(`  ${label.padEnd(15)} ${value}`);
+  }
+  for (const [purpose, c] of Object.entries(certificates)) {
+    if (!c) {
+      console.log(`  ${purpose} certificate: none`);
+      continue;
+    }
+    console.log(`  ${purpose} certificate: ${c.subject} (issuer ${c.issuer}, serial ${c.serialNumber})`);
+    console.log(
+      `    valid ${c.validFrom} – ${c.validTo}; key usage ${c.keyUsage?.join(', ') ?? '(none)'}${c.problems.length ? `; NOT USABLE: ${c.problems.join('; ')}` : ''}`,
+    );
+  }
+  for (const s of services) console.log(`  service ${s.herId}  ${s.name}  ${s.serviceCode ?? ''}${s.active ? '' : '  INACTIVE'}`);
+}
