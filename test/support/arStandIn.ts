@@ -143,7 +143,7 @@ export class ArStandIn {
     if (code && p.serviceCode) set(code, 'CodeValue', p.serviceCode, COMMON);
     const valid = child(el, 'Valid');
     if (valid) {
-      set(valid, 'From', '2020-01-01T00:00:00', COMMON);
+      set(valid, 'From', '2000-01-01T00:00:00', COMMON);
       set(valid, 'To', '9999-12-31T23:59:59', COMMON);
     }
     for (const address of Array.from(el.getElementsByTagNameNS(COMMON, 'ElectronicAddress'))) {

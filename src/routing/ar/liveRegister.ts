@@ -221,11 +221,14 @@ export class LiveRegister {
     this.deps.register.replace([...byHerId.values()]);
   }
 
-  /** An organisation's bydel: the configured table first, then the snapshot. */
+  /** A party's bydel: its own or its parent organisation's, from the configured table first, then the snapshot. */
   private bydelOf(p: Pick<CommunicationParty, 'herId' | 'parentHerId'>): string | undefined {
     const table = this.deps.config.addressRegister.bydelOrganisations;
-    const configured = table && Object.entries(table).find(([, her]) => her === p.herId)?.[0];
-    return configured ?? this.snapshot.find((s) => s.herId === p.herId)?.bydel;
+    const of = (herId: string | undefined) =>
+      herId === undefined
+        ? undefined
+        : ((table && Object.entries(table).find(([, her]) => her === herId)?.[0]) ?? this.snapshot.find((s) => s.herId === herId)?.bydel);
+    return of(p.herId) ?? of(p.parentHerId);
   }
 
   /** The organisations whose services routing needs: every bydel organisation and Oslo kommune's. */
