@@ -2,6 +2,7 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { TrustStore, trustStoreFor } from '../outbound/certificates.js';
 import { encryptionCertificateProblem } from '../outbound/cms.js';
 import { payloadProtectionFor } from '../outbound/protection.js';
 import { loadAddressIndexes } from '../routing/addressIndex/indexFile.js';
@@ -25,6 +26,8 @@ export function checkConfigFiles(config: GatewayConfig): string[] {
   if (!existsSync(join(config.schemaDir, 'MsgHead-v1_2.xsd'))) {
     problems.push(`schemaDir: ${config.schemaDir} does not contain MsgHead-v1_2.xsd (set GATEWAY_SCHEMA_DIR)`);
   }
+  let trust = TrustStore.none();
+  attempt(problems, 'trust.anchors', () => (trust = trustStoreFor(config.trust)));
   let register: AddressRegister | undefined;
   attempt(problems, 'routing.addressRegisterFile', () => (register = AddressRegister.load(config.routing.addressRegisterFile)));
   attempt(problems, 'routing.postcodeIndexFile', () => loadPostcodeIndex(config.routing.postcodeIndexFile));
@@ -43,10 +46,14 @@ export function checkConfigFiles(config: GatewayConfig): string[] {
     }
     // What routing sends to must be able to receive it: otherwise every message for it is held.
     const now = new Date();
-    for (const service of register.parties.filter((p) => p.type === 'Service' && p.bydel && p.active)) {
-      const protection = payloadProtectionFor(config, register, service.herId, now);
-      if (protection.mode === 'unusable') problems.push(`routing.addressRegisterFile: ${protection.reason}; messages routed to it will be held`);
-    }
+    const known = register;
+    const services = known.parties.filter((p) => p.type === 'Service' && p.bydel && p.active);
+    attempt(problems, 'trust.anchors', () => {
+      for (const service of services) {
+        const protection = payloadProtectionFor(config, known, service.herId, now);
+        if (protection.mode === 'unusable') problems.push(`routing.addressRegisterFile: ${protection.reason}; messages routed to it will be held`);
+      }
+    });
   }
   let key: ReturnType<typeof createPrivateKey> | undefined;
   let cert: X509Certificate | undefined;
@@ -55,20 +62,22 @@ export function checkConfigFiles(config: GatewayConfig): string[] {
   if (key && cert) {
     if (!cert.checkPrivateKey(key)) problems.push('signing: the certificate does not belong to the signing key');
     if (new Date(cert.validTo) < new Date()) problems.push(`signing.certFile: the certificate expired ${cert.validTo}`);
+    const chain = trust.chainProblem(cert.toString(), new Date());
+    if (chain) problems.push(`signing.certFile: ${chain}`);
   }
-  for (const [i, pair] of config.encryption.keys.entries()) checkEncryptionPair(problems, `encryption.keys.${i}`, pair);
+  for (const [i, pair] of config.encryption.keys.entries()) checkEncryptionPair(problems, `encryption.keys.${i}`, pair, trust);
   return problems;
 }
 
 /** One of the gateway's own decryption pairs: the key, its certificate, and that they are usable together. */
-function checkEncryptionPair(problems: string[], label: string, pair: { keyFile: string; certFile: string }) {
+function checkEncryptionPair(problems: string[], label: string, pair: { keyFile: string; certFile: string }, trust: TrustStore) {
   let key: ReturnType<typeof createPrivateKey> | undefined;
   let cert: X509Certificate | undefined;
   attempt(problems, `${label}.keyFile`, () => (key = createPrivateKey(readFileSync(pair.keyFile))));
   attempt(problems, `${label}.certFile`, () => (cert = new X509Certificate(readFileSync(pair.certFile))));
   if (!key || !cert) return;
   if (!cert.checkPrivateKey(key)) problems.push(`${label}: the certificate does not belong to the key`);
-  const problem = encryptionCertificateProblem(cert.toString(), new Date());
+  const problem = encryptionCertificateProblem(cert.toString(), new Date(), trust);
   if (problem) problems.push(`${label}.certFile: ${problem}`);
 }
 
@@ -83,4 +92,21 @@ export async function checkOnline(config: GatewayConfig): Promise<string[]> {
   } catch (e) {
     return [`addressRegister.url: ${(e as Error).message}`];
   }
+}
+
+/**
+ * What `start` refuses to run with: an own signing or decryption certificate that has expired.
+ * One line each, naming the file.
+ */
+export function ownCertificateProblems(config: GatewayConfig, at = new Date()): string[] {
+  const files = [['signing.certFile', config.signing.certFile], ...config.encryption.keys.map((k, i) => [`encryption.keys.${i}.certFile`, k.certFile])];
+  const problems: string[] = [];
+  for (const [label, file] of files) {
+    const cert = new X509Certificate(readFileSync(file));
+    if (at > new Date(cert.validTo))
+      problems.push(`${label}: the gateway's own certificate ${file} expired on ${new Date(cert.validTo).toISOString()}; renew it before starting`);
+    else if (at < new Date(cert.validFrom))
+      problems.push(`${label}: the gateway's own certificate ${file} is not valid before ${new Date(cert.validFrom).toISOString()}`);
+  }
+  return problems;
 }

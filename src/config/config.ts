@@ -97,6 +97,11 @@ export const configSchema = z
         plainPartners: [],
         outbound: { payload: 'encrypted', contentCipher: 'aes-256-cbc', keyTransport: 'rsa-pkcs1', partners: {} },
       }),
+    /** CA certificates (PEM files) that partner and own certificates must chain to; none = not checked (DESIGN §4.6) */
+    trust: z
+      .object({ anchors: z.array(z.string().min(1)).default([]) })
+      .strict()
+      .default({ anchors: [] }),
     /** NHN's Adresseregister, live (DESIGN §4.6): without `url` the snapshot alone serves */
     addressRegister: z
       .object({
@@ -258,6 +263,13 @@ function applyEnv(raw: JsonObject, env: NodeJS.ProcessEnv): JsonObject {
     );
   }
   if (env.GATEWAY_ADDRESS_REGISTER) set(['routing', 'addressRegisterFile'], env.GATEWAY_ADDRESS_REGISTER);
+  if (env.GATEWAY_TRUST_ANCHORS)
+    set(
+      ['trust', 'anchors'],
+      env.GATEWAY_TRUST_ANCHORS.split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    );
   if (env.GATEWAY_ADDRESS_REGISTER_URL) set(['addressRegister', 'url'], env.GATEWAY_ADDRESS_REGISTER_URL);
   if (env.GATEWAY_ADDRESS_REGISTER_USER) set(['addressRegister', 'user'], env.GATEWAY_ADDRESS_REGISTER_USER);
   if (env.GATEWAY_ADDRESS_REGISTER_PASSWORD) set(['addressRegister', 'password'], env.GATEWAY_ADDRESS_REGISTER_PASSWORD);
@@ -309,6 +321,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigLoad {
   const { signing, routing } = config;
   signing.keyFile = resolve(signing.keyFile);
   signing.certFile = resolve(signing.certFile);
+  config.trust.anchors = config.trust.anchors.map((f) => resolve(f));
   config.encryption.keys = config.encryption.keys.map((k) => ({ keyFile: resolve(k.keyFile), certFile: resolve(k.certFile) }));
   routing.addressRegisterFile = resolve(routing.addressRegisterFile);
   routing.postcodeIndexFile = resolve(routing.postcodeIndexFile);

@@ -19,6 +19,7 @@ import { type EbxmlInfo, type MsgHeadModel, ok, type ParsedMessage, permanent, t
 import { type Arrived, type EncryptedMessage, type InboundMessage, openEncrypted, parseInbound, type SignalMessage } from '../mapping/parse.js';
 import { EVENTS } from '../observability/events.js';
 import { type Logger, logStage } from '../observability/log.js';
+import { trustStoreFor } from '../outbound/certificates.js';
 import { decryptEnveloped } from '../outbound/cms.js';
 import {
   buildAcknowledgment,
@@ -187,10 +188,11 @@ export class BydelToHospitalFlow {
     const { live, register, config } = this.deps;
     const claimed = claimedSender(inbound);
     if (live && claimed) await live.ensure([claimed]);
-    const first = verifySender(d, inbound, register, config.ownHerId, now);
+    const trust = trustStoreFor(config.trust);
+    const first = verifySender(d, inbound, register, config.ownHerId, now, trust);
     if (first.ok || !live || !claimed || !CERTIFICATE_CONDITIONS.has(first.error.condition ?? '')) return first;
     if (!(await live.invalidate(claimed))) return first;
-    return verifySender(d, inbound, register, config.ownHerId, now);
+    return verifySender(d, inbound, register, config.ownHerId, now, trust);
   }
 
   /** Opens an encrypted payload with the gateway's keys; a failure is the sender's transport problem, never the EPJ's. */

@@ -9,7 +9,7 @@
 
 import { type EbxmlInfo, ok, permanent, type StageResult } from '../mapping/model.js';
 import type { InboundMessage } from '../mapping/parse.js';
-import { checkSigningCertificate } from '../outbound/certificates.js';
+import { checkSigningCertificate, TrustStore } from '../outbound/certificates.js';
 import { verifyEbxmlMessage } from '../outbound/ebxml.js';
 import type { SignatureAlgorithm } from '../outbound/xmldsig.js';
 import type { AddressRegister } from '../routing/addressRegister.js';
@@ -33,6 +33,7 @@ export function verifySender(
   register: AddressRegister,
   ownHerId: string,
   now: Date,
+  trust: TrustStore = TrustStore.none(),
 ): StageResult<VerifiedSender> {
   const ebxml = inbound.kind === 'signal' ? inbound.signal.ebxml : inbound.message.ebxml;
   if (!ebxml)
@@ -44,7 +45,7 @@ export function verifySender(
   const certPem = signingCertificateOf(register, herId);
   if (!certPem)
     return permanent('S02', `The address register has no active party with a signing certificate for HER-id ${herId}.`, 'transport:missing-certificate');
-  const certificate = checkSigningCertificate(certPem, now);
+  const certificate = checkSigningCertificate(certPem, now, trust);
   if (!certificate.ok)
     return permanent('S02', `The signing certificate of HER-id ${herId} cannot be used: ${certificate.problems.join('; ')}.`, 'transport:invalid-certificate');
   const signature = verifyEbxmlMessage(received.body, received.contentType, certPem);

@@ -29,7 +29,7 @@
 // The module never logs; decryption failures come back as one sentence with no content in it.
 import { constants, createPrivateKey, privateDecrypt, publicEncrypt, randomBytes, X509Certificate } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { keyUsageOf, readCertificate } from './certificates.js';
+import { keyUsageOf, readCertificate, TrustStore } from './certificates.js';
 
 export type ContentCipher = 'aes-256-cbc' | 'des-ede3-cbc';
 /** what decryption accepts: also AES-128/192, which other senders may use */
@@ -445,7 +445,7 @@ function keyTransportOf(msg: ForgeEnvelopedData, recipient: ForgeRecipient): Tra
  * when it can: an RSA key, valid at `at`, and KeyUsage with keyEncipherment or dataEncipherment
  * (or no KeyUsage extension at all, which RFC 5280 reads as any usage).
  */
-export function encryptionCertificateProblem(certPem: string, at: Date): string | undefined {
+export function encryptionCertificateProblem(certPem: string, at: Date, trust: TrustStore = TrustStore.none()): string | undefined {
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(certPem);
@@ -462,5 +462,5 @@ export function encryptionCertificateProblem(certPem: string, at: Date): string 
   const usage = keyUsageOf(readCertificate(cert.toString()));
   if (usage && !usage.includes('keyEncipherment') && !usage.includes('dataEncipherment'))
     return 'the certificate key usage does not allow encryption (neither keyEncipherment nor dataEncipherment)';
-  return undefined;
+  return trust.chainProblem(certPem, at);
 }

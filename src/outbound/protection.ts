@@ -5,6 +5,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { GatewayConfig } from '../config/config.js';
 import type { AddressRegister } from '../routing/addressRegister.js';
+import { trustStoreFor } from './certificates.js';
 import { type ContentCipher, encryptionCertificateProblem, type KeyTransport } from './cms.js';
 
 export interface EncryptionChoice {
@@ -23,7 +24,7 @@ export function payloadProtectionFor(config: GatewayConfig, register: AddressReg
   if ((partner.payload ?? outbound.payload) === 'plain') return { mode: 'plain' };
   const certificatePem = register.get(toHerId)?.encryptionCertificate;
   if (!certificatePem) return { mode: 'unusable', reason: `the address register has no encryption certificate for HER-id ${toHerId}` };
-  const problem = encryptionCertificateProblem(certificatePem, at);
+  const problem = encryptionCertificateProblem(certificatePem, at, trustStoreFor(config.trust));
   if (problem) return { mode: 'unusable', reason: `the encryption certificate of HER-id ${toHerId} cannot be used: ${problem}` };
   return {
     mode: 'encrypted',

@@ -3,7 +3,7 @@
 // snapshot file. Exit codes: 0 ok, 1 not found / AR not configured or not answering, 2 usage.
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { checkSigningCertificate, describeCertificate } from '../../outbound/certificates.js';
+import { checkSigningCertificate, describeCertificate, trustStoreFor } from '../../outbound/certificates.js';
 import { encryptionCertificateProblem } from '../../outbound/cms.js';
 import { ArUnavailable } from '../../routing/ar/client.js';
 import { LiveRegister } from '../../routing/ar/liveRegister.js';
@@ -90,13 +90,17 @@ async function show(ctx: OpsContext, herId: string, json: boolean): Promise<void
     return failed(fail('not-found', `${herId}: ${why}`), json);
   }
   const now = new Date();
+  const trust = trustStoreFor(ctx.config.trust);
   const services = live.register.parties.filter((p) => p.parentHerId === herId);
   const certificates = {
     signing: party.signingCertificate
-      ? { ...describeCertificate(party.signingCertificate), problems: checkSigningCertificate(party.signingCertificate, now).problems }
+      ? { ...describeCertificate(party.signingCertificate), problems: checkSigningCertificate(party.signingCertificate, now, trust).problems }
       : null,
     encryption: party.encryptionCertificate
-      ? { ...describeCertificate(party.encryptionCertificate), problems: [encryptionCertificateProblem(party.encryptionCertificate, now)].filter(Boolean) }
+      ? {
+          ...describeCertificate(party.encryptionCertificate),
+          problems: [encryptionCertificateProblem(party.encryptionCertificate, now, trust)].filter(Boolean),
+        }
       : null,
   };
   const { signingCertificate, encryptionCertificate, ...facts } = party;
