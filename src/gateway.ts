@@ -16,6 +16,8 @@ import { EVENTS } from './observability/events.js';
 import type { Logger } from './observability/log.js';
 import { startHttpServer } from './ops/http.js';
 import { OpsRuntime } from './ops/runtime.js';
+import { trustStoreFor } from './outbound/certificates.js';
+import { RevocationChecker } from './outbound/revocation.js';
 import { OutboxPublisher, relayPolicy } from './outbox/relay.js';
 import { LiveRegister } from './routing/ar/liveRegister.js';
 import { loadRouting } from './routing/load.js';
@@ -83,6 +85,7 @@ export class Gateway {
     // what AR answered before (the cache the replicas share) serves from the first message on
     const live = new LiveRegister({ config, db: this.store.db, register: routing.register, log });
     await live.sync();
+    const revocation = new RevocationChecker(trustStoreFor(config.trust), durationMs(config.trust.crl.timeout));
 
     this.broker = new Broker(config.broker, log);
     await this.broker.connect();
@@ -99,7 +102,7 @@ export class Gateway {
     );
     this.outbox.start();
     // before the consumers: every delivery is counted and timed from the first one on
-    const ops = new OpsRuntime({ config, log, store: this.store, broker: this.broker, publisher, outbox: this.outbox, routing, live, signing });
+    const ops = new OpsRuntime({ config, log, store: this.store, broker: this.broker, publisher, outbox: this.outbox, routing, live, revocation, signing });
     this.ops = ops;
     this.startDeadlines(this.store, this.outbox, options.deadlines !== false, () => ops.metrics.transportResent());
     const flow = new HospitalToBydelFlow({ config, log, store: this.store, schemas: this.schemas, routing, live, signing, outbox: this.outbox });
@@ -115,6 +118,7 @@ export class Gateway {
       schemas: this.schemas,
       register: routing.register,
       live,
+      revocation,
       signing,
       decryption: config.encryption.keys.map((k) => ({ keyPem: readFileSync(k.keyFile, 'utf8'), certPem: readFileSync(k.certFile, 'utf8') })),
       outbox: this.outbox,

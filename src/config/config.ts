@@ -99,9 +99,16 @@ export const configSchema = z
       }),
     /** CA certificates (PEM files) that partner and own certificates must chain to; none = not checked (DESIGN §4.6) */
     trust: z
-      .object({ anchors: z.array(z.string().min(1)).default([]) })
+      .object({
+        anchors: z.array(z.string().min(1)).default([]),
+        /** partner signing certificates' CRLs (with anchors): a CRL that cannot be had is accepted with an alert (soft-fail) or makes the message wait (hard-fail) */
+        crl: z
+          .object({ mode: z.enum(['soft-fail', 'hard-fail']).default('soft-fail'), timeout: isoDuration.default('PT10S') })
+          .strict()
+          .default({ mode: 'soft-fail', timeout: 'PT10S' }),
+      })
       .strict()
-      .default({ anchors: [] }),
+      .default({ anchors: [], crl: { mode: 'soft-fail', timeout: 'PT10S' } }),
     /** NHN's Adresseregister, live (DESIGN §4.6): without `url` the snapshot alone serves */
     addressRegister: z
       .object({

@@ -30,6 +30,7 @@ import {
   signatureReferences,
 } from '../outbound/ebxml.js';
 import { type PartnerContext, receiptItem, signingAlgorithmFor } from '../outbound/package.js';
+import type { RevocationChecker } from '../outbound/revocation.js';
 import { again, deliverItem, dlqItem, forwardItem, type NewOutboxItem, type RoutingHeaders } from '../outbox/items.js';
 import type { OutboxPublisher } from '../outbox/relay.js';
 import type { AddressRegister } from '../routing/addressRegister.js';
@@ -58,6 +59,8 @@ export interface InboundDeps {
   register: AddressRegister;
   /** NHN's Adresseregister behind `register`, when configured: asked for what the register does not know (yet) */
   live?: LiveRegister;
+  /** partners' CRLs (with trust anchors configured) */
+  revocation?: RevocationChecker;
   signing: { keyPem: string; certPem: string };
   /** the gateway's own decryption pairs (encryption.keys), newest first */
   decryption: { keyPem: string; certPem: string }[];
@@ -189,10 +192,27 @@ export class BydelToHospitalFlow {
     const claimed = claimedSender(inbound);
     if (live && claimed) await live.ensure([claimed]);
     const trust = trustStoreFor(config.trust);
-    const first = verifySender(d, inbound, register, config.ownHerId, now, trust);
-    if (first.ok || !live || !claimed || !CERTIFICATE_CONDITIONS.has(first.error.condition ?? '')) return first;
-    if (!(await live.invalidate(claimed))) return first;
-    return verifySender(d, inbound, register, config.ownHerId, now, trust);
+    let verified = verifySender(d, inbound, register, config.ownHerId, now, trust);
+    if (!verified.ok && live && claimed && CERTIFICATE_CONDITIONS.has(verified.error.condition ?? '') && (await live.invalidate(claimed)))
+      verified = verifySender(d, inbound, register, config.ownHerId, now, trust);
+    if (!verified.ok) return verified;
+    return this.notRevoked(verified.value);
+  }
+
+  /** The signer's certificate against its CRL: revoked is S03; a CRL that cannot be had soft-fails (accepted, alerted) or hard-fails (the message waits). */
+  private async notRevoked(sender: VerifiedSender): Promise<StageResult<VerifiedSender>> {
+    const certPem = this.deps.register.get(sender.herId)?.signingCertificate;
+    if (!this.deps.revocation || !certPem) return ok(sender);
+    const status = await this.deps.revocation.status(certPem);
+    if (status.state === 'revoked')
+      return permanent(
+        'S03',
+        `The signing certificate of HER-id ${sender.herId} was revoked on ${status.since.toISOString()}.`,
+        'transport:invalid-certificate',
+      );
+    if (status.state === 'unknown' && this.deps.config.trust.crl.mode === 'hard-fail')
+      throw new Error(`revocation of HER-id ${sender.herId}'s certificate cannot be checked: ${status.reason}`);
+    return ok(sender);
   }
 
   /** Opens an encrypted payload with the gateway's keys; a failure is the sender's transport problem, never the EPJ's. */

@@ -47,6 +47,7 @@ export const EVENTS = {
   alertNoTraffic: 'GW-4103',
   opsCheckFailed: 'GW-4104',
   alertAddressRegisterUnavailable: 'GW-4105',
+  alertCrlUnavailable: 'GW-4106',
   deadLetterRecorded: 'GW-5001',
   deadLetterReplayed: 'GW-5002',
   deadLetterDiscarded: 'GW-5003',

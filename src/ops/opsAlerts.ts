@@ -20,7 +20,7 @@ import { type OpsAlertRow, type OpsSchema, opsKysely, opsTrx } from './schema.js
 
 /** One evaluated condition: whether it holds now, and what its alert says either way. */
 export interface Condition {
-  kind: Extract<AlertKind, 'dlq-not-empty' | 'queue-backlog' | 'no-traffic' | 'address-register-unavailable'>;
+  kind: Extract<AlertKind, 'dlq-not-empty' | 'queue-backlog' | 'no-traffic' | 'address-register-unavailable' | 'crl-unavailable'>;
   /** what it is about (a queue name), '' for the gateway as a whole */
   subject: string;
   firing: boolean;
@@ -41,7 +41,21 @@ const EVENT_IDS: Record<Condition['kind'], string> = {
   'queue-backlog': EVENTS.alertQueueBacklog,
   'no-traffic': EVENTS.alertNoTraffic,
   'address-register-unavailable': EVENTS.alertAddressRegisterUnavailable,
+  'crl-unavailable': EVENTS.alertCrlUnavailable,
 };
+
+/** A partner certificate's CRL could not be fetched or checked: messages are accepted unchecked (soft-fail) or wait (hard-fail). */
+export function crlCondition(failing: { since: Date; reason: string } | undefined, mode: 'soft-fail' | 'hard-fail'): Condition {
+  return {
+    kind: 'crl-unavailable',
+    subject: '',
+    firing: failing !== undefined,
+    severity: mode === 'hard-fail' ? 'critical' : 'warning',
+    text: failing
+      ? `A certificate revocation list cannot be had since ${failing.since.toISOString()} (${failing.reason}); ${mode === 'hard-fail' ? 'messages from that partner wait' : 'messages are accepted without the revocation check'}.`
+      : 'Certificate revocation lists can be had again.',
+  };
+}
 
 /** NHN's Adresseregister not answering: the cache and the snapshot serve meanwhile, nothing is rejected for it. */
 export function addressRegisterCondition(a: ArAvailability): Condition {

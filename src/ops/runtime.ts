@@ -9,6 +9,7 @@ import type { SigningMaterial } from '../flows/packageDelivery.js';
 import { EVENTS } from '../observability/events.js';
 import type { Logger } from '../observability/log.js';
 import { Metrics } from '../observability/metrics.js';
+import type { RevocationChecker } from '../outbound/revocation.js';
 import type { OutboxPublisher } from '../outbox/relay.js';
 import type { LiveRegister } from '../routing/ar/liveRegister.js';
 import type { RoutingContext } from '../routing/route.js';
@@ -21,7 +22,7 @@ import { DeadLetterRepository } from './deadLetters/repository.js';
 import { DeadLetterService, REPLAY_OF, REPLAY_SKIP_DEDUPE } from './deadLetters/service.js';
 import type { HttpExtras } from './http.js';
 import { releaseCertificateHolds, releaseHeldMessage, routeHeldMessage } from './manualRoute.js';
-import { addressRegisterCondition, applyCondition, OpsChecker } from './opsAlerts.js';
+import { addressRegisterCondition, applyCondition, crlCondition, OpsChecker } from './opsAlerts.js';
 import { PayloadRetention } from './retention.js';
 import { opsSnapshot } from './snapshot.js';
 
@@ -34,6 +35,7 @@ export interface OpsRuntimeDeps {
   outbox: OutboxPublisher;
   routing: RoutingContext;
   live: LiveRegister;
+  revocation: RevocationChecker;
   signing: SigningMaterial;
 }
 
@@ -69,6 +71,7 @@ export class OpsRuntime {
       async () => {
         await deps.live.refreshDue();
         await applyCondition({ config, store, outbox, log }, addressRegisterCondition(deps.live.availability()), new Date());
+        await applyCondition({ config, store, outbox, log }, crlCondition(deps.revocation.unavailable(), config.trust.crl.mode), new Date());
         const { released, stillHeld } = await releaseCertificateHolds(holdDeps);
         if (released > 0) log.info({ event: EVENTS.releasedFromHold, released, stillHeld }, 'held messages released: their receivers have usable certificates');
       },

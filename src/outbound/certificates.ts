@@ -120,6 +120,11 @@ export class TrustStore {
     return this.anchors.length;
   }
 
+  /** The anchors as PEM, for checking what they signed (CRLs). */
+  get certificates(): string[] {
+    return this.anchors.map((a) => a.toString());
+  }
+
   /** Why `pem` does not chain to an anchor valid at `at`; undefined when it does (or no anchors are configured). */
   chainProblem(pem: string, at: Date): string | undefined {
     if (this.anchors.length === 0) return undefined;

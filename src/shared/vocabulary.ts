@@ -145,7 +145,8 @@ export type AlertKind =
   // the gateway's own health (src/ops/opsAlerts.ts)
   | 'queue-backlog'
   | 'no-traffic'
-  | 'address-register-unavailable';
+  | 'address-register-unavailable'
+  | 'crl-unavailable';
 
 /** messages.transport_state: ebXML Acknowledgment / MessageError. */
 export type TransportState = 'acked' | 'error';
