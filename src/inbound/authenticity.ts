@@ -12,7 +12,7 @@ import type { InboundMessage } from '../mapping/parse.js';
 import { checkSigningCertificate, TrustStore } from '../outbound/certificates.js';
 import { verifyEbxmlMessage } from '../outbound/ebxml.js';
 import type { SignatureAlgorithm } from '../outbound/xmldsig.js';
-import type { AddressRegister } from '../routing/addressRegister.js';
+import type { AddressRegister, CommunicationParty } from '../routing/addressRegister.js';
 
 export interface ReceivedBytes {
   body: Buffer;
@@ -42,14 +42,30 @@ export function verifySender(
   if (!partyId.ok) return partyId;
   const herId = partyId.value;
 
-  const certPem = signingCertificateOf(register, herId);
-  if (!certPem)
+  const certificates = signingCertificatesOf(register, herId);
+  if (certificates.length === 0)
     return permanent('S02', `The address register has no active party with a signing certificate for HER-id ${herId}.`, 'transport:missing-certificate');
-  const certificate = checkSigningCertificate(certPem, now, trust);
-  if (!certificate.ok)
-    return permanent('S02', `The signing certificate of HER-id ${herId} cannot be used: ${certificate.problems.join('; ')}.`, 'transport:invalid-certificate');
-  const signature = verifyEbxmlMessage(received.body, received.contentType, certPem);
-  if (!signature.ok) return permanent('S01', `The ebXML signature of HER-id ${herId} does not verify: ${signature.reason}.`, 'transport:invalid-signature');
+  // During a rollover the register lists the new certificate and the one it replaces: either may have signed.
+  let refusal: ReturnType<typeof permanent> | undefined;
+  let signature: ReturnType<typeof verifyEbxmlMessage> | undefined;
+  for (const certPem of certificates) {
+    const certificate = checkSigningCertificate(certPem, now, trust);
+    if (!certificate.ok) {
+      refusal ??= permanent(
+        'S02',
+        `The signing certificate of HER-id ${herId} cannot be used: ${certificate.problems.join('; ')}.`,
+        'transport:invalid-certificate',
+      );
+      continue;
+    }
+    const verified = verifyEbxmlMessage(received.body, received.contentType, certPem);
+    if (verified.ok) {
+      signature = verified;
+      break;
+    }
+    refusal = permanent('S01', `The ebXML signature of HER-id ${herId} does not verify: ${verified.reason}.`, 'transport:invalid-signature');
+  }
+  if (!signature?.ok) return refusal ?? permanent('S01', `The ebXML signature of HER-id ${herId} does not verify.`, 'transport:invalid-signature');
 
   const agreed = sendersAgree(herId, received.fromHerId, inbound);
   if (!agreed.ok) return agreed;
@@ -69,12 +85,14 @@ function fromPartyId(ebxml: EbxmlInfo): StageResult<string> {
  * The certificate the sender signs with: its own, or else its parent organisation's (a service
  * in Adresseregisteret usually signs with the organisation's virksomhetssertifikat).
  */
-function signingCertificateOf(register: AddressRegister, herId: string): string | undefined {
+/** The party's signing certificates, newest first (its own, else its organisation's). */
+function signingCertificatesOf(register: AddressRegister, herId: string): string[] {
   const party = register.get(herId);
-  if (!party?.active) return undefined;
-  if (party.signingCertificate) return party.signingCertificate;
+  if (!party?.active) return [];
+  const of = (p: CommunicationParty) => (p.signingCertificate ? [p.signingCertificate, ...(p.previousSigningCertificates ?? [])] : []);
+  if (party.signingCertificate) return of(party);
   const parent = party.parentHerId ? register.get(party.parentHerId) : undefined;
-  return parent?.active ? parent.signingCertificate : undefined;
+  return parent?.active ? of(parent) : [];
 }
 
 /** HER-ids the business document gives for its sender (level 1 and 2 of MsgHead, or the AppRec's). */

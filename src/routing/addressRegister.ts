@@ -21,6 +21,8 @@ const partySchema = z.object({
   /** the party's E_EDI electronic address (DESIGN §4.7): its EDI mailbox */
   ediAddress: z.string().optional(),
   signingCertificate: z.string().optional(),
+  /** during a rollover: certificates the party signed with before `signingCertificate`, still accepted while valid */
+  previousSigningCertificates: z.array(z.string()).optional(),
   encryptionCertificate: z.string().optional(),
   /** a bydel's receiving service can change on a given day (the 2028 bydel reform): first day valid */
   validFrom: isoDay.optional(),

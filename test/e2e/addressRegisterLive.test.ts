@@ -108,7 +108,7 @@ describe('the address register, live, end to end (stand-in AR, RabbitMQ, SQLite)
     expect(ar.count('GetCommunicationPartyDetails', FROGNER.herId)).to.equal(1);
   });
 
-  it('a renewed signing certificate: the sender is fetched once more, and its message is accepted; a key AR never had is refused after one refetch', async () => {
+  it('a renewed signing certificate: the sender is fetched once more and its message accepted, one signed with the old certificate still is (rollover); a key AR never had is refused after one refetch', async () => {
     const { xml } = readdressToOslo(readSample(INNLAGT), { postalCode: '0350' });
     await peer.send(config.broker.queues.epjOutbound, xml);
     const [admission] = await deliveriesAt('9930005', 1);
@@ -125,7 +125,15 @@ describe('the address register, live, end to end (stand-in AR, RabbitMQ, SQLite)
     expect(forwarded?.properties.headers?.['msg-id']).to.equal(report.msgId);
 
     expect(ar.count('GetCommunicationPartyDetails', '9930005'), 'the renewal cost one refetch').to.equal(1);
-    const before = ar.count('GetCommunicationPartyDetails', '9930005');
+
+    // signed with the old certificate before the switch, arriving after: still accepted (rollover), no refetch
+    const before = new SimulatedBydel(FROGNER, { name: 'Sykepleietjeneste (FIKTIV)', herId: '9930005' }, kpKey, 'rsa-sha256');
+    const late = before.appRec(notice, '1');
+    await peer.send(config.broker.queues.nhnInbound, late.packaged.body, { contentType: late.packaged.contentType, headers: { 'from-her-id': '9930005' } });
+    const [lateForwarded] = await peer.take(config.broker.queues.epjInbound, 1);
+    expect(lateForwarded?.properties.headers?.['msg-id']).to.equal(late.appRecId);
+    expect(ar.count('GetCommunicationPartyDetails', '9930005')).to.equal(1);
+    const fetchesBefore = ar.count('GetCommunicationPartyDetails', '9930005');
     const stranger = new SimulatedBydel(FROGNER, { name: 'Sykepleietjeneste (FIKTIV)', herId: '9930005' }, await makeSigner('not-frogner'), 'rsa-sha256');
     const forged = stranger.reply(readSample(INNLEGGELSESRAPPORT), notice);
     const forgedPackage = stranger.package(forged.xml, { msgType: 'INNLEGGELSESRAPPORT', toHerId: notice.fromHerId, conversationId: notice.conversationId });
@@ -133,7 +141,7 @@ describe('the address register, live, end to end (stand-in AR, RabbitMQ, SQLite)
     const [dead] = await peer.take(config.broker.queues.dlq, 1);
     expect(dead?.properties.headers?.['x-error-code']).to.equal('S01');
     expect(await peer.take(config.broker.queues.epjInbound, 1, 500), 'never forwarded').to.have.length(0);
-    expect(ar.count('GetCommunicationPartyDetails', '9930005') - before, 'fetched once more before refusing, not again and again').to.equal(1);
+    expect(ar.count('GetCommunicationPartyDetails', '9930005') - fetchesBefore, 'fetched once more before refusing, not again and again').to.equal(1);
   });
 
   it('AR stopped for 60 s under traffic: nothing rejected or dead-lettered, everything delivered after, one alert firing and one resolved', async () => {

@@ -13,6 +13,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { durationMs, type GatewayConfig } from '../../config/config.js';
 import { EVENTS } from '../../observability/events.js';
 import type { Logger } from '../../observability/log.js';
+import { readCertificate } from '../../outbound/certificates.js';
 import type { Db } from '../../tracking/db.js';
 import { AddressRegister, type CommunicationParty } from '../addressRegister.js';
 import { type CachedAnswer, cachedAnswers, expireAnswer, storeAnswers } from './cache.js';
@@ -185,8 +186,10 @@ export class LiveRegister {
 
   private async keep(answers: CachedAnswer[]): Promise<void> {
     if (answers.length === 0) return;
-    await storeAnswers(this.deps.db, answers);
-    for (const a of answers) this.answers.set(a.herId, a);
+    const now = this.now();
+    const kept = answers.map((a) => (a.party ? { ...a, party: withRollover(a.party, this.answers.get(a.herId)?.party, now) } : a));
+    await storeAnswers(this.deps.db, kept);
+    for (const a of kept) this.answers.set(a.herId, a);
     this.compose();
   }
 
@@ -261,6 +264,26 @@ export class LiveRegister {
     } catch {
       return 'missing';
     }
+  }
+}
+
+/**
+ * A rollover (AR now gives a new signing certificate): the one it replaces keeps being accepted
+ * while it is valid, since messages signed before the switch are still on their way.
+ */
+function withRollover(party: CommunicationParty, before: CommunicationParty | undefined, now: Date): CommunicationParty {
+  const older = [before?.signingCertificate, ...(before?.previousSigningCertificates ?? [])].filter(
+    (pem): pem is string => pem !== undefined && pem !== party.signingCertificate && stillValid(pem, now),
+  );
+  const unique = [...new Set(older)];
+  return unique.length > 0 && party.signingCertificate ? { ...party, previousSigningCertificates: unique } : party;
+}
+
+function stillValid(pem: string, now: Date): boolean {
+  try {
+    return now <= readCertificate(pem).notAfter;
+  } catch {
+    return false;
   }
 }
 
