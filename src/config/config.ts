@@ -226,9 +226,21 @@ export const configSchema = z
         queueWaitMax: isoDuration,
         /** no-traffic fires after this much working time without a message from the EPJ */
         noTrafficFor: isoDuration,
+        /** certificate-expiring fires this long before the gateway's own certificates, and those of partners it used in that time, expire */
+        certificateWarning: isoDuration.default('P30D'),
+        /** how often certificates are checked for that */
+        certificateCheckInterval: isoDuration.default('PT1H'),
       })
       .strict()
-      .default({ recordDeadLetters: true, checkInterval: 'PT1M', queueDepthMax: 1000, queueWaitMax: 'PT10M', noTrafficFor: 'PT2H' }),
+      .default({
+        recordDeadLetters: true,
+        checkInterval: 'PT1M',
+        queueDepthMax: 1000,
+        queueWaitMax: 'PT10M',
+        noTrafficFor: 'PT2H',
+        certificateWarning: 'P30D',
+        certificateCheckInterval: 'PT1H',
+      }),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   })
   .strict();

@@ -48,6 +48,7 @@ export const EVENTS = {
   opsCheckFailed: 'GW-4104',
   alertAddressRegisterUnavailable: 'GW-4105',
   alertCrlUnavailable: 'GW-4106',
+  alertCertificateExpiring: 'GW-4107',
   deadLetterRecorded: 'GW-5001',
   deadLetterReplayed: 'GW-5002',
   deadLetterDiscarded: 'GW-5003',

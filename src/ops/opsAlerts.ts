@@ -20,7 +20,7 @@ import { type OpsAlertRow, type OpsSchema, opsKysely, opsTrx } from './schema.js
 
 /** One evaluated condition: whether it holds now, and what its alert says either way. */
 export interface Condition {
-  kind: Extract<AlertKind, 'dlq-not-empty' | 'queue-backlog' | 'no-traffic' | 'address-register-unavailable' | 'crl-unavailable'>;
+  kind: Extract<AlertKind, 'dlq-not-empty' | 'queue-backlog' | 'no-traffic' | 'address-register-unavailable' | 'crl-unavailable' | 'certificate-expiring'>;
   /** what it is about (a queue name), '' for the gateway as a whole */
   subject: string;
   firing: boolean;
@@ -42,6 +42,7 @@ const EVENT_IDS: Record<Condition['kind'], string> = {
   'no-traffic': EVENTS.alertNoTraffic,
   'address-register-unavailable': EVENTS.alertAddressRegisterUnavailable,
   'crl-unavailable': EVENTS.alertCrlUnavailable,
+  'certificate-expiring': EVENTS.alertCertificateExpiring,
 };
 
 /** A partner certificate's CRL could not be fetched or checked: messages are accepted unchecked (soft-fail) or wait (hard-fail). */

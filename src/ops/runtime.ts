@@ -17,6 +17,7 @@ import { logFailure, Periodic } from '../shared/periodic.js';
 import { workingCalendar } from '../tracking/deadlines.js';
 import type { Store } from '../tracking/store.js';
 import { apiHandler } from './api.js';
+import { certificateExpiryConditions } from './certificateExpiry.js';
 import { DeadLetterRecorder } from './deadLetters/recorder.js';
 import { DeadLetterRepository } from './deadLetters/repository.js';
 import { DeadLetterService, REPLAY_OF, REPLAY_SKIP_DEDUPE } from './deadLetters/service.js';
@@ -46,6 +47,7 @@ export class OpsRuntime {
   private readonly checks: Periodic;
   private readonly retention: Periodic;
   private readonly registerRound: Periodic;
+  private readonly certificates: Periodic;
   private dlqConsumer?: Consumer;
 
   constructor(private readonly deps: OpsRuntimeDeps) {
@@ -76,6 +78,15 @@ export class OpsRuntime {
         if (released > 0) log.info({ event: EVENTS.releasedFromHold, released, stillHeld }, 'held messages released: their receivers have usable certificates');
       },
       logFailure(log, EVENTS.opsCheckFailed, 'register round'),
+    );
+    this.certificates = new Periodic(
+      durationMs(config.ops.certificateCheckInterval),
+      async () => {
+        const now = new Date();
+        for (const c of await certificateExpiryConditions(config, store, deps.routing.register, now))
+          await applyCondition({ config, store, outbox, log }, c, now);
+      },
+      logFailure(log, EVENTS.opsCheckFailed, 'certificate expiry check'),
     );
     const checker = new OpsChecker({
       config,
@@ -110,6 +121,7 @@ export class OpsRuntime {
     this.checks.start(0);
     this.retention.start(0);
     this.registerRound.start(0);
+    this.certificates.start(0);
   }
 
   /**
@@ -129,7 +141,7 @@ export class OpsRuntime {
 
   /** Stops the periodic work and the DLQ consumer, letting what runs finish. */
   async stop(): Promise<void> {
-    await Promise.all([this.checks.stop(), this.retention.stop(), this.registerRound.stop()]);
+    await Promise.all([this.checks.stop(), this.retention.stop(), this.registerRound.stop(), this.certificates.stop()]);
     await this.dlqConsumer?.close();
   }
 }

@@ -146,7 +146,8 @@ export type AlertKind =
   | 'queue-backlog'
   | 'no-traffic'
   | 'address-register-unavailable'
-  | 'crl-unavailable';
+  | 'crl-unavailable'
+  | 'certificate-expiring';
 
 /** messages.transport_state: ebXML Acknowledgment / MessageError. */
 export type TransportState = 'acked' | 'error';

@@ -4,7 +4,15 @@ import { expect } from 'chai';
 import { dlqCondition, queueCondition, trafficCondition } from '../../src/ops/opsAlerts.js';
 import { WorkingCalendar } from '../../src/tracking/workingTime.js';
 
-const thresholds = { recordDeadLetters: true, checkInterval: 'PT1M', queueDepthMax: 100, queueWaitMax: 'PT10M', noTrafficFor: 'PT2H' };
+const thresholds = {
+  recordDeadLetters: true,
+  checkInterval: 'PT1M',
+  queueDepthMax: 100,
+  queueWaitMax: 'PT10M',
+  noTrafficFor: 'PT2H',
+  certificateWarning: 'P30D',
+  certificateCheckInterval: 'PT1H',
+};
 const calendar = new WorkingCalendar({ timeZone: 'Europe/Oslo', start: '08:00', end: '15:00', weekdays: [1, 2, 3, 4, 5], holidayCountry: 'NO' });
 const MIN = 60_000;
 
