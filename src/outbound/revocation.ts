@@ -17,8 +17,6 @@ interface CachedCrl {
 }
 
 export class RevocationChecker {
-  /** CRL downloads, for metrics and tests */
-  fetches = 0;
   private readonly crls = new Map<string, CachedCrl>();
   private failing?: { since: Date; reason: string };
 
@@ -57,7 +55,6 @@ export class RevocationChecker {
   private async crlAt(url: string): Promise<x509.X509Crl> {
     const cached = this.crls.get(url);
     if (cached && cached.nextUpdate > this.now()) return cached.crl;
-    this.fetches++;
     let response: Response;
     try {
       response = await fetch(url, { signal: AbortSignal.timeout(this.timeoutMs) });

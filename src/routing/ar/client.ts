@@ -26,9 +26,6 @@ export interface ArClientOptions {
 type CertificateOperation = 'GetCertificateDetailsForEncryption' | 'GetCertificateDetailsForValidatingSignature';
 
 export class AddressRegisterClient {
-  /** requests sent, for metrics and tests */
-  requests = 0;
-
   constructor(private readonly options: ArClientOptions) {}
 
   /** The party and, for an organisation, its services; undefined when AR has no such HER-id. */
@@ -69,7 +66,6 @@ export class AddressRegisterClient {
     const headers: Record<string, string> = { 'content-type': 'text/xml; charset=utf-8', soapaction: `"${ACTION}/${operation}"` };
     const { user, password } = this.options;
     if (user !== undefined) headers.authorization = `Basic ${Buffer.from(`${user}:${password ?? ''}`).toString('base64')}`;
-    this.requests++;
     let response: Response;
     try {
       response = await fetch(this.options.url, { method: 'POST', headers, body: doc.end(), signal: AbortSignal.timeout(this.options.timeoutMs) });
