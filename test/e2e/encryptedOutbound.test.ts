@@ -53,6 +53,44 @@ function partsOf(m: GetMessage) {
 /** `openssl cms -cmsout -print`: what the CMS object says about its algorithms and recipient. */
 const cmsPrint = (der: Buffer) => execFileSync('openssl', ['cms', '-cmsout', '-print', '-inform', 'DER'], { input: der }).toString('utf8');
 
+/** A gateway whose register gives Frogner KP02 an expired encryption certificate (and `more`), with a tap on its receiver-certificate alerts. */
+interface HeldSetup {
+  config: GatewayConfig;
+  store: Store;
+  register: string;
+  alertQueue: string;
+  close: () => Promise<void>;
+}
+
+async function heldSetup(peer: Peer, more: Record<string, string | undefined>, checkInterval: string): Promise<HeldSetup> {
+  const expired = await makeSigner('frogner-kp-expired', {
+    notBefore: new Date(Date.now() - 400 * DAY),
+    notAfter: new Date(Date.now() - DAY),
+    extensions: [{ name: 'keyUsage', keyEncipherment: true, critical: true }] as never,
+  });
+  const register = registerFile({ '9930005': expired.certPem, ...more });
+  const config = testConfig((c) => {
+    c.routing.addressRegisterFile = register;
+    c.addressRegister.checkInterval = checkInterval;
+  });
+  const { gateway } = await startGateway(config);
+  const store = new Store(await openDatabase(config.database.url));
+  const alertQueue = `${config.broker.queues.dlq}.certificate-alerts`;
+  await peer.ch.assertQueue(alertQueue, { exclusive: true });
+  await peer.ch.bindQueue(alertQueue, config.broker.exchanges.alerts, 'receiver-certificate');
+  return {
+    config,
+    store,
+    register,
+    alertQueue,
+    close: async () => {
+      await gateway.stop();
+      await store.close();
+      await peer.deleteRun(config);
+    },
+  };
+}
+
 describe('encrypted payloads to the bydeler (CMS EnvelopedData), end to end', function () {
   this.timeout(90000);
   let peer: Peer;
@@ -171,37 +209,16 @@ describe('encrypted payloads to the bydeler (CMS EnvelopedData), end to end', fu
   });
 
   describe('a receiver without a usable encryption certificate', () => {
-    let config: GatewayConfig;
-    let gateway: Gateway;
-    let store: Store;
-    let register: string;
-    let alertQueue: string;
+    let held: HeldSetup;
 
     before(async () => {
-      const expired = await makeSigner('frogner-expired', {
-        notBefore: new Date(Date.now() - 400 * DAY),
-        notAfter: new Date(Date.now() - DAY),
-        extensions: [{ name: 'keyUsage', keyEncipherment: true, critical: true }] as never,
-      });
-      // Frogner KD0501 has none; Frogner KP02's has expired.
-      register = registerFile({ '9920005': undefined, '9930005': expired.certPem });
-      config = testConfig((c) => {
-        c.routing.addressRegisterFile = register;
-        c.addressRegister.checkInterval = 'PT0.5S';
-      });
-      ({ gateway } = await startGateway(config));
-      store = new Store(await openDatabase(config.database.url));
-      alertQueue = `${config.broker.queues.dlq}.certificate-alerts`;
-      await peer.ch.assertQueue(alertQueue, { exclusive: true });
-      await peer.ch.bindQueue(alertQueue, config.broker.exchanges.alerts, 'receiver-certificate');
+      // Frogner KD0501 has no certificate; Frogner KP02's has expired.
+      held = await heldSetup(peer, { '9920005': undefined }, 'PT0.5S');
     });
-    after(async () => {
-      await gateway?.stop();
-      await store?.close();
-      await peer?.deleteRun(config);
-    });
+    after(() => held?.close());
 
     it('is held, not rejected, with one receiver-certificate alert; it leaves encrypted once the register file has a certificate', async () => {
+      const { config, store, register, alertQueue } = held;
       const { xml, msgId } = readdressToOslo(readSample(UTSKRIVNINGSKLAR), { postalCode: '0350' });
       await peer.send(config.broker.queues.epjOutbound, xml);
       const [firing] = await peer.take(alertQueue, 1);
@@ -232,37 +249,16 @@ describe('encrypted payloads to the bydeler (CMS EnvelopedData), end to end', fu
   });
 
   describe('ops release', () => {
-    let config: GatewayConfig;
-    let gateway: Gateway;
-    let store: Store;
-    let register: string;
-    let alertQueue: string;
+    let held: HeldSetup;
 
     before(async () => {
-      const expired = await makeSigner('frogner-kp-expired', {
-        notBefore: new Date(Date.now() - 400 * DAY),
-        notAfter: new Date(Date.now() - DAY),
-        extensions: [{ name: 'keyUsage', keyEncipherment: true, critical: true }] as never,
-      });
-      register = registerFile({ '9930005': expired.certPem });
       // the gateway's own round is far off: only ops release here
-      config = testConfig((c) => {
-        c.routing.addressRegisterFile = register;
-        c.addressRegister.checkInterval = 'PT1H';
-      });
-      ({ gateway } = await startGateway(config));
-      store = new Store(await openDatabase(config.database.url));
-      alertQueue = `${config.broker.queues.dlq}.certificate-alerts`;
-      await peer.ch.assertQueue(alertQueue, { exclusive: true });
-      await peer.ch.bindQueue(alertQueue, config.broker.exchanges.alerts, 'receiver-certificate');
+      held = await heldSetup(peer, {}, 'PT1H');
     });
-    after(async () => {
-      await gateway?.stop();
-      await store?.close();
-      await peer?.deleteRun(config);
-    });
+    after(() => held?.close());
 
     it('an expired certificate holds the message; release is refused while it is unusable, then sends it once (audited)', async () => {
+      const { config, store, register, alertQueue } = held;
       const { xml, msgId } = readdressToOslo(readSample(INNLAGT), { postalCode: '0350' });
       await peer.send(config.broker.queues.epjOutbound, xml);
       const [firing] = await peer.take(alertQueue, 1);

@@ -1,42 +1,13 @@
 // Which payload protection a receiver gets: from the configuration and the register's certificate.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
 import { type GatewayConfig, loadConfig } from '../../src/config/config.js';
 import { payloadProtectionFor } from '../../src/outbound/protection.js';
 import { AddressRegister } from '../../src/routing/addressRegister.js';
+import { makeSigner } from '../support/certificates.js';
 
 const NOW = new Date('2026-11-24T09:00:00Z');
 const DEMO_BYDEL_CERT = readFileSync('config/demo-keys/bydel-encryption-cert.pem', 'utf8');
-
-/** A self-signed certificate with this key usage, valid for `days` from today. */
-function certificate(keyUsage: string, days = 30): string {
-  const dir = mkdtempSync(join(tmpdir(), 'gw-prot-'));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      String(days),
-      '-keyout',
-      join(dir, 'k.pem'),
-      '-out',
-      join(dir, 'c.pem'),
-      '-subj',
-      '/CN=t',
-      '-addext',
-      `keyUsage=${keyUsage}`,
-    ],
-    { stdio: 'ignore' },
-  );
-  return readFileSync(join(dir, 'c.pem'), 'utf8');
-}
 
 function configWith(patch: (c: GatewayConfig) => void = () => {}): GatewayConfig {
   const loaded = loadConfig({ GATEWAY_CONFIG: 'config/default.json' });
@@ -49,7 +20,12 @@ function configWith(patch: (c: GatewayConfig) => void = () => {}): GatewayConfig
 const party = (herId: string, encryptionCertificate?: string) => ({ herId, name: 'T', type: 'Service' as const, active: true, encryptionCertificate });
 
 describe('payload protection per receiver', () => {
-  const register = new AddressRegister([party('1', DEMO_BYDEL_CERT), party('2'), party('3', certificate('digitalSignature'))]);
+  let register: AddressRegister;
+
+  before(async () => {
+    const signingOnly = await makeSigner('signing-only', { extensions: [{ name: 'keyUsage', digitalSignature: true, critical: true }] as never });
+    register = new AddressRegister([party('1', DEMO_BYDEL_CERT), party('2'), party('3', signingOnly.certPem)]);
+  });
 
   it('encrypts by default: AES-256-CBC, RSA PKCS#1 v1.5, to the register certificate', () => {
     const p = payloadProtectionFor(configWith(), register, '1', NOW);
@@ -73,7 +49,6 @@ describe('payload protection per receiver', () => {
 
   it('no certificate, a signing-only certificate, an expired one, an unknown party: unusable, with one sentence why', () => {
     const config = configWith();
-    // today: the signing-only certificate was made now
     const reasons = ['2', '3', '4'].map((h) => payloadProtectionFor(config, register, h, new Date()));
     expect(reasons[0]).to.deep.equal({ mode: 'unusable', reason: 'the address register has no encryption certificate for HER-id 2' });
     expect(reasons[1]).to.deep.include({ mode: 'unusable' });
