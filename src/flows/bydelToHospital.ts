@@ -1,4 +1,4 @@
-// Flow B (DESIGN §3 B): nhn.inbound → parse → verify (signature, sender, addressee) → dedupe →
+// Flow B (DESIGN §3 B): nhn.inbound → parse → verify signature → decrypt → verify sender and addressee → dedupe →
 // validate → correlate → store (outbox) → forward to the EPJ → ack. Each stage is a function
 // from typed input to a typed decision; the decision becomes an Outcome (pure builders below),
 // which the recorder stores in one transaction and publishes.
@@ -10,7 +10,7 @@
 // copy got: nothing is forwarded twice, and the AppRec already sent for it is sent again.
 import { randomUUID } from 'node:crypto';
 import type { GatewayConfig } from '../config/config.js';
-import { type VerifiedSender, verifySender } from '../inbound/authenticity.js';
+import { checkSender, type VerifiedSender, verifySignature } from '../inbound/authenticity.js';
 import type { SchemaSet } from '../inbound/schemas.js';
 import { validateMessage } from '../inbound/validate.js';
 import { negativeAppRec } from '../mapping/apprec.js';
@@ -143,6 +143,9 @@ export class BydelToHospitalFlow {
     if (!parsed.ok) return this.record(rejectedInbound(ctx, d, { stage: 'parse', error: parsed.error }));
     const arrived = identify(parsed.value, '');
     this.passed(arrived, 'parse', `parsed (${arrived.framing})`);
+    // The signature first, over the bytes as sent: nothing is decrypted for a sender it does not prove.
+    const signed = await this.verify(d, arrived.ebxml, ctx.now);
+    if (!signed.ok) return this.record(rejectedInbound(ctx, d, { stage: 'verify', error: signed.error }, parsed.value));
     let inbound: InboundMessage;
     let decrypted: Decrypted | undefined;
     if (parsed.value.kind === 'encrypted') {
@@ -154,7 +157,7 @@ export class BydelToHospitalFlow {
     } else inbound = parsed.value;
     const id = identify(inbound, '');
 
-    const verified = await this.verify(d, inbound, ctx.now);
+    const verified = checkSender(signed.value, d, inbound, this.deps.config.ownHerId);
     if (!verified.ok) return this.record(rejectedInbound(ctx, d, { stage: 'verify', error: verified.error }, inbound));
     const sender = verified.value;
     this.passed(id, 'verify', `signed by ${sender.herId} (${sender.algorithm})`, { herId: sender.herId });
@@ -187,14 +190,14 @@ export class BydelToHospitalFlow {
    * once more against what AR answers now (HITS 1216 §2.1.4: the partner may have renewed its
    * certificate). AR not answering throws: the message waits, it is not refused for that.
    */
-  private async verify(d: NhnDelivery, inbound: InboundMessage, now: Date): Promise<StageResult<VerifiedSender>> {
+  private async verify(d: NhnDelivery, ebxml: EbxmlInfo | undefined, now: Date): Promise<StageResult<VerifiedSender>> {
     const { live, register, config } = this.deps;
-    const claimed = claimedSender(inbound);
+    const claimed = ebxml?.fromPartyIds.find((p) => p.type === 'HER' && /^\d+$/.test(p.id))?.id;
     if (live && claimed) await live.ensure([claimed]);
     const trust = trustStoreFor(config.trust);
-    let verified = verifySender(d, inbound, register, config.ownHerId, now, trust);
+    let verified = verifySignature(d, ebxml, register, now, trust);
     if (!verified.ok && live && claimed && CERTIFICATE_CONDITIONS.has(verified.error.condition ?? '') && (await live.invalidate(claimed)))
-      verified = verifySender(d, inbound, register, config.ownHerId, now, trust);
+      verified = verifySignature(d, ebxml, register, now, trust);
     if (!verified.ok) return verified;
     return this.notRevoked(verified.value);
   }
@@ -517,12 +520,6 @@ export function rejectedInbound(ctx: InboundContext, d: NhnDelivery, refusal: Re
 
 /** Verification failures a certificate renewed since the register answered could explain. */
 const CERTIFICATE_CONDITIONS = new Set<string>(['transport:invalid-signature', 'transport:missing-certificate', 'transport:invalid-certificate']);
-
-/** The HER-id the ebXML From names, before anything is verified. */
-function claimedSender(inbound: InboundMessage): string | undefined {
-  const ebxml = inbound.kind === 'signal' ? inbound.signal.ebxml : inbound.message.ebxml;
-  return ebxml?.fromPartyIds.find((p) => p.type === 'HER' && /^\d+$/.test(p.id))?.id;
-}
 
 /** The ebMS 2.0 error code of each transport condition. */
 const EBMS_CODE: Record<TransportCondition, EbxmlErrorOut['code']> = {

@@ -35,7 +35,21 @@ export function verifySender(
   now: Date,
   trust: TrustStore = TrustStore.none(),
 ): StageResult<VerifiedSender> {
-  const ebxml = inbound.kind === 'signal' ? inbound.signal.ebxml : inbound.message.ebxml;
+  const signed = verifySignature(received, inbound.kind === 'signal' ? inbound.signal.ebxml : inbound.message.ebxml, register, now, trust);
+  return signed.ok ? checkSender(signed.value, received, inbound, ownHerId) : signed;
+}
+
+/**
+ * Step 1 alone, on the bytes as they came (an encrypted payload part still encrypted): nothing
+ * is decrypted for a sender whose signature does not hold.
+ */
+export function verifySignature(
+  received: ReceivedBytes,
+  ebxml: EbxmlInfo | undefined,
+  register: AddressRegister,
+  now: Date,
+  trust: TrustStore = TrustStore.none(),
+): StageResult<VerifiedSender> {
   if (!ebxml)
     return permanent('S01', 'The message has no ebXML envelope, so neither its signature nor its sender can be verified.', 'transport:required-field-missing');
   const partyId = fromPartyId(ebxml);
@@ -66,12 +80,16 @@ export function verifySender(
     refusal = permanent('S01', `The ebXML signature of HER-id ${herId} does not verify: ${verified.reason}.`, 'transport:invalid-signature');
   }
   if (!signature?.ok) return refusal ?? permanent('S01', `The ebXML signature of HER-id ${herId} does not verify.`, 'transport:invalid-signature');
+  return ok({ herId, algorithm: signature.algorithm });
+}
 
-  const agreed = sendersAgree(herId, received.fromHerId, inbound);
+/** Steps 2 and 3, on the readable message: the signer is who the transport and the document say, and it is for us. */
+export function checkSender(sender: VerifiedSender, received: ReceivedBytes, inbound: InboundMessage, ownHerId: string): StageResult<VerifiedSender> {
+  const agreed = sendersAgree(sender.herId, received.fromHerId, inbound);
   if (!agreed.ok) return agreed;
   const addressed = addressedToUs(inbound, ownHerId);
   if (!addressed.ok) return addressed;
-  return ok({ herId, algorithm: signature.algorithm });
+  return ok(sender);
 }
 
 /** HIS 1037: From carries the sender's HER-id as its one PartyId of type HER. */
