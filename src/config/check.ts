@@ -105,8 +105,6 @@ export function ownCertificateProblems(config: GatewayConfig, at = new Date()): 
     const cert = new X509Certificate(readFileSync(file));
     if (at > new Date(cert.validTo))
       problems.push(`${label}: the gateway's own certificate ${file} expired on ${new Date(cert.validTo).toISOString()}; renew it before starting`);
-    else if (at < new Date(cert.validFrom))
-      problems.push(`${label}: the gateway's own certificate ${file} is not valid before ${new Date(cert.validFrom).toISOString()}`);
   }
   return problems;
 }

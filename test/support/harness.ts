@@ -32,7 +32,7 @@ export function testSigningKeys(): { keyFile: string; certFile: string; certPem:
         'rsa:2048',
         '-sha256',
         '-days',
-        '30',
+        '400',
         '-nodes',
         '-keyout',
         keys.keyFile,
