@@ -68,8 +68,3 @@ export async function storeAnswers(db: Db, answers: CachedAnswer[]): Promise<voi
       }
     });
 }
-
-/** Marks an answer expired, so the next lookup asks AR again (HITS 1216 §2.1.4: a certificate that failed). */
-export async function expireAnswer(db: Db, herId: string, at: Date): Promise<void> {
-  await table(db).updateTable('register_cache').set({ expires_at: at.toISOString() }).where('her_id', '=', herId).execute();
-}

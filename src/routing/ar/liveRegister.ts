@@ -16,7 +16,7 @@ import type { Logger } from '../../observability/log.js';
 import { readCertificate } from '../../outbound/certificates.js';
 import type { Db } from '../../tracking/db.js';
 import { AddressRegister, type CommunicationParty } from '../addressRegister.js';
-import { type CachedAnswer, cachedAnswers, expireAnswer, storeAnswers } from './cache.js';
+import { type CachedAnswer, cachedAnswers, storeAnswers } from './cache.js';
 import { AddressRegisterClient, ArUnavailable } from './client.js';
 
 export interface LiveRegisterDeps {
@@ -137,12 +137,12 @@ export class LiveRegister {
 
   /**
    * HITS 1216 §2.1.4: a signature that fails to verify may be made with a certificate renewed
-   * since the answer was cached. The answer is dropped and fetched once more; false when there is
+   * since the answer was cached. The party is fetched once more, whatever is cached; false when there is
    * no AR to ask. Throws `ArUnavailable` when AR does not answer (the message waits).
    */
   async invalidate(herId: string): Promise<boolean> {
     if (!this.client) return false;
-    await expireAnswer(this.deps.db, herId, this.now());
+    // fetched at once, not marked expired first: a round running meanwhile must not fetch it too
     await this.fetch([herId]);
     return true;
   }
