@@ -156,37 +156,29 @@ describe('encrypted payloads to the bydeler (CMS EnvelopedData), end to end', fu
 
         const printed = cmsPrint(payload.body);
         expect(printed).to.contain('d.issuerAndSerialNumber');
-        expect(printed).to.contain(c.cipher === 'aes-256-cbc' ? 'aes-256-cbc' : 'des-ede3-cbc');
+        expect(printed).to.contain(c.cipher);
         expect(printed).to.contain(c.oaep ? 'rsaesOaep' : 'rsaEncryption');
 
         const { certFile } = testSigningKeys();
-        const verified = xmlsec1([
-          '--verify',
-          '--trusted-pem',
-          certFile,
-          '--pubkey-cert-pem',
-          certFile,
-          '--enabled-reference-uris',
-          'empty,remote',
-          `--url-map:cid:${payload.contentId}`,
-          tmpFile('payload.p7m', payload.body),
-          tmpFile('envelope.xml', envelope.body),
-        ]);
+        /** xmlsec1 over the envelope, with these bytes as the part its cid: reference names */
+        const verifyOver = (part: Buffer) =>
+          xmlsec1([
+            '--verify',
+            '--trusted-pem',
+            certFile,
+            '--pubkey-cert-pem',
+            certFile,
+            '--enabled-reference-uris',
+            'empty,remote',
+            `--url-map:cid:${payload.contentId}`,
+            tmpFile('payload.p7m', part),
+            tmpFile('envelope.xml', envelope.body),
+          ]);
+        const verified = verifyOver(payload.body);
         expect(verified.status, verified.output).to.equal(0);
         const flipped = Buffer.from(payload.body);
         flipped[flipped.length - 20] ^= 0x01;
-        const tampered = xmlsec1([
-          '--verify',
-          '--trusted-pem',
-          certFile,
-          '--pubkey-cert-pem',
-          certFile,
-          '--enabled-reference-uris',
-          'empty,remote',
-          `--url-map:cid:${payload.contentId}`,
-          tmpFile('payload.p7m', flipped),
-          tmpFile('envelope.xml', envelope.body),
-        ]);
+        const tampered = verifyOver(flipped);
         expect(tampered.status, 'one CMS byte changed breaks the cid: digest').not.to.equal(0);
       });
     }
