@@ -22,7 +22,7 @@ export function payloadProtectionFor(config: GatewayConfig, register: AddressReg
   const outbound = config.encryption.outbound;
   const partner = outbound.partners[toHerId] ?? {};
   if ((partner.payload ?? outbound.payload) === 'plain') return { mode: 'plain' };
-  const certificatePem = register.get(toHerId)?.encryptionCertificate;
+  const certificatePem = register.encryptionCertificateFor(toHerId, at);
   if (!certificatePem) return { mode: 'unusable', reason: `the address register has no encryption certificate for HER-id ${toHerId}` };
   const problem = encryptionCertificateProblem(certificatePem, at, trustStoreFor(config.trust));
   if (problem) return { mode: 'unusable', reason: `the encryption certificate of HER-id ${toHerId} cannot be used: ${problem}` };

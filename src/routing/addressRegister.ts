@@ -2,7 +2,14 @@
 // not a per-message lookup (LESSONS §9.7).
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { keyUsageOf, readCertificate } from '../outbound/certificates.js';
 import { isoDay, isValidOn } from './validity.js';
+
+/** An EDI mailbox AR announces ahead (FutureElectronicAddress): it replaces `ediAddress` from `validFrom` on. */
+const futureEdiAddressSchema = z.object({
+  address: z.string().min(1),
+  validFrom: z.iso.datetime({ offset: true, error: 'must be a date-time with its zone, e.g. 2026-09-01T00:00:00+02:00' }),
+});
 
 const partySchema = z.object({
   herId: z.union([z.number().int(), z.string().regex(/^\d+$/)]).transform(String),
@@ -20,10 +27,13 @@ const partySchema = z.object({
   ebxml: z.object({ cpaId: z.string().optional() }).optional(),
   /** the party's E_EDI electronic address (DESIGN §4.7): its EDI mailbox */
   ediAddress: z.string().optional(),
+  futureEdiAddresses: z.array(futureEdiAddressSchema).optional(),
   signingCertificate: z.string().optional(),
-  /** during a rollover: certificates the party signed with before `signingCertificate`, still accepted while valid */
+  /** during a rollover: other certificates its signatures are accepted with, those AR lists beside `signingCertificate` and those it signed with before */
   previousSigningCertificates: z.array(z.string()).optional(),
   encryptionCertificate: z.string().optional(),
+  /** during a rollover: every encryption certificate AR lists for the party; `encryptionCertificateFor` picks one */
+  encryptionCertificates: z.array(z.string()).optional(),
   /** a bydel's receiving service can change on a given day (the 2028 bydel reform): first day valid */
   validFrom: isoDay.optional(),
   /** first day no longer valid */
@@ -66,6 +76,32 @@ export class AddressRegister {
     return this.byHerId.get(herId);
   }
 
+  /** The party's EDI mailbox in effect at `at`: the newest announced one already valid, else `ediAddress`. */
+  ediAddressFor(herId: string, at: Date): string | undefined {
+    const party = this.get(herId);
+    const inEffect = (party?.futureEdiAddresses ?? [])
+      .filter((f) => Date.parse(f.validFrom) <= at.getTime())
+      .sort((a, b) => Date.parse(b.validFrom) - Date.parse(a.validFrom));
+    return inEffect[0]?.address ?? party?.ediAddress;
+  }
+
+  /**
+   * The certificate to encrypt to at `at`: of those AR lists, the newest (latest notBefore) valid
+   * then and made for encryption, since during a rollover the partner already reads with the new
+   * key; else `encryptionCertificate`, whose problem the caller reports.
+   */
+  encryptionCertificateFor(herId: string, at: Date): string | undefined {
+    const party = this.get(herId);
+    if (!party) return undefined;
+    const candidates = [...new Set([...(party.encryptionCertificates ?? []), ...(party.encryptionCertificate ? [party.encryptionCertificate] : [])])];
+    const usable = candidates.flatMap((pem) => {
+      const notBefore = encryptionValidityStart(pem, at);
+      return notBefore === undefined ? [] : [{ pem, notBefore }];
+    });
+    usable.sort((a, b) => b.notBefore - a.notBefore);
+    return usable[0]?.pem ?? party.encryptionCertificate;
+  }
+
   isActive(herId: string): boolean {
     return this.get(herId)?.active === true;
   }
@@ -82,4 +118,17 @@ export class AddressRegister {
     const organisation = service?.parentHerId ? this.get(service.parentHerId) : undefined;
     return service && organisation && current(organisation) ? { service, organisation } : undefined;
   }
+}
+
+/** The certificate's notBefore (ms) when it is valid at `at` with keyEncipherment or dataEncipherment; else undefined. */
+function encryptionValidityStart(pem: string, at: Date): number | undefined {
+  let cert: ReturnType<typeof readCertificate>;
+  try {
+    cert = readCertificate(pem);
+  } catch {
+    return undefined;
+  }
+  const usage = keyUsageOf(cert) ?? [];
+  const forEncryption = usage.includes('keyEncipherment') || usage.includes('dataEncipherment');
+  return forEncryption && cert.notBefore <= at && at <= cert.notAfter ? cert.notBefore.getTime() : undefined;
 }

@@ -1,7 +1,8 @@
 // The gateway with NHN's Adresseregister configured (a stand-in AR over HTTP, real RabbitMQ and
 // SQLite): what AR answers routes messages, the cache spares AR, AR down for 60 s under traffic
 // rejects and dead-letters nothing and raises one alert, a renewed certificate is fetched once
-// more before a signature is refused, and `register export` writes a snapshot a gateway starts on.
+// more before a signature is refused, a service AR lists two encryption certificates for is
+// encrypted to the newer, and `register export` writes a snapshot a gateway starts on.
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,8 +10,11 @@ import { expect } from 'chai';
 import { assertReceiverQueue } from '../../src/broker/topology.js';
 import type { GatewayConfig } from '../../src/config/config.js';
 import type { Gateway } from '../../src/gateway.js';
+import { cachedAnswer } from '../../src/routing/ar/cache.js';
+import { openDatabase } from '../../src/tracking/db.js';
 import { ArStandIn, type StandInParty } from '../support/arStandIn.js';
-import { makeSigner, received, type SigningKeyPair, SimulatedBydel } from '../support/bydel.js';
+import { makeSigner, openDelivery, received, type SigningKeyPair, SimulatedBydel } from '../support/bydel.js';
+import { DAY, pemFiles } from '../support/certificates.js';
 import { cli } from '../support/cli.js';
 import { type LogCapture, Peer, startGateway, testConfig } from '../support/harness.js';
 import { eventually, sleep } from '../support/poll.js';
@@ -23,13 +27,22 @@ const INNLEGGELSESRAPPORT = 'plo-1.6/Innleggelsesrapport_v1-6_Ny.xml';
 const FROGNER = { name: 'Oslo kommune, Bydel Frogner (FIKTIV)', herId: '9910005' };
 const NEW_KD0501 = '9920105';
 
-/** Oslo kommune and Frogner as AR knows them: Frogner's KD0501 moved to a new service. */
-function osloInAr(kpSigning?: string): StandInParty[] {
+/** Oslo kommune and Frogner as AR knows them: Frogner's KD0501 moved to a new service, which is renewing its encryption certificate. */
+function osloInAr(kpSigning?: string, kdRenewedEncryption?: string): StandInParty[] {
   return [
     { herId: '9900000', name: 'Oslo kommune', type: 'Organization', municipality: '0301' },
     { herId: FROGNER.herId, name: FROGNER.name, type: 'Organization', municipality: '0301' },
     { herId: '9920005', name: 'Saksbehandling (lukket)', type: 'Service', parentHerId: FROGNER.herId, serviceCode: 'KD0501', active: false },
-    { herId: NEW_KD0501, name: 'Saksbehandling', type: 'Service', parentHerId: FROGNER.herId, serviceCode: 'KD0501', encryptionCertificate: DEMO_CERT },
+    {
+      herId: NEW_KD0501,
+      name: 'Saksbehandling',
+      type: 'Service',
+      parentHerId: FROGNER.herId,
+      serviceCode: 'KD0501',
+      // GetCertificateDetailsForEncryption still answers the older; the E_DS lists both
+      encryptionCertificate: DEMO_CERT,
+      listedCertificates: kdRenewedEncryption ? [kdRenewedEncryption] : undefined,
+    },
     {
       herId: '9930005',
       name: 'Sykepleietjeneste',
@@ -38,6 +51,7 @@ function osloInAr(kpSigning?: string): StandInParty[] {
       serviceCode: 'KP02',
       encryptionCertificate: DEMO_CERT,
       signingCertificate: kpSigning,
+      futureEdiAddresses: [{ address: 'kp02-ny@edi.test.nhn.no', validFrom: '2030-01-01T00:00:00' }],
     },
   ];
 }
@@ -50,6 +64,7 @@ describe('the address register, live, end to end (stand-in AR, RabbitMQ, SQLite)
   let gateway: Gateway | undefined;
   let logs: LogCapture;
   let kpKey: SigningKeyPair;
+  let kdRenewedEncryption: SigningKeyPair;
   let alertQueue: string;
 
   const queueOf = (herId: string) => `${config.broker.receiverQueuePrefix}${herId}`;
@@ -59,8 +74,12 @@ describe('the address register, live, end to end (stand-in AR, RabbitMQ, SQLite)
 
   before(async () => {
     kpKey = await makeSigner('frogner-kp-2026');
+    kdRenewedEncryption = await makeSigner('frogner-kd-encryption-2027', {
+      extensions: [{ name: 'keyUsage', keyEncipherment: true, dataEncipherment: true, critical: true }],
+      notBefore: new Date(Date.now() - DAY),
+    });
     ar = await ArStandIn.start([
-      ...osloInAr(kpKey.certPem),
+      ...osloInAr(kpKey.certPem, kdRenewedEncryption.certPem),
       // a receiver only AR knows (not in the snapshot), outside Oslo: its receiver is kept
       { herId: '7777000', name: 'Annen kommune', type: 'Organization', municipality: '3428', encryptionCertificate: DEMO_CERT },
     ]);
@@ -94,7 +113,10 @@ describe('the address register, live, end to end (stand-in AR, RabbitMQ, SQLite)
   });
 
   it("routes by what AR answers: Frogner's KD0501 is the new service AR has, not the snapshot's closed one; AR is asked once per TTL, not per message", async () => {
-    await eventually('the first register round', () => ar.count('GetCommunicationPartyDetails', FROGNER.herId) > 0);
+    // until the first round has cached Frogner, messages are routed by the snapshot (by design)
+    const db = await openDatabase(config.database.url);
+    await eventually("the first register round's answer for Frogner", () => cachedAnswer(db, NEW_KD0501));
+    await db.kysely.destroy();
     const sent: string[] = [];
     for (let i = 0; i < 5; i++) {
       const { xml, msgId } = readdressToOslo(readSample(UTSKRIVNINGSKLAR), { postalCode: '0350' });
@@ -106,6 +128,16 @@ describe('the address register, live, end to end (stand-in AR, RabbitMQ, SQLite)
     expect(await deliveriesAt('9920005', 1, 300), 'nothing to the closed service').to.have.length(0);
     // Frogner is asked of AR once per TTL (PT1H here), never per message
     expect(ar.count('GetCommunicationPartyDetails', FROGNER.herId)).to.equal(1);
+  });
+
+  it('a service AR lists two encryption certificates for gets its delivery encrypted to the newer', async () => {
+    const { xml, msgId } = readdressToOslo(readSample(UTSKRIVNINGSKLAR), { postalCode: '0350' });
+    await peer.send(config.broker.queues.epjOutbound, xml);
+    const [m] = await deliveriesAt(NEW_KD0501, 1);
+    expect(m?.properties.headers?.['msg-id']).to.equal(msgId);
+    const { parsed } = openDelivery(m.content, m.properties.contentType, pemFiles(kdRenewedEncryption));
+    expect(parsed.doc.kind).to.equal('msghead');
+    expect(() => openDelivery(m.content, m.properties.contentType), 'the older key cannot open it').to.throw();
   });
 
   it('a renewed signing certificate: the sender is fetched once more and its message accepted, one signed with the old certificate still is (rollover); a key AR never had is refused after one refetch', async () => {
@@ -191,9 +223,13 @@ describe('the address register, live, end to end (stand-in AR, RabbitMQ, SQLite)
     const out = join(mkdtempSync(join(tmpdir(), 'gw-export-')), 'register.json');
     const exported = await cli(['register', 'export', '--municipality', '0301', '--out', out], { config });
     expect(exported.status, exported.stderr).to.equal(0);
-    const snapshot = JSON.parse(readFileSync(out, 'utf8')) as { herId: string; bydel?: string; active: boolean }[];
+    const snapshot = JSON.parse(readFileSync(out, 'utf8')) as { herId: string; bydel?: string; active: boolean; futureEdiAddresses?: unknown }[];
     expect(snapshot.map((p) => p.herId).sort()).to.deep.equal(['9900000', FROGNER.herId, '9920005', NEW_KD0501, '9930005'].sort());
     expect(snapshot.find((p) => p.herId === NEW_KD0501)).to.include({ bydel: '030105', active: true });
+    const announced = [{ address: 'kp02-ny@edi.test.nhn.no', validFrom: '2029-12-31T23:00:00.000Z' }];
+    expect(snapshot.find((p) => p.herId === '9930005')?.futureEdiAddresses, 'the announced EDI address is kept').to.deep.equal(announced);
+    const kp02 = await cli(['register', 'show', '9930005'], { config });
+    expect(kp02.stdout).to.match(/EDI address +9930005@edi\.test\.nhn\.no\n +EDI from 2029-12-31T23:00:00\.000Z kp02-ny@edi\.test\.nhn\.no\n/);
 
     // the exported file alone (no AR) serves a gateway: it routes Frogner's notice as AR did
     await gateway?.stop();

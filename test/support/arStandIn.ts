@@ -1,13 +1,17 @@
 // A stand-in for NHN's Adresseregister (ICommunicationPartyService, SOAP), a real HTTP server
 // the tests start. Its answers are the official KS samples (samples/adresseregister) with the
 // test's parties written into them, so the gateway reads the shape AR really sends; certificate
-// answers follow the WSDL's CertificateDetails. It counts what it is asked, checks basic auth,
-// and can be stopped and started again on the same port (AR down).
+// answers follow the WSDL's CertificateDetails (ArrayOfCertificateDetails for the searches by
+// organisation number). Each party's E_DS lists the serial numbers of its certificates, as AR's
+// does. It counts what it is asked, checks basic auth, and can be stopped and started again on
+// the same port (AR down).
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { DOMParser, XMLSerializer } from '@xmldom/xmldom';
+import { keyUsageOf, readCertificate } from '../../src/outbound/certificates.js';
 import { SAMPLES } from './paths.js';
 
 export interface StandInParty {
@@ -20,13 +24,25 @@ export interface StandInParty {
   /** default true */
   active?: boolean;
   ediAddress?: string;
+  /** FutureElectronicAddresses of type E_EDI; validFrom as AR writes it (local time, e.g. 2026-09-01T00:00:00) */
+  futureEdiAddresses?: { address: string; validFrom: string }[];
+  /** what GetCertificateDetailsForEncryption answers */
   encryptionCertificate?: string;
+  /** what GetCertificateDetailsForValidatingSignature answers */
   signingCertificate?: string;
+  /** a rollover: more certificates the E_DS lists, found only by the searches (sorted to their purpose by key usage) */
+  listedCertificates?: string[];
+  /** certificates the searches find for the organisation number that the E_DS does not list (another unit's, an old one) */
+  unlistedCertificates?: string[];
+  /** default: an organisation's made from its HER-id; a service has its parent's */
+  organisationNumber?: string;
 }
 
 export interface StandInRequest {
   operation: string;
   herId?: string;
+  /** the organisation number a certificate search asked for */
+  sn?: string;
 }
 
 const CP = 'http://register.nhn.no/CommunicationParty';
@@ -84,7 +100,8 @@ export class ArStandIn {
     const body = Buffer.concat(chunks).toString('utf8');
     const operation = /\/([A-Za-z]+)"?$/.exec(String(req.headers.soapaction ?? ''))?.[1] ?? '';
     const herId = /<(?:\w+:)?herId>(\d+)</.exec(body)?.[1];
-    this.requests.push({ operation, herId });
+    const sn = /<(?:\w+:)?sn>(\d+)</.exec(body)?.[1];
+    this.requests.push({ operation, herId, ...(sn ? { sn } : {}) });
     if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
     const expected = `Basic ${Buffer.from(`${this.credentials.user}:${this.credentials.password}`).toString('base64')}`;
     if (req.headers.authorization !== expected) {
@@ -93,6 +110,8 @@ export class ArStandIn {
     }
     const xml = (status: number, text: string) => res.writeHead(status, { 'content-type': 'application/soap+xml; charset=utf-8' }).end(text);
     if (operation === 'Ping') return void xml(200, envelope(`<PingResponse xmlns="${CP}"><PingResult>pong</PingResult></PingResponse>`));
+    if (operation === 'SearchCertificatesForEncryption' || operation === 'SearchCertificatesForValidatingSignature')
+      return void xml(200, searchAnswer(operation, this.certificatesOfOrganisation(sn ?? '', operation === 'SearchCertificatesForEncryption')));
     const party = herId ? this.parties.get(herId) : undefined;
     if (!party) return void xml(500, sample('ks-get-communication-party-details-not-found-response.xml'));
     if (operation === 'GetCommunicationPartyDetails') return void xml(200, this.details(party));
@@ -104,6 +123,23 @@ export class ArStandIn {
       500,
       envelope('<s:Fault><s:Code><s:Value>s:Receiver</s:Value></s:Code><s:Reason><s:Text xml:lang="en">not in the stand-in</s:Text></s:Reason></s:Fault>'),
     );
+  }
+
+  private organisationNumberOf(p: StandInParty): string {
+    const parent = p.type === 'Service' && p.parentHerId ? this.parties.get(p.parentHerId) : undefined;
+    return p.organisationNumber ?? (parent ? this.organisationNumberOf(parent) : `8${p.herId.padStart(8, '0')}`);
+  }
+
+  /** What LDAP holds for an organisation number: every certificate of its parties, for one purpose. */
+  private certificatesOfOrganisation(sn: string, forEncryption: boolean): string[] {
+    const all = [...this.parties.values()]
+      .filter((p) => this.organisationNumberOf(p) === sn)
+      .flatMap((p) => [...listedOf(p), ...(p.unlistedCertificates ?? [])]);
+    const wanted = (pem: string) => {
+      const usage = keyUsageOf(readCertificate(pem)) ?? [];
+      return forEncryption ? usage.includes('keyEncipherment') || usage.includes('dataEncipherment') : usage.includes('nonRepudiation');
+    };
+    return [...new Map(all.filter(wanted).map((pem) => [der(pem), pem])).values()];
   }
 
   /** The KS sample for the party's type, with the party written into it (an organisation with its services). */
@@ -137,6 +173,9 @@ export class ArStandIn {
     set(el, 'IsValidCommunicationParty', 'true');
     set(el, 'ParentHerId', p.parentHerId ?? '-1');
     set(el, 'ParentName', (p.parentHerId && this.parties.get(p.parentHerId)?.name) || '');
+    const organisationNumber = this.organisationNumberOf(p);
+    set(el, 'OrganizationNumber', organisationNumber);
+    set(el, 'ParentOrganizationNumber', p.type === 'Service' ? organisationNumber : '-1');
     const municipality = child(el, 'Municipality');
     if (municipality) set(municipality, 'CodeValue', p.municipality ?? '0301', COMMON);
     const code = child(el, 'Code');
@@ -146,11 +185,52 @@ export class ArStandIn {
       set(valid, 'From', '2000-01-01T00:00:00', COMMON);
       set(valid, 'To', '9999-12-31T23:59:59', COMMON);
     }
+    let edi: Element | undefined;
     for (const address of Array.from(el.getElementsByTagNameNS(COMMON, 'ElectronicAddress'))) {
       if (address.parentNode?.parentNode !== el) continue;
-      if (child(address, 'TypeCodeValue', COMMON)?.textContent === 'E_EDI') set(address, 'Address', p.ediAddress ?? `${p.herId}@edi.test.nhn.no`, COMMON);
+      const type = child(address, 'TypeCodeValue', COMMON)?.textContent;
+      if (type === 'E_EDI') {
+        set(address, 'Address', p.ediAddress ?? `${p.herId}@edi.test.nhn.no`, COMMON);
+        edi = address;
+      }
+      if (type === 'E_DS') {
+        const serials = listedOf(p).map((pem) => BigInt(`0x${new X509Certificate(pem).serialNumber}`).toString(10));
+        if (serials.length === 0) address.parentNode.removeChild(address);
+        else set(address, 'Address', ldapUrl(serials), COMMON);
+      }
+    }
+    const future = child(el, 'FutureElectronicAddresses');
+    if (future && edi) {
+      while (future.firstChild) future.removeChild(future.firstChild);
+      for (const f of p.futureEdiAddresses ?? []) future.appendChild(futureAddress(edi, f));
     }
   }
+}
+
+/** The certificates the party's E_DS lists. */
+const listedOf = (p: StandInParty): string[] =>
+  [p.encryptionCertificate, p.signingCertificate, ...(p.listedCertificates ?? [])].filter((pem): pem is string => pem !== undefined);
+
+const der = (pem: string) => pem.replace(/-----[^-]+-----|\s+/g, '');
+
+/** An E_DS address as AR writes it: one serial as it stands, several or'ed. */
+function ldapUrl(serials: string[]): string {
+  const each = serials.map((s) => `(certificateSerialNumber=${s})`);
+  const filter = each.length === 1 ? each[0] : `(|${each.join('')})`;
+  return `ldap://ldap.test4.buypass.no/dc=Buypass,dc=no,CN=Buypass%20Class%203%20Test4%20CA%20G2?usercertificate;binary?sub?${filter}`;
+}
+
+/** A FutureElectronicAddress (WSDL: ElectronicAddress + ValidFrom), made from the party's E_EDI address. */
+function futureAddress(edi: Element, f: { address: string; validFrom: string }): Element {
+  const doc = edi.ownerDocument;
+  const prefix = edi.prefix ? `${edi.prefix}:` : '';
+  const el = doc.createElementNS(COMMON, `${prefix}FutureElectronicAddress`);
+  for (let n = edi.firstChild; n; n = n.nextSibling) el.appendChild(n.cloneNode(true));
+  set(el, 'Address', f.address, COMMON);
+  const validFrom = doc.createElementNS(COMMON, `${prefix}ValidFrom`);
+  validFrom.appendChild(doc.createTextNode(f.validFrom));
+  el.appendChild(validFrom);
+  return el;
 }
 
 function child(el: Element, name: string, ns = CP): Element | undefined {
@@ -174,9 +254,19 @@ const envelope = (body: string) =>
 /** CertificateDetails as the WSDL defines it: the DER in base64, and the LDAP URL it came from. */
 function certificateAnswer(operation: string, pem: string | undefined): string {
   const result = `${operation}Result`;
-  const der = pem?.replace(/-----[^-]+-----|\s+/g, '');
-  const inner = der
-    ? `<${result} xmlns:b="http://register.nhn.no/CertificateDetails" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"><b:Certificate>${der}</b:Certificate><b:LdapUrl>ldap://ldap.test/cn=stand-in</b:LdapUrl></${result}>`
+  const inner = pem
+    ? `<${result} xmlns:b="http://register.nhn.no/CertificateDetails" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"><b:Certificate>${der(pem)}</b:Certificate><b:LdapUrl>ldap://ldap.test/cn=stand-in</b:LdapUrl></${result}>`
     : `<${result} i:nil="true" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"/>`;
   return envelope(`<${operation}Response xmlns="${CP}">${inner}</${operation}Response>`);
+}
+
+/** ArrayOfCertificateDetails: each certificate found, with the LDAP URL it came from. */
+function searchAnswer(operation: string, pems: string[]): string {
+  const result = `${operation}Result`;
+  const details = pems
+    .map((pem) => `<b:CertificateDetails><b:Certificate>${der(pem)}</b:Certificate><b:LdapUrl>ldap://ldap.test/cn=stand-in</b:LdapUrl></b:CertificateDetails>`)
+    .join('');
+  return envelope(
+    `<${operation}Response xmlns="${CP}"><${result} xmlns:b="http://register.nhn.no/CertificateDetails" xmlns:i="http://www.w3.org/2001/XMLSchema-instance">${details}</${result}></${operation}Response>`,
+  );
 }

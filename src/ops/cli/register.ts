@@ -5,6 +5,7 @@ import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { checkSigningCertificate, describeCertificate, trustStoreFor } from '../../outbound/certificates.js';
 import { encryptionCertificateProblem } from '../../outbound/cms.js';
+import type { CommunicationParty } from '../../routing/addressRegister.js';
 import { ArUnavailable } from '../../routing/ar/client.js';
 import { LiveRegister } from '../../routing/ar/liveRegister.js';
 import { loadRouting } from '../../routing/load.js';
@@ -92,20 +93,28 @@ async function show(ctx: OpsContext, herId: string, json: boolean): Promise<void
   const now = new Date();
   const trust = trustStoreFor(ctx.config.trust);
   const services = live.register.parties.filter((p) => p.parentHerId === herId);
+  const describeSigning = (pem: string) => ({ ...describeCertificate(pem), problems: checkSigningCertificate(pem, now, trust).problems });
+  const describeEncryption = (pem: string) => ({ ...describeCertificate(pem), problems: [encryptionCertificateProblem(pem, now, trust)].filter(Boolean) });
+  // the encryption certificate is the one a message sent now is encrypted to; during a rollover the others AR lists follow
+  const encryptingTo = live.register.encryptionCertificateFor(herId, now);
+  const otherEncryption = [...new Set([party.encryptionCertificate, ...(party.encryptionCertificates ?? [])])].filter(
+    (pem): pem is string => pem !== undefined && pem !== encryptingTo,
+  );
   const certificates = {
-    signing: party.signingCertificate
-      ? { ...describeCertificate(party.signingCertificate), problems: checkSigningCertificate(party.signingCertificate, now, trust).problems }
-      : null,
-    encryption: party.encryptionCertificate
-      ? {
-          ...describeCertificate(party.encryptionCertificate),
-          problems: [encryptionCertificateProblem(party.encryptionCertificate, now, trust)].filter(Boolean),
-        }
-      : null,
+    signing: party.signingCertificate ? describeSigning(party.signingCertificate) : null,
+    previousSigning: (party.previousSigningCertificates ?? []).map(describeSigning),
+    encryption: encryptingTo ? describeEncryption(encryptingTo) : null,
+    otherEncryption: otherEncryption.map(describeEncryption),
   };
-  const { signingCertificate, encryptionCertificate, ...facts } = party;
-  if (json)
-    return printJson({ party: facts, source, services: services.map(({ signingCertificate: _s, encryptionCertificate: _e, ...s }) => s), certificates, note });
+  const withoutCertificates = ({
+    signingCertificate: _s,
+    previousSigningCertificates: _p,
+    encryptionCertificate: _e,
+    encryptionCertificates: _es,
+    ...rest
+  }: CommunicationParty) => rest;
+  const facts = withoutCertificates(party);
+  if (json) return printJson({ party: facts, source, services: services.map(withoutCertificates), certificates, note });
   if (note) console.error(note);
   console.log(`${party.herId}  ${party.name}  (${party.type}${party.active ? '' : ', INACTIVE'})`);
   console.log(
@@ -117,19 +126,23 @@ async function show(ctx: OpsContext, herId: string, json: boolean): Promise<void
     ['bydel', party.bydel],
     ['service code', party.serviceCode],
     ['valid', party.validFrom || party.validTo ? `${party.validFrom ?? '…'} – ${party.validTo ?? '…'}` : undefined],
-    ['EDI address', party.ediAddress],
+    ['EDI address', live.register.ediAddressFor(herId, now)],
+    // announced by AR, not in effect yet: a transport sending by EDI mailbox switches on that date
+    ...(party.futureEdiAddresses ?? []).filter((f) => Date.parse(f.validFrom) > now.getTime()).map((f) => [`EDI from ${f.validFrom}`, f.address] as const),
   ] as const) {
     if (value) console.log(`  ${label.padEnd(15)} ${value}`);
   }
-  for (const [purpose, c] of Object.entries(certificates)) {
-    if (!c) {
-      console.log(`  ${purpose} certificate: none`);
-      continue;
-    }
-    console.log(`  ${purpose} certificate: ${c.subject} (issuer ${c.issuer}, serial ${c.serialNumber})`);
+  const printCertificate = (label: string, c: (typeof certificates.otherEncryption)[number]) => {
+    console.log(`  ${label}: ${c.subject} (issuer ${c.issuer}, serial ${c.serialNumber})`);
     console.log(
       `    valid ${c.validFrom} – ${c.validTo}; key usage ${c.keyUsage?.join(', ') ?? '(none)'}${c.problems.length ? `; NOT USABLE: ${c.problems.join('; ')}` : ''}`,
     );
-  }
+  };
+  if (certificates.signing) printCertificate('signing certificate', certificates.signing);
+  else console.log('  signing certificate: none');
+  for (const c of certificates.previousSigning) printCertificate('also accepted for signatures', c);
+  if (certificates.encryption) printCertificate('encryption certificate', certificates.encryption);
+  else console.log('  encryption certificate: none');
+  for (const c of certificates.otherEncryption) printCertificate('also listed for encryption', c);
   for (const s of services) console.log(`  service ${s.herId}  ${s.name}  ${s.serviceCode ?? ''}${s.active ? '' : '  INACTIVE'}`);
 }

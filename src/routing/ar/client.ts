@@ -4,8 +4,15 @@
 // WSDL-driven SOAP stack. Whatever keeps AR from answering (network, timeout, HTTP error, a
 // fault other than "no such HER-id") is `ArUnavailable`: transient, never a verdict on a message.
 import { create } from 'xmlbuilder2';
-import type { CommunicationParty } from '../addressRegister.js';
-import { type ArAnswer, type ArPartyFacts, readCertificateDetails, readCommunicationPartyDetails, readPing } from './communicationParty.js';
+import {
+  type ArAnswer,
+  type ArParty,
+  type ArPartyFacts,
+  readCertificateDetails,
+  readCertificateSearch,
+  readCommunicationPartyDetails,
+  readPing,
+} from './communicationParty.js';
 
 const SERVICE_NS = 'http://register.nhn.no/CommunicationParty';
 const ACTION = `${SERVICE_NS}/ICommunicationPartyService`;
@@ -24,13 +31,14 @@ export interface ArClientOptions {
 }
 
 type CertificateOperation = 'GetCertificateDetailsForEncryption' | 'GetCertificateDetailsForValidatingSignature';
+type CertificateSearch = 'SearchCertificatesForEncryption' | 'SearchCertificatesForValidatingSignature';
 
 export class AddressRegisterClient {
   constructor(private readonly options: ArClientOptions) {}
 
   /** The party and, for an organisation, its services; undefined when AR has no such HER-id. */
-  async partyDetails(herId: string): Promise<CommunicationParty[] | undefined> {
-    return this.found(readCommunicationPartyDetails(await this.call('GetCommunicationPartyDetails', herId), this.options.bydelOf));
+  async partyDetails(herId: string): Promise<ArParty[] | undefined> {
+    return this.found(readCommunicationPartyDetails(await this.call('GetCommunicationPartyDetails', { herId }), this.options.bydelOf));
   }
 
   /** The party's encryption certificate (PEM); undefined when it has none or AR has no such party. */
@@ -43,6 +51,16 @@ export class AddressRegisterClient {
     return this.certificate('GetCertificateDetailsForValidatingSignature', herId);
   }
 
+  /** Every encryption certificate AR finds for an organisation number (PEM), whichever party it belongs to. */
+  async searchEncryptionCertificates(organisationNumber: string): Promise<string[]> {
+    return this.search('SearchCertificatesForEncryption', organisationNumber);
+  }
+
+  /** Every certificate that validates signatures AR finds for an organisation number (PEM). */
+  async searchSigningCertificates(organisationNumber: string): Promise<string[]> {
+    return this.search('SearchCertificatesForValidatingSignature', organisationNumber);
+  }
+
   async ping(): Promise<string> {
     const answer = readPing(await this.call('Ping'));
     if (!answer.ok) throw new ArUnavailable(`AR answered Ping with the fault ${answer.fault.code}`);
@@ -50,7 +68,12 @@ export class AddressRegisterClient {
   }
 
   private async certificate(operation: CertificateOperation, herId: string): Promise<string | undefined> {
-    return this.found(readCertificateDetails(await this.call(operation, herId), operation));
+    return this.found(readCertificateDetails(await this.call(operation, { herId }), operation));
+  }
+
+  /** `sn` is the organisation number; cn and ou are left out (both optional), so every certificate of the organisation is found. */
+  private async search(operation: CertificateSearch, organisationNumber: string): Promise<string[]> {
+    return this.found(readCertificateSearch(await this.call(operation, { sn: organisationNumber }), operation)) ?? [];
   }
 
   private found<T>(answer: ArAnswer<T>): T | undefined {
@@ -59,10 +82,10 @@ export class AddressRegisterClient {
     throw new ArUnavailable(`AR answered with the fault ${answer.fault.code}`);
   }
 
-  private async call(operation: string, herId?: string): Promise<Buffer> {
+  private async call(operation: string, parameters: Record<string, string> = {}): Promise<Buffer> {
     const doc = create({ version: '1.0', encoding: 'UTF-8' });
     const request = doc.ele('http://schemas.xmlsoap.org/soap/envelope/', 'soap:Envelope').ele('soap:Body').ele(SERVICE_NS, operation);
-    if (herId !== undefined) request.ele('herId').txt(herId);
+    for (const [name, value] of Object.entries(parameters)) request.ele(name).txt(value);
     const headers: Record<string, string> = { 'content-type': 'text/xml; charset=utf-8', soapaction: `"${ACTION}/${operation}"` };
     const { user, password } = this.options;
     if (user !== undefined) headers.authorization = `Basic ${Buffer.from(`${user}:${password ?? ''}`).toString('base64')}`;

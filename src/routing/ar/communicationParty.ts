@@ -2,6 +2,7 @@
 // snapshot's own shape (DESIGN §4.5), so that what AR says and what the snapshot file says are one
 // kind of party. SOAP 1.1 and 1.2 envelopes alike; parsed safely (no DTD, bounded size).
 import type { XmlNode } from 'libxml2-wasm';
+import { DateTime } from 'luxon';
 import { findAll, findFirst, parseXmlSafely, textOf } from '../../mapping/xml.js';
 import type { CommunicationParty } from '../addressRegister.js';
 
@@ -47,18 +48,30 @@ function resultOf(xml: Buffer, operation: string): ArAnswer<XmlNode | undefined>
   return { ok: true, value: findFirst(doc.root, `//cp:${operation}Response/cp:${operation}Result`, AR_NS), dispose };
 }
 
+/** A party as AR answered it, with what finds its certificates: not kept, only used to fetch them. */
+export interface ArParty {
+  party: CommunicationParty;
+  /** the serial numbers (decimal) its E_DS address lists: more than the two GetCertificateDetails give during a rollover */
+  certificateSerials: string[];
+  /** its own organisation number, or its parent organisation's */
+  organisationNumber?: string;
+}
+
 /** GetCommunicationPartyDetails: the party, and for an organisation its services. */
-export function readCommunicationPartyDetails(xml: Buffer, bydelOf: (p: ArPartyFacts) => string | undefined): ArAnswer<CommunicationParty[]> {
+export function readCommunicationPartyDetails(xml: Buffer, bydelOf: (p: ArPartyFacts) => string | undefined): ArAnswer<ArParty[]> {
   const result = resultOf(xml, 'GetCommunicationPartyDetails');
   try {
     if (!result.ok) return result;
     if (!result.value) throw new Error('AR answered GetCommunicationPartyDetails without a result');
-    const party = readParty(result.value, textOf(result.value, '@xsi:type', AR_NS));
-    const parties = [party];
+    const organisation = readParty(result.value, textOf(result.value, '@xsi:type', AR_NS));
+    const parties = [organisation];
     for (const service of findAll(result.value, 'cp:Services/cp:Service', AR_NS)) parties.push(readParty(service, 'Service'));
     // AR has no bydel field: an organisation's comes from the configured table, and its services inherit it.
-    const orgBydel = bydelOf(party);
-    return { ok: true, value: parties.map((p) => withBydel(p, p === party ? orgBydel : (bydelOf(p) ?? orgBydel))) };
+    const orgBydel = bydelOf(organisation.party);
+    return {
+      ok: true,
+      value: parties.map((p) => ({ ...p, party: withBydel(p.party, p === organisation ? orgBydel : (bydelOf(p.party) ?? orgBydel)) })),
+    };
   } finally {
     result.dispose();
   }
@@ -79,6 +92,22 @@ export function readCertificateDetails(
   }
 }
 
+/** SearchCertificatesForEncryption / …ForValidatingSignature: every certificate found, as PEM. */
+export function readCertificateSearch(
+  xml: Buffer,
+  operation: 'SearchCertificatesForEncryption' | 'SearchCertificatesForValidatingSignature',
+): ArAnswer<string[]> {
+  const result = resultOf(xml, operation);
+  try {
+    if (!result.ok) return result;
+    const found = result.value ? findAll(result.value, 'cd:CertificateDetails/cd:Certificate', AR_NS) : [];
+    const base64s = found.map((c) => c.content.replace(/\s+/g, '')).filter((b) => b.length > 0);
+    return { ok: true, value: base64s.map(pem) };
+  } finally {
+    result.dispose();
+  }
+}
+
 /** Ping: AR's answer text. */
 export function readPing(xml: Buffer): ArAnswer<string> {
   const result = resultOf(xml, 'Ping');
@@ -93,7 +122,7 @@ export function readPing(xml: Buffer): ArAnswer<string> {
 /** What decides a party's bydel: its HER-id and parent. */
 export type ArPartyFacts = Pick<CommunicationParty, 'herId' | 'parentHerId' | 'type'>;
 
-function readParty(node: XmlNode, xsiType: string | undefined): CommunicationParty {
+function readParty(node: XmlNode, xsiType: string | undefined): ArParty {
   const text = (expr: string) => {
     const v = textOf(node, expr, AR_NS)?.trim();
     return v ? v : undefined;
@@ -107,8 +136,15 @@ function readParty(node: XmlNode, xsiType: string | undefined): CommunicationPar
   const parentHerId = text('cp:ParentHerId');
   const validFrom = dayOf(text('cp:Valid/c:From'), false);
   const validTo = dayOf(text('cp:Valid/c:To'), true);
-  const edi = findAll(node, 'cp:ElectronicAddresses/c:ElectronicAddress', AR_NS).find((a) => textOf(a, 'c:TypeCodeValue', AR_NS)?.trim() === 'E_EDI');
-  return {
+  const addresses = findAll(node, 'cp:ElectronicAddresses/c:ElectronicAddress', AR_NS);
+  const ofType = (a: XmlNode, type: string) => textOf(a, 'c:TypeCodeValue', AR_NS)?.trim() === type;
+  const edi = addresses.find((a) => ofType(a, 'E_EDI'));
+  const certificateDirectory = addresses.find((a) => ofType(a, 'E_DS'));
+  const futureEdiAddresses = findAll(node, 'cp:FutureElectronicAddresses/c:FutureElectronicAddress', AR_NS)
+    .filter((a) => ofType(a, 'E_EDI'))
+    .flatMap(futureAddress);
+  const organisationNumber = [text('cp:OrganizationNumber'), text('cp:ParentOrganizationNumber')].find((n) => n && /^[1-9]\d*$/.test(n));
+  const party: CommunicationParty = {
     herId,
     name,
     type,
@@ -119,9 +155,39 @@ function readParty(node: XmlNode, xsiType: string | undefined): CommunicationPar
     // a party AR reports as inactive or invalid is not delivered to
     active: text('cp:Active') === 'true' && text('cp:IsValidCommunicationParty') !== 'false',
     ...(edi ? { ediAddress: textOf(edi, 'c:Address', AR_NS)?.trim() } : {}),
+    ...(futureEdiAddresses.length > 0 ? { futureEdiAddresses } : {}),
     ...(validFrom ? { validFrom } : {}),
     ...(validTo ? { validTo } : {}),
   };
+  return {
+    party,
+    certificateSerials: certificateDirectory ? serialsOf(textOf(certificateDirectory, 'c:Address', AR_NS) ?? '') : [],
+    ...(organisationNumber ? { organisationNumber } : {}),
+  };
+}
+
+/**
+ * A FutureElectronicAddress: its Address from its ValidFrom on, a local date-time (Oslo) unless it
+ * carries a zone. One without a readable ValidFrom is left out: the current address stays in effect.
+ */
+function futureAddress(a: XmlNode): { address: string; validFrom: string }[] {
+  const address = textOf(a, 'c:Address', AR_NS)?.trim();
+  // an invalid DateTime writes null
+  const validFrom = DateTime.fromISO(textOf(a, 'c:ValidFrom', AR_NS)?.trim() ?? '', { zone: 'Europe/Oslo' })
+    .toUTC()
+    .toISO();
+  return address && validFrom ? [{ address, validFrom }] : [];
+}
+
+/** The certificate serial numbers an E_DS LDAP URL's filter names, e.g. (|(certificateSerialNumber=1978…)(certificateSerialNumber=…)). */
+function serialsOf(ldapUrl: string): string[] {
+  let filter = ldapUrl;
+  try {
+    filter = decodeURIComponent(ldapUrl);
+  } catch {
+    // not percent-encoded after all: read as it stands
+  }
+  return [...new Set([...filter.matchAll(/certificateSerialNumber=(\d+)/gi)].map((m) => m[1].replace(/^0+(?=\d)/, '')))];
 }
 
 function withBydel(p: CommunicationParty, bydel: string | undefined): CommunicationParty {

@@ -13,11 +13,11 @@ import { readFileSync, statSync } from 'node:fs';
 import { durationMs, type GatewayConfig } from '../../config/config.js';
 import { EVENTS } from '../../observability/events.js';
 import type { Logger } from '../../observability/log.js';
-import { readCertificate } from '../../outbound/certificates.js';
 import type { Db } from '../../tracking/db.js';
 import { AddressRegister, type CommunicationParty } from '../addressRegister.js';
 import { type CachedAnswer, cachedAnswers, storeAnswers } from './cache.js';
 import { AddressRegisterClient, ArUnavailable } from './client.js';
+import { listedCertificates, notExpired } from './listedCertificates.js';
 
 export interface LiveRegisterDeps {
   config: GatewayConfig;
@@ -166,9 +166,8 @@ export class LiveRegister {
           answers.push({ herId, fetchedAt, expiresAt });
           continue;
         }
-        for (const party of parties) {
-          const [encryptionCertificate, signingCertificate] = [await client.encryptionCertificate(party.herId), await client.signingCertificate(party.herId)];
-          answers.push({ herId: party.herId, party: { ...party, ...certificates(encryptionCertificate, signingCertificate) }, fetchedAt, expiresAt });
+        for (const ar of parties) {
+          answers.push({ herId: ar.party.herId, party: { ...ar.party, ...(await listedCertificates(client, ar, fetchedAt)) }, fetchedAt, expiresAt });
         }
       }
     } catch (e) {
@@ -269,24 +268,13 @@ export class LiveRegister {
 
 /**
  * A rollover (AR now gives a new signing certificate): the one it replaces keeps being accepted
- * while it is valid, since messages signed before the switch are still on their way.
+ * while it is valid, since messages signed before the switch are still on their way. Those AR
+ * lists beside it (listedCertificates) come first.
  */
 function withRollover(party: CommunicationParty, before: CommunicationParty | undefined, now: Date): CommunicationParty {
-  const older = [before?.signingCertificate, ...(before?.previousSigningCertificates ?? [])].filter(
-    (pem): pem is string => pem !== undefined && pem !== party.signingCertificate && stillValid(pem, now),
+  const older = [...(party.previousSigningCertificates ?? []), before?.signingCertificate, ...(before?.previousSigningCertificates ?? [])].filter(
+    (pem): pem is string => pem !== undefined && pem !== party.signingCertificate && notExpired(pem, now),
   );
   const unique = [...new Set(older)];
   return unique.length > 0 && party.signingCertificate ? { ...party, previousSigningCertificates: unique } : party;
-}
-
-function stillValid(pem: string, now: Date): boolean {
-  try {
-    return now <= readCertificate(pem).notAfter;
-  } catch {
-    return false;
-  }
-}
-
-function certificates(encryptionCertificate: string | undefined, signingCertificate: string | undefined): Partial<CommunicationParty> {
-  return { ...(encryptionCertificate ? { encryptionCertificate } : {}), ...(signingCertificate ? { signingCertificate } : {}) };
 }
