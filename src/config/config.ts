@@ -109,6 +109,19 @@ export const configSchema = z
       })
       .strict()
       .default({ anchors: [], crl: { mode: 'soft-fail', timeout: 'PT10S' } }),
+    /** NHN's CPPA register (DESIGN §4.6): the CPA per pair of parties; without `url` HIS 1037's defaults serve every partner */
+    cppa: z
+      .object({
+        url: z
+          .string()
+          .regex(/^https?:\/\//, 'must be an http:// or https:// URL')
+          .optional(),
+        /** how long an answer serves before it is asked again (a stale one still serves while the register is unreachable) */
+        cacheTtl: isoDuration.default('PT1H'),
+        timeout: isoDuration.default('PT10S'),
+      })
+      .strict()
+      .default({ cacheTtl: 'PT1H', timeout: 'PT10S' }),
     /** NHN's Adresseregister, live (DESIGN §4.6): without `url` the snapshot alone serves */
     addressRegister: z
       .object({
@@ -290,6 +303,7 @@ function applyEnv(raw: JsonObject, env: NodeJS.ProcessEnv): JsonObject {
         .filter(Boolean),
     );
   if (env.GATEWAY_ADDRESS_REGISTER_URL) set(['addressRegister', 'url'], env.GATEWAY_ADDRESS_REGISTER_URL);
+  if (env.GATEWAY_CPPA_URL) set(['cppa', 'url'], env.GATEWAY_CPPA_URL);
   if (env.GATEWAY_ADDRESS_REGISTER_USER) set(['addressRegister', 'user'], env.GATEWAY_ADDRESS_REGISTER_USER);
   if (env.GATEWAY_ADDRESS_REGISTER_PASSWORD) set(['addressRegister', 'password'], env.GATEWAY_ADDRESS_REGISTER_PASSWORD);
   if (env.GATEWAY_POSTCODE_INDEX) set(['routing', 'postcodeIndexFile'], env.GATEWAY_POSTCODE_INDEX);

@@ -20,7 +20,10 @@ import { type OpsAlertRow, type OpsSchema, opsKysely, opsTrx } from './schema.js
 
 /** One evaluated condition: whether it holds now, and what its alert says either way. */
 export interface Condition {
-  kind: Extract<AlertKind, 'dlq-not-empty' | 'queue-backlog' | 'no-traffic' | 'address-register-unavailable' | 'crl-unavailable' | 'certificate-expiring'>;
+  kind: Extract<
+    AlertKind,
+    'dlq-not-empty' | 'queue-backlog' | 'no-traffic' | 'address-register-unavailable' | 'crl-unavailable' | 'cppa-unavailable' | 'certificate-expiring'
+  >;
   /** what it is about (a queue name), '' for the gateway as a whole */
   subject: string;
   firing: boolean;
@@ -42,6 +45,7 @@ const EVENT_IDS: Record<Condition['kind'], string> = {
   'no-traffic': EVENTS.alertNoTraffic,
   'address-register-unavailable': EVENTS.alertAddressRegisterUnavailable,
   'crl-unavailable': EVENTS.alertCrlUnavailable,
+  'cppa-unavailable': EVENTS.alertCppaUnavailable,
   'certificate-expiring': EVENTS.alertCertificateExpiring,
 };
 
@@ -69,6 +73,20 @@ export function addressRegisterCondition(a: ArAvailability): Condition {
     text: firing
       ? `The address register (AR) has not answered since ${a.unavailableSince?.toISOString()} (${a.reason}); cached answers and the snapshot serve, and messages that need AR wait.`
       : 'The address register (AR) answers again.',
+  };
+}
+
+/** NHN's CPPA register not answering: cached agreements serve; a message for a pair never asked about waits. */
+export function cppaCondition(a: ArAvailability): Condition {
+  const firing = a.configured && a.unavailableSince !== undefined;
+  return {
+    kind: 'cppa-unavailable',
+    subject: '',
+    firing,
+    severity: 'warning',
+    text: firing
+      ? `The CPPA register has not answered since ${a.unavailableSince?.toISOString()} (${a.reason}); cached agreements serve, and messages to a partner whose agreement is not known yet wait.`
+      : 'The CPPA register answers again.',
   };
 }
 

@@ -147,6 +147,7 @@ export type AlertKind =
   | 'no-traffic'
   | 'address-register-unavailable'
   | 'crl-unavailable'
+  | 'cppa-unavailable'
   | 'certificate-expiring';
 
 /** messages.transport_state: ebXML Acknowledgment / MessageError. */

@@ -93,6 +93,9 @@ export interface ExpectationsTable {
   reminders: Generated<number>;
   /** transport-ack: how often the message was resent with the same eb:MessageId */
   resends: Generated<number>;
+  /** transport-ack: resends the partner's CPA allows (Retries), and their interval; null: `tracking.transportRetry` */
+  resend_limit: number | null;
+  resend_interval_ms: number | null;
   /** the id of the firing alert: its reminders and its resolution carry it as `firingId` */
   alert_id: string | null;
   /** when the next reminder is due while the alert is firing */

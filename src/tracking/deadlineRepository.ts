@@ -65,8 +65,7 @@ export class DeadlineRepository {
    * has), and its deadline moves one retry interval on; the resend is on its timeline.
    */
   async resendUnacknowledged(now: Date, limit: number): Promise<Publishable[]> {
-    const retry = this.policy.transportRetry;
-    if (!retry || retry.count === 0) return [];
+    const retry = this.policy.transportRetry ?? { count: 0, intervalMs: 0 };
     const at = now.toISOString();
     return this.store.inTransaction(async (tx) => {
       let due = dueForResend(tx.trx, at, retry.count, limit);
@@ -78,7 +77,8 @@ export class DeadlineRepository {
           await spendResends(tx.trx, row.id, retry.count);
           continue;
         }
-        if (!(await claimResend(tx.trx, row.id, retry.count, new Date(now.getTime() + retry.intervalMs), at))) continue;
+        const intervalMs = row.resend_interval_ms ?? retry.intervalMs;
+        if (!(await claimResend(tx.trx, row.id, retry.count, new Date(now.getTime() + intervalMs), at))) continue;
         const item = again(sent);
         const [id] = await insertOutboxItems(tx.trx, row.message_id, [item], this.options.lease(), tx.now);
         const ebxmlMessageId = (await tx.trx.selectFrom('messages').select('ebxml_message_id').where('id', '=', row.message_id).executeTakeFirst())
@@ -86,7 +86,7 @@ export class DeadlineRepository {
         await insertEvents(
           tx.trx,
           row.message_id,
-          [{ stage: 'transport', event: 'resent', detail: { attempt: row.resends + 1, of: retry.count, ebxmlMessageId } }],
+          [{ stage: 'transport', event: 'resent', detail: { attempt: row.resends + 1, of: row.resend_limit ?? retry.count, ebxmlMessageId } }],
           tx.now,
         );
         resent.push({ ...item, id, message_id: row.message_id, attempts: 0 });

@@ -10,23 +10,33 @@ import type { WorkingCalendar } from './workingTime.js';
 
 type Tracking = GatewayConfig['tracking'];
 
+/** Reliable messaging as the partner's CPA sets it (absent: HIS 1037's signed Acknowledgment, the configured resends). */
+export interface ReliableMessaging {
+  ackRequested: boolean;
+  retries?: number;
+  retryIntervalMs?: number;
+}
+
 /**
  * A cancellation (Forsendelsesstatus C) withdraws a notice: it awaits its receipts, but no
- * answer or report of its own.
+ * answer or report of its own. A message sent without eb:AckRequested awaits no Acknowledgment.
  */
 export function expectationsFor(
   message: Pick<MsgHeadModel, 'type' | 'forsendelsesstatus'>,
   sentAt: Date,
   tracking: Tracking,
   calendar: WorkingCalendar,
+  reliable?: ReliableMessaging,
 ): NewExpectation[] {
   const msgType = message.forsendelsesstatus === 'C' ? 'cancellation' : message.type;
   const after = (iso: string) => new Date(sentAt.getTime() + durationMs(iso));
   const d = tracking.deadlines;
-  const list: NewExpectation[] = [
-    { kind: 'transport-ack', dueAt: after(d.transportAck) },
-    { kind: 'apprec', dueAt: after(d.appRec) },
-  ];
+  const list: NewExpectation[] = [];
+  if (reliable?.ackRequested !== false) {
+    const resend = reliable?.retries === undefined ? undefined : { limit: reliable.retries, intervalMs: reliable.retryIntervalMs };
+    list.push({ kind: 'transport-ack', dueAt: after(d.transportAck), ...(resend ? { resend } : {}) });
+  }
+  list.push({ kind: 'apprec', dueAt: after(d.appRec) });
   if (msgType === 'LOG_UTSKRIVNINGSKLAR') list.push({ kind: 'answer', dueAt: calendar.addWorkingTime(sentAt, durationMs(d.answer)) });
   if (msgType === 'LOG_INNLAGT') list.push({ kind: 'innleggelsesrapport', dueAt: after(d.innleggelsesrapport) });
   return list;

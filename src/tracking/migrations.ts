@@ -286,6 +286,25 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
           .execute();
       },
     },
+    '009_agreements': {
+      async up(db: Kysely<any>) {
+        // What NHN's CPPA register answered per pair of parties (src/outbound/agreements/cache.ts):
+        // the agreement's terms, or that the two have none.
+        await db.schema
+          .createTable('agreement_cache')
+          .addColumn('our_her_id', 'text', (c) => c.notNull())
+          .addColumn('partner_her_id', 'text', (c) => c.notNull())
+          .addColumn('found', 'integer', (c) => c.notNull())
+          .addColumn('agreement', 'text')
+          .addColumn('fetched_at', 'text', (c) => c.notNull())
+          .addColumn('expires_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('agreement_cache_pk', ['our_her_id', 'partner_her_id'])
+          .execute();
+        // A CPA's reliable messaging, fixed per message when it was sent (null: the configured transportRetry).
+        await db.schema.alterTable('expectations').addColumn('resend_limit', 'integer').execute();
+        await db.schema.alterTable('expectations').addColumn('resend_interval_ms', 'integer').execute();
+      },
+    },
   };
 }
 

@@ -10,6 +10,8 @@ import type { Schema } from '../db.js';
 export interface NewExpectation {
   kind: Exclude<ExpectationKind, 'apprec-rejected' | 'transport-error'>;
   dueAt: Date;
+  /** transport-ack under a CPA: its Retries and RetryInterval instead of the configured transportRetry */
+  resend?: { limit: number; intervalMs?: number };
   /** set when its alert is raised in the same transaction (a held message's `unroutable`) */
   firing?: { alertId: string; nextAlertAt: Date | null };
 }
@@ -17,7 +19,7 @@ export interface NewExpectation {
 export type Transition = 'firing' | 'reminder' | 'resolved';
 
 type Db = Kysely<Schema>;
-/** `resends`: how often an unacknowledged message is resent before its transport-ack alert may fire. */
+/** `resends`: how often an unacknowledged message is resent before its transport-ack alert may fire, unless its CPA says otherwise. */
 type Where = (eb: ExpressionBuilder<Schema, 'expectations'>, now: string, resends: number) => Expression<SqlBool>;
 
 /** Which rows each transition acts on. */
@@ -27,7 +29,7 @@ export const DUE: Record<Transition, Where> = {
       eb('state', '=', 'open'),
       eb('alert_state', 'is', null),
       eb('due_at', '<=', now),
-      eb.or([eb('kind', '<>', 'transport-ack'), eb('resends', '>=', resends)]),
+      eb.or([eb('kind', '<>', 'transport-ack'), eb('resends', '>=', resendLimit(eb, resends))]),
     ]),
   reminder: (eb, now) => eb.and([eb('state', '=', 'open'), eb('alert_state', '=', 'firing'), eb('next_alert_at', '<=', now)]),
   resolved: (eb) => eb.and([eb('alert_state', '=', 'firing'), eb('state', '<>', 'open')]),
@@ -45,6 +47,8 @@ export async function insertExpectations(db: Db, messageId: number, list: NewExp
         due_at: x.dueAt.toISOString(),
         state: 'open' as const,
         created_at: now,
+        resend_limit: x.resend?.limit ?? null,
+        resend_interval_ms: x.resend?.intervalMs ?? null,
         ...firingColumns(x, now),
       })),
     )
@@ -100,16 +104,19 @@ export async function claimTransition(db: Db, id: number, step: Transition, colu
   return claimed.numUpdatedRows === 1n;
 }
 
-/** Transport-ack rows due for a resend (fewer than `resends` so far), longest-waiting first. */
+/** A row's own resend limit (from its CPA), else the configured one. */
+const resendLimit = (eb: ExpressionBuilder<Schema, 'expectations'>, resends: number) => eb.fn.coalesce('resend_limit', eb.val(resends));
+
+/** Transport-ack rows due for a resend (fewer than their limit so far), longest-waiting first. */
 export function dueForResend(db: Db, now: string, resends: number, limit: number) {
   return db
     .selectFrom('expectations')
-    .select(['id', 'message_id', 'resends'])
+    .select(['id', 'message_id', 'resends', 'resend_limit', 'resend_interval_ms'])
     .where('kind', '=', 'transport-ack')
     .where('state', '=', 'open')
     .where('alert_state', 'is', null)
     .where('due_at', '<=', now)
-    .where('resends', '<', resends)
+    .where((eb) => eb('resends', '<', resendLimit(eb, resends)))
     .orderBy('due_at')
     .limit(limit);
 }
@@ -122,14 +129,19 @@ export async function claimResend(db: Db, id: number, resends: number, nextDueAt
     .where('id', '=', id)
     .where('state', '=', 'open')
     .where('due_at', '<=', at)
-    .where('resends', '<', resends)
+    .where((eb) => eb('resends', '<', resendLimit(eb, resends)))
     .executeTakeFirst();
   return claimed.numUpdatedRows === 1n;
 }
 
 /** Nothing to resend (the message has no stored delivery): its resends count as spent, so its alert may fire. */
 export async function spendResends(db: Db, id: number, resends: number): Promise<void> {
-  await db.updateTable('expectations').set({ resends }).where('id', '=', id).where('resends', '<', resends).execute();
+  await db
+    .updateTable('expectations')
+    .set((eb) => ({ resends: resendLimit(eb, resends) }))
+    .where('id', '=', id)
+    .where((eb) => eb('resends', '<', resendLimit(eb, resends)))
+    .execute();
 }
 
 /** What comes back final and is raised once: a rejecting AppRec, a MessageError. */

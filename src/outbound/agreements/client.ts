@@ -1,0 +1,34 @@
+// A client for NHN's CPPA register, REST (DESIGN §4.6, REFERENCE §5.1):
+// `GET Agreements/HerIds/{myHerId}/{counterpartyHerId}` with `Accept: application/xml` gives the
+// CPA two parties have, 404 that they have none. Whatever keeps the register from answering
+// (network, timeout, another HTTP status) is `CppaUnavailable`: transient, never a verdict on a
+// message.
+
+export class CppaUnavailable extends Error {
+  override readonly name = 'CppaUnavailable';
+}
+
+export interface CppaClientOptions {
+  url: string;
+  timeoutMs: number;
+}
+
+export class CppaClient {
+  constructor(private readonly options: CppaClientOptions) {}
+
+  /** The CPA's XML, or undefined when the two parties have no agreement. */
+  async agreement(myHerId: string, counterpartyHerId: string): Promise<Buffer | undefined> {
+    const url = `${this.options.url.replace(/\/+$/, '')}/Agreements/HerIds/${encodeURIComponent(myHerId)}/${encodeURIComponent(counterpartyHerId)}`;
+    let response: Response;
+    try {
+      response = await fetch(url, { headers: { accept: 'application/xml' }, signal: AbortSignal.timeout(this.options.timeoutMs) });
+    } catch (e) {
+      const why = (e as Error).name === 'TimeoutError' ? `no answer within ${this.options.timeoutMs} ms` : 'it cannot be reached';
+      throw new CppaUnavailable(`the CPPA register: ${why}`);
+    }
+    const body = Buffer.from(await response.arrayBuffer());
+    if (response.status === 404) return undefined;
+    if (!response.ok) throw new CppaUnavailable(`the CPPA register: HTTP ${response.status}`);
+    return body;
+  }
+}
