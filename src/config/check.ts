@@ -2,6 +2,7 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { CppaClient } from '../outbound/agreements/client.js';
 import { TrustStore, trustStoreFor } from '../outbound/certificates.js';
 import { encryptionCertificateProblem } from '../outbound/cms.js';
 import { payloadProtectionFor } from '../outbound/protection.js';
@@ -81,8 +82,15 @@ function checkEncryptionPair(problems: string[], label: string, pair: { keyFile:
   if (problem) problems.push(`${label}.certFile: ${problem}`);
 }
 
-/** `config check --online`: the address register answers Ping with these credentials (or why not). */
+/**
+ * `config check --online`: the address register answers Ping with these credentials, and the CPPA
+ * register has our own party's profile (or why not).
+ */
 export async function checkOnline(config: GatewayConfig): Promise<string[]> {
+  return [...(await checkAddressRegister(config)), ...(await checkCppa(config))];
+}
+
+async function checkAddressRegister(config: GatewayConfig): Promise<string[]> {
   const { url, user, password, timeout } = config.addressRegister;
   if (!url) return [];
   const client = new AddressRegisterClient({ url, user, password, timeoutMs: durationMs(timeout), bydelOf: () => undefined });
@@ -91,6 +99,17 @@ export async function checkOnline(config: GatewayConfig): Promise<string[]> {
     return [];
   } catch (e) {
     return [`addressRegister.url: ${(e as Error).message}`];
+  }
+}
+
+async function checkCppa(config: GatewayConfig): Promise<string[]> {
+  const { url, timeout } = config.cppa;
+  if (!url) return [];
+  try {
+    const profile = await new CppaClient({ url, timeoutMs: durationMs(timeout) }).profile(config.ownHerId);
+    return profile ? [] : [`cppa.url: the CPPA register has no profile (CPP) for our HER-id ${config.ownHerId}, so partners can have no agreement with us`];
+  } catch (e) {
+    return [`cppa.url: ${(e as Error).message}`];
   }
 }
 

@@ -9,7 +9,7 @@ import { validateMessage } from '../inbound/validate.js';
 import { type AppRecModel, type ParsedMessage, permanent } from '../mapping/model.js';
 import { EVENTS } from '../observability/events.js';
 import { type Logger, logStage } from '../observability/log.js';
-import { type PartnerContext, receiptItem } from '../outbound/package.js';
+import { type PartnerContext, receiptItem, warmRevocation } from '../outbound/package.js';
 import type { OutboxPublisher } from '../outbox/relay.js';
 import type { OutboxRow } from '../outbox/table.js';
 import { type Outcome, outcome } from '../tracking/outcome.js';
@@ -83,7 +83,11 @@ export class EpjAppRecReturn {
         ),
       );
     }
-    return returnedAppRec(this.deps.partners, incoming, appRec, parsed.businessXml, status, bydelHerId, this.deps.now());
+    // the pair's CPA, asked for if not known (the register down and nothing known: the AppRec waits)
+    await this.deps.partners.agreements?.ensure(answeringHerId(incoming, this.deps.partners), bydelHerId);
+    const now = this.deps.now();
+    await warmRevocation(this.deps.partners, bydelHerId, now);
+    return returnedAppRec(this.deps.partners, incoming, appRec, parsed.businessXml, status, bydelHerId, now);
   }
 
   private async repeat(sent: OutboxRow, appRec: AppRecModel): Promise<'duplicate' | 'resumed'> {
@@ -99,6 +103,9 @@ export class EpjAppRecReturn {
     return resumed ? 'resumed' : 'duplicate';
   }
 }
+
+/** The HER-id the message was addressed to: the AppRec comes from it. */
+const answeringHerId = ({ row }: IncomingMessage, partners: PartnerContext) => row.receiver_l2_her_id ?? row.receiver_l1_her_id ?? partners.config.ownHerId;
 
 /**
  * The AppRec, signed and encrypted for the bydel, recorded on the message it answers: only if
@@ -120,7 +127,7 @@ export function returnedAppRec(
     {
       appRecId: appRec.id,
       appRecXml,
-      fromHerId: row.receiver_l2_her_id ?? row.receiver_l1_her_id ?? partners.config.ownHerId,
+      fromHerId: answeringHerId(incoming, partners),
       toHerId: bydelHerId,
       answers: { msgType: row.msg_type ?? appRec.originalMsgId.msgType, service: incoming.service, conversationId: row.conversation_id ?? row.msg_id },
     },

@@ -12,6 +12,9 @@ import type { MsgHeadModel, ParsedMessage } from '../mapping/model.js';
 import { parseMessage } from '../mapping/parse.js';
 import { EVENTS } from '../observability/events.js';
 import { type Logger, logStage } from '../observability/log.js';
+import type { Agreements } from '../outbound/agreements/agreements.js';
+import { type PartnerContext, warmRevocation } from '../outbound/package.js';
+import type { RevocationChecker } from '../outbound/revocation.js';
 import { alertItem, appRecItem, dlqItem, type RoutingHeaders } from '../outbox/items.js';
 import type { OutboxPublisher } from '../outbox/relay.js';
 import type { LiveRegister } from '../routing/ar/liveRegister.js';
@@ -53,6 +56,10 @@ export interface FlowDeps {
   outbox: OutboxPublisher;
   /** NHN's Adresseregister behind the routing's register, when configured */
   live?: LiveRegister;
+  /** NHN's CPPA register: the CPAs deliveries are sent under, when configured */
+  agreements?: Agreements;
+  /** receivers' CRLs (with trust anchors configured): a revoked encryption certificate holds the message */
+  revocation?: RevocationChecker;
   now?: () => Date;
 }
 
@@ -76,15 +83,17 @@ export class HospitalToBydelFlow {
   private readonly now: () => Date;
   private readonly recorder: OutcomeRecorder;
   private readonly appRecs: EpjAppRecReturn;
+  private readonly partners: PartnerContext;
 
   constructor(private readonly deps: FlowDeps) {
     this.now = deps.now ?? (() => new Date());
+    this.partners = { config: deps.config, register: deps.routing.register, signing: deps.signing, agreements: deps.agreements, revocation: deps.revocation };
     const receipts = new Receipts(deps.store.db.kysely, deps.config.tracking);
     this.recorder = new OutcomeRecorder({ store: deps.store, receipts, log: deps.log, outbox: deps.outbox });
     this.appRecs = new EpjAppRecReturn({
       ...deps,
       receipts,
-      partners: { config: deps.config, register: deps.routing.register, signing: deps.signing },
+      partners: this.partners,
       now: this.now,
     });
   }
@@ -131,13 +140,13 @@ export class HospitalToBydelFlow {
 
     // what the message is addressed to, as AR says now (AR not answering and nothing known: the message waits)
     await this.deps.live?.ensure([doc.receiver.level1.herId, doc.receiver.level2?.herId].filter((h): h is string => h !== undefined));
-    const plan = this.plan(parsed.value, doc, delivery.bydelHint, ctx.now);
+    const plan = await this.plan(parsed.value, doc, delivery.bydelHint, ctx.now);
     const decided = outboundOutcome(ctx, delivery, parsed.value, doc, plan);
     return this.record(existing ? inPlaceOf(existing, decided) : decided);
   }
 
-  /** The CPU-only part: validate, route, sign, encrypt and package. */
-  private plan(parsed: ParsedMessage, model: MsgHeadModel, bydelHint: string | undefined, now: Date): Plan {
+  /** Validate, route, sign, encrypt and package: CPU work, but for what the registers say of the receiver once it is known. */
+  private async plan(parsed: ParsedMessage, model: MsgHeadModel, bydelHint: string | undefined, now: Date): Promise<Plan> {
     const valid = validateMessage(parsed, this.deps.schemas);
     if (!valid.ok) return { kind: 'reject', refusal: { stage: 'validate', error: valid.error } };
     this.passed(model.msgId, model.type, 'validate', 'valid');
@@ -151,7 +160,9 @@ export class HospitalToBydelFlow {
       ...(route.rerouted ? { bydel: route.bydel, rule: route.rule } : {}),
     });
 
-    const packaged = packageDelivery(parsed, model, route, { config: this.deps.config, register: this.deps.routing.register, signing: this.deps.signing }, now);
+    await this.beforePackaging(senderHerId(model) ?? this.deps.config.ownHerId, route.toHerId);
+    await warmRevocation(this.partners, route.toHerId, now);
+    const packaged = packageDelivery(parsed, model, route, this.partners, now);
     if (!packaged.ok) return { kind: 'hold-certificate', route, reason: packaged.reason };
     const { algorithm, encryption } = packaged.value;
     this.passed(
@@ -164,6 +175,14 @@ export class HospitalToBydelFlow {
       },
     );
     return { kind: 'deliver', route, packaged: packaged.value };
+  }
+
+  /**
+   * What packaging reads of the receiver, asked for now if not known: the pair's CPA. Throws when
+   * a register does not answer and nothing is known (transient: the message waits).
+   */
+  private async beforePackaging(fromHerId: string, toHerId: string): Promise<void> {
+    await this.deps.agreements?.ensure(fromHerId, toHerId);
   }
 
   /**

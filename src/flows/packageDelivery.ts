@@ -2,18 +2,18 @@
 // package as ebXML, and what storing the delivery writes (metadata, timeline, outbox item, payload,
 // expectations). The flow and ops' manual routing both use it, so a message routed by hand
 // leaves exactly like one routed by a rule.
-import type { GatewayConfig } from '../config/config.js';
+import { durationMs, type GatewayConfig } from '../config/config.js';
 import type { MsgHeadModel, ParsedMessage } from '../mapping/model.js';
 import { rewriteReceiver } from '../mapping/readdress.js';
-import { packageFor, signingAlgorithmFor } from '../outbound/package.js';
+import type { AgreedTerms } from '../outbound/agreements/agreements.js';
+import { agreedTermsFor, type PartnerContext, packageFor, signingAlgorithmFor } from '../outbound/package.js';
 import type { EncryptionChoice } from '../outbound/protection.js';
 import { signEnveloped } from '../outbound/xmldsig.js';
 import { deliverItem, type NewOutboxItem } from '../outbox/items.js';
-import type { AddressRegister } from '../routing/addressRegister.js';
 import type { RouteDecision } from '../routing/route.js';
 import type { MessageState } from '../shared/vocabulary.js';
 import { workingCalendar } from '../tracking/deadlines.js';
-import { expectationsFor, patientKey } from '../tracking/expectations.js';
+import { expectationsFor, patientKey, type ReliableMessaging } from '../tracking/expectations.js';
 import type { MessagePatch, NewEvent, NewExpectation, NewPayload } from '../tracking/store.js';
 
 export interface SigningMaterial {
@@ -36,13 +36,12 @@ export interface Packaged {
   conversationId: string;
   fromHerId: string;
   encryption?: EncryptionChoice & { certificateSerial: string };
+  cpaId: string;
+  /** the CPA it was sent under; absent: HIS 1037's defaults */
+  agreed?: AgreedTerms;
 }
 
-export interface PackagingDeps {
-  config: GatewayConfig;
-  register: AddressRegister;
-  signing: SigningMaterial;
-}
+export type PackagingDeps = PartnerContext;
 
 /** The sender's most specific HER-id: the ebXML From party and the dedupe key. */
 export const senderHerId = (m: MsgHeadModel) => m.sender.level2?.herId ?? m.sender.level1.herId ?? null;
@@ -55,16 +54,26 @@ export type PackagedDelivery = { ok: true; value: Packaged } | { ok: false; reas
 
 export function packageDelivery(parsed: ParsedMessage, model: MsgHeadModel, target: DeliveryTarget, deps: PackagingDeps, at: Date): PackagedDelivery {
   const { signing, config } = deps;
+  const fromHerId = senderHerId(model) ?? config.ownHerId;
   let xml = target.rerouted ? rewriteReceiver(parsed.businessXml, target.receiver) : parsed.businessXml;
   if (config.signing.signMsgHead) {
-    xml = signEnveloped(xml, { ...signing, algorithm: signingAlgorithmFor(config, target.toHerId), location: 'msghead-last-child' });
+    const agreed = agreedTermsFor(deps, fromHerId, target.toHerId, `S-${model.type}`, model.type, at);
+    xml = signEnveloped(xml, { ...signing, algorithm: signingAlgorithmFor(config, target.toHerId, agreed), location: 'msghead-last-child' });
   }
-  const fromHerId = senderHerId(model) ?? config.ownHerId;
   const conversationId = conversationIdOf(parsed, model);
   const built = packageFor(deps, { businessXml: xml, msgType: model.type, fromHerId, toHerId: target.toHerId, conversationId }, at);
   if (!built.ok) return built;
-  const { contentType, body, ebxmlMessageId, algorithm, encryption } = built.value;
-  return { ok: true, value: { contentType, body, ebxmlMessageId, algorithm, conversationId, fromHerId, encryption } };
+  const { contentType, body, ebxmlMessageId, algorithm, encryption, cpaId, agreed } = built.value;
+  return { ok: true, value: { contentType, body, ebxmlMessageId, algorithm, conversationId, fromHerId, encryption, cpaId, ...(agreed ? { agreed } : {}) } };
+}
+
+/** A CPA's reliable messaging, as the transport-ack expectation keeps it. */
+function reliableMessagingOf(agreed: AgreedTerms): ReliableMessaging {
+  return {
+    ackRequested: agreed.ackRequested,
+    ...(agreed.retries !== undefined ? { retries: agreed.retries } : {}),
+    ...(agreed.retryInterval ? { retryIntervalMs: durationMs(agreed.retryInterval) } : {}),
+  };
 }
 
 export interface DeliveryParts {
@@ -94,12 +103,16 @@ export function deliveryParts(model: MsgHeadModel, target: DeliveryTarget, packa
     },
     events: [
       { stage: 'route', event: target.rerouted ? 'routed' : 'receiver-kept', detail: { ...routedTo, explanation: target.explanation } },
-      { stage: 'sign', event: 'signed', detail: { ebxmlMessageId: packaged.ebxmlMessageId, algorithm: packaged.algorithm } },
+      {
+        stage: 'sign',
+        event: 'signed',
+        detail: { ebxmlMessageId: packaged.ebxmlMessageId, algorithm: packaged.algorithm, cpaId: packaged.cpaId, terms: packaged.agreed ? 'cpa' : 'his-1037' },
+      },
       ...(packaged.encryption ? [{ stage: 'encrypt' as const, event: 'encrypted' as const, detail: { ...packaged.encryption } }] : []),
     ],
     outbox: [deliverItem(config.broker, headers, packaged.contentType, packaged.body)],
     payload: { kind: 'signed', content_type: packaged.contentType, body: packaged.body },
-    expectations: expectationsFor(model, now, config.tracking, workingCalendar(config)),
+    expectations: expectationsFor(model, now, config.tracking, workingCalendar(config), packaged.agreed && reliableMessagingOf(packaged.agreed)),
     routedTo,
   };
 }

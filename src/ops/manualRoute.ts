@@ -8,11 +8,23 @@
 // The state change, the delivery, its expectations, the resolved hold alert and (for ops) the
 // audit row commit in one transaction.
 import type { GatewayConfig } from '../config/config.js';
-import { type DeliveryParts, type DeliveryTarget, deliveryParts, type ManualTarget, packageDelivery, type SigningMaterial } from '../flows/packageDelivery.js';
+import {
+  type DeliveryParts,
+  type DeliveryTarget,
+  deliveryParts,
+  type ManualTarget,
+  packageDelivery,
+  type SigningMaterial,
+  senderHerId,
+} from '../flows/packageDelivery.js';
 import type { MsgHeadModel, ParsedMessage } from '../mapping/model.js';
 import { parseMessage } from '../mapping/parse.js';
 import { EVENTS } from '../observability/events.js';
 import type { Logger } from '../observability/log.js';
+import type { Agreements } from '../outbound/agreements/agreements.js';
+import { CppaUnavailable } from '../outbound/agreements/client.js';
+import { warmRevocation } from '../outbound/package.js';
+import type { RevocationChecker } from '../outbound/revocation.js';
 import { alertItem } from '../outbox/items.js';
 import type { OutboxPublisher } from '../outbox/relay.js';
 import { bydelName, isBydelCode, serviceBydel } from '../routing/bydeler.js';
@@ -32,6 +44,10 @@ export interface ManualRouteDeps {
   store: Store;
   routing: RoutingContext;
   signing: SigningMaterial;
+  /** the CPAs deliveries are sent under, when the CPPA register is configured */
+  agreements?: Agreements;
+  /** receivers' CRLs: a message whose receiver's certificate is revoked stays held */
+  revocation?: RevocationChecker;
   /** publishes what was stored at once; without it (or when that fails) the gateway's relay does */
   outbox?: OutboxPublisher;
   log: Logger;
@@ -114,7 +130,16 @@ async function sendHeld(
   now: Date,
 ): Promise<OpsResult<Routed>> {
   const { parsed, model } = original;
-  const packaged = packageDelivery(parsed, model, target, { config: deps.config, register: deps.routing.register, signing: deps.signing }, now);
+  const fromHerId = senderHerId(model) ?? deps.config.ownHerId;
+  try {
+    await deps.agreements?.ensure(fromHerId, target.toHerId);
+  } catch (e) {
+    if (!(e instanceof CppaUnavailable)) throw e;
+    return fail('conflict', `${message.msg_id} cannot leave yet: ${e.message}, and the agreement with HER-id ${target.toHerId} is not known`);
+  }
+  const partners = { config: deps.config, register: deps.routing.register, signing: deps.signing, agreements: deps.agreements, revocation: deps.revocation };
+  await warmRevocation(partners, target.toHerId, now);
+  const packaged = packageDelivery(parsed, model, target, partners, now);
   if (!packaged.ok) return fail('conflict', `${message.msg_id} cannot leave yet: ${packaged.reason}`);
   const parts = deliveryParts(model, target, packaged.value, deps.config, now);
   const hold = (await deps.store.expectation(message.id, 'certificate')) ?? (await deps.store.expectation(message.id, 'routing'));

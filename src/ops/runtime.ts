@@ -9,6 +9,7 @@ import type { SigningMaterial } from '../flows/packageDelivery.js';
 import { EVENTS } from '../observability/events.js';
 import type { Logger } from '../observability/log.js';
 import { Metrics } from '../observability/metrics.js';
+import type { Agreements } from '../outbound/agreements/agreements.js';
 import type { RevocationChecker } from '../outbound/revocation.js';
 import type { OutboxPublisher } from '../outbox/relay.js';
 import type { LiveRegister } from '../routing/ar/liveRegister.js';
@@ -23,7 +24,7 @@ import { DeadLetterRepository } from './deadLetters/repository.js';
 import { DeadLetterService, REPLAY_OF, REPLAY_SKIP_DEDUPE } from './deadLetters/service.js';
 import type { HttpExtras } from './http.js';
 import { releaseCertificateHolds, releaseHeldMessage, routeHeldMessage } from './manualRoute.js';
-import { addressRegisterCondition, applyCondition, crlCondition, OpsChecker } from './opsAlerts.js';
+import { addressRegisterCondition, applyCondition, cppaCondition, crlCondition, OpsChecker } from './opsAlerts.js';
 import { PayloadRetention } from './retention.js';
 import { opsSnapshot } from './snapshot.js';
 
@@ -36,6 +37,7 @@ export interface OpsRuntimeDeps {
   outbox: OutboxPublisher;
   routing: RoutingContext;
   live: LiveRegister;
+  agreements: Agreements;
   revocation: RevocationChecker;
   signing: SigningMaterial;
 }
@@ -54,7 +56,7 @@ export class OpsRuntime {
     const { config, log, store, broker, publisher, outbox } = deps;
     this.deadLetters = new DeadLetterRepository(store.db);
     this.metrics = new Metrics(() => opsSnapshot(store.db, new Date()));
-    const holdDeps = { config, store, routing: deps.routing, signing: deps.signing, outbox, log };
+    const holdDeps = { config, store, routing: deps.routing, signing: deps.signing, agreements: deps.agreements, revocation: deps.revocation, outbox, log };
     const service = new DeadLetterService(this.deadLetters, log, (exchange, key, body, o) => publisher.publish(exchange, key, body, o));
     this.http = {
       metrics: () => this.metrics.text(),
@@ -66,13 +68,15 @@ export class OpsRuntime {
         release: (msgId, by) => this.metrics.track('out', () => releaseHeldMessage(msgId, by, holdDeps)),
       }),
     };
-    // The register round: the snapshot file and AR's answers brought up to date, AR's availability
-    // alerted on, and messages held for a receiver certificate sent once the register has one.
+    // The register round: the snapshot file, AR's answers and the CPAs brought up to date, the
+    // registers' availability alerted on, and messages held for a receiver certificate sent once the register has one.
     this.registerRound = new Periodic(
       durationMs(config.addressRegister.checkInterval),
       async () => {
         await deps.live.refreshDue();
         await applyCondition({ config, store, outbox, log }, addressRegisterCondition(deps.live.availability()), new Date());
+        await deps.agreements.refreshDue();
+        await applyCondition({ config, store, outbox, log }, cppaCondition(deps.agreements.availability()), new Date());
         await applyCondition({ config, store, outbox, log }, crlCondition(deps.revocation.unavailable(), config.trust.crl.mode), new Date());
         const { released, stillHeld } = await releaseCertificateHolds(holdDeps);
         if (released > 0) log.info({ event: EVENTS.releasedFromHold, released, stillHeld }, 'held messages released: their receivers have usable certificates');

@@ -27,6 +27,8 @@ export interface EbxmlInput {
   toHerId: string;
   /** from the CPA when there is one; default `cpaIdFor(from, to)` */
   cpaId?: string;
+  /** eb:AckRequested (HIS 1037: always); false where the CPA's channel says ackRequested="never" */
+  ackRequested?: boolean;
   conversationId: string;
   /** default `S-<msgType>`; an AppRec travels in the Service of the message it answers (HISD 1209) */
   service?: string;
@@ -149,7 +151,7 @@ function envelopeXml(input: EbxmlInput, messageId: string, payloadContentId: str
     },
     true,
   );
-  headerBlock(header, 'eb:AckRequested').att(NS.ebxml, 'eb:signed', '1');
+  if (input.ackRequested !== false) headerBlock(header, 'eb:AckRequested').att(NS.ebxml, 'eb:signed', '1');
   const manifest = envelope.ele(NS.soap, 'SOAP:Body').ele(NS.ebxml, 'eb:Manifest').att(NS.ebxml, 'eb:version', '2.0');
   manifest.ele(NS.ebxml, 'eb:Reference').att(NS.xlink, 'xlink:href', `cid:${payloadContentId}`).att(NS.xlink, 'xlink:type', 'simple');
   return doc.end();

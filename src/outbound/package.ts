@@ -5,24 +5,47 @@
 import type { GatewayConfig } from '../config/config.js';
 import { deliverItem, type NewOutboxItem } from '../outbox/items.js';
 import type { AddressRegister } from '../routing/addressRegister.js';
+import type { AgreedTerms, Agreements } from './agreements/agreements.js';
 import { encryptEnveloped } from './cms.js';
 import { buildEbxmlMessage, cpaIdFor, type EbxmlInput, type EbxmlMessage, ENVELOPED_DATA } from './ebxml.js';
 import { type EncryptionChoice, payloadProtectionFor } from './protection.js';
+import type { RevocationChecker } from './revocation.js';
 import type { SignatureAlgorithm } from './xmldsig.js';
 
 export interface PartnerContext {
   config: GatewayConfig;
   register: AddressRegister;
   signing: { keyPem: string; certPem: string };
+  /** the CPAs from NHN's CPPA register, when configured */
+  agreements?: Agreements;
+  /** receivers' CRLs: a revoked encryption certificate is unusable (warm it with `status()` first) */
+  revocation?: RevocationChecker;
 }
 
-/** Legacy partners may still verify only rsa-sha1 (`signing.partnerAlgorithms`). */
-export function signingAlgorithmFor(config: GatewayConfig, toHerId: string): SignatureAlgorithm {
-  return config.signing.partnerAlgorithms[toHerId] ?? config.signing.algorithm;
+/**
+ * What the partner verifies: `signing.partnerAlgorithms` (legacy partners that take only rsa-sha1)
+ * over the pair's CPA over `signing.algorithm`.
+ */
+export function signingAlgorithmFor(config: GatewayConfig, toHerId: string, agreed?: AgreedTerms): SignatureAlgorithm {
+  return config.signing.partnerAlgorithms[toHerId] ?? agreed?.signatureAlgorithm ?? config.signing.algorithm;
+}
+
+/** The CPA terms one message is sent under, or undefined: HIS 1037's defaults. */
+export function agreedTermsFor(ctx: PartnerContext, fromHerId: string, toHerId: string, service: string, action: string, at: Date): AgreedTerms | undefined {
+  return ctx.agreements?.termsFor(fromHerId, toHerId, service, action, at);
+}
+
+/** Before packaging for the receiver (synchronous): the CRL of its encryption certificate into memory, from the store or over HTTP. */
+export async function warmRevocation(ctx: PartnerContext, toHerId: string, at: Date): Promise<void> {
+  const certificatePem = ctx.revocation && ctx.register.encryptionCertificateFor(toHerId, at);
+  if (certificatePem) await ctx.revocation?.status(certificatePem);
 }
 
 export interface PackagedForPartner extends EbxmlMessage {
   algorithm: SignatureAlgorithm;
+  /** the CPA it was sent under; absent: HIS 1037's defaults */
+  agreed?: AgreedTerms;
+  cpaId: string;
   /** how the payload part was encrypted; absent for a partner configured plain */
   encryption?: EncryptionChoice & { certificateSerial: string };
 }
@@ -30,11 +53,12 @@ export interface PackagedForPartner extends EbxmlMessage {
 /** Packaged, or why the partner cannot receive it now (no usable encryption certificate). */
 export type PackageResult = { ok: true; value: PackagedForPartner } | { ok: false; reason: string };
 
-export function packageFor(ctx: PartnerContext, input: Omit<EbxmlInput, 'cpaId' | 'signing' | 'payload'>, at: Date): PackageResult {
-  const protection = payloadProtectionFor(ctx.config, ctx.register, input.toHerId, at);
+export function packageFor(ctx: PartnerContext, input: Omit<EbxmlInput, 'cpaId' | 'signing' | 'payload' | 'ackRequested'>, at: Date): PackageResult {
+  const agreed = agreedTermsFor(ctx, input.fromHerId, input.toHerId, input.service ?? `S-${input.msgType}`, input.action ?? input.msgType, at);
+  const protection = payloadProtectionFor(ctx.config, ctx.register, input.toHerId, at, { agreedEncrypted: agreed?.encrypted, revocation: ctx.revocation });
   if (protection.mode === 'unusable') return { ok: false, reason: protection.reason };
-  const algorithm = signingAlgorithmFor(ctx.config, input.toHerId);
-  const cpaId = ctx.register.get(input.toHerId)?.ebxml?.cpaId ?? cpaIdFor(input.fromHerId, input.toHerId);
+  const algorithm = signingAlgorithmFor(ctx.config, input.toHerId, agreed);
+  const cpaId = agreed?.cpaId ?? ctx.register.get(input.toHerId)?.ebxml?.cpaId ?? cpaIdFor(input.fromHerId, input.toHerId);
   const payload =
     protection.mode === 'encrypted'
       ? {
@@ -43,9 +67,9 @@ export function packageFor(ctx: PartnerContext, input: Omit<EbxmlInput, 'cpaId' 
           transferEncoding: 'base64' as const,
         }
       : undefined;
-  const built = buildEbxmlMessage({ ...input, cpaId, payload, signing: { ...ctx.signing, algorithm } });
+  const built = buildEbxmlMessage({ ...input, cpaId, payload, ackRequested: agreed?.ackRequested ?? true, signing: { ...ctx.signing, algorithm } });
   const encryption = protection.mode === 'encrypted' ? { ...protection.algorithms, certificateSerial: protection.certificateSerial } : undefined;
-  return { ok: true, value: { ...built, algorithm, encryption } };
+  return { ok: true, value: { ...built, algorithm, encryption, cpaId, ...(agreed ? { agreed } : {}) } };
 }
 
 /** The message an AppRec answers, as the AppRec's envelope needs it. */

@@ -3,6 +3,9 @@
 // snapshot file. Exit codes: 0 ok, 1 not found / AR not configured or not answering, 2 usage.
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { Agreements } from '../../outbound/agreements/agreements.js';
+import { CppaUnavailable } from '../../outbound/agreements/client.js';
+import type { Agreement } from '../../outbound/agreements/cpa.js';
 import { checkSigningCertificate, describeCertificate, trustStoreFor } from '../../outbound/certificates.js';
 import { encryptionCertificateProblem } from '../../outbound/cms.js';
 import type { CommunicationParty } from '../../routing/addressRegister.js';
@@ -35,8 +38,9 @@ export function registerRegisterCommands(program: Command): void {
   register
     .command('show <herId>')
     .description('a party as the gateway sees it now (asked of AR when configured): services, certificates with validity and key usage')
+    .option('--from <herId>', 'our side of the CPA shown (default: ownHerId)')
     .option('--json', 'machine-readable output')
-    .action((herId: string, o: { json?: boolean }) => withStore((ctx) => show(ctx, herId, o.json === true)));
+    .action((herId: string, o: { json?: boolean; from?: string }) => withStore((ctx) => show(ctx, herId, o.from ?? ctx.config.ownHerId, o.json === true)));
   register
     .command('refresh [herId]')
     .description('ask AR again now, whatever is cached: one party, or every bydel organisation and cached party')
@@ -73,17 +77,18 @@ export function registerRegisterCommands(program: Command): void {
     );
 }
 
-async function show(ctx: OpsContext, herId: string, json: boolean): Promise<void> {
+async function show(ctx: OpsContext, herId: string, ours: string, json: boolean): Promise<void> {
   const live = await liveRegister(ctx);
-  let note: string | undefined;
+  const notes: string[] = [];
   if (live.client) {
     try {
       await live.refresh([herId]);
     } catch (e) {
       if (!(e instanceof ArUnavailable)) throw e;
-      note = `AR does not answer (${e.message}): showing what is cached or in the snapshot`;
+      notes.push(`AR does not answer (${e.message}): showing what is cached or in the snapshot`);
     }
   }
+  const agreement = await agreementWith(ctx, ours, herId, notes);
   const party = live.register.get(herId);
   const source = live.sourceOf(herId);
   if (!party) {
@@ -114,8 +119,9 @@ async function show(ctx: OpsContext, herId: string, json: boolean): Promise<void
     ...rest
   }: CommunicationParty) => rest;
   const facts = withoutCertificates(party);
-  if (json) return printJson({ party: facts, source, services: services.map(withoutCertificates), certificates, note });
-  if (note) console.error(note);
+  const note = notes.length > 0 ? notes.join('; ') : undefined;
+  if (json) return printJson({ party: facts, source, services: services.map(withoutCertificates), certificates, agreement, note });
+  for (const n of notes) console.error(n);
   console.log(`${party.herId}  ${party.name}  (${party.type}${party.active ? '' : ', INACTIVE'})`);
   console.log(
     `  from            ${source?.from === 'ar' ? `AR, fetched ${source.fetchedAt.toISOString()}, serves until ${source.expiresAt.toISOString()}` : 'the snapshot'}`,
@@ -144,5 +150,56 @@ async function show(ctx: OpsContext, herId: string, json: boolean): Promise<void
   if (certificates.encryption) printCertificate('encryption certificate', certificates.encryption);
   else console.log('  encryption certificate: none');
   for (const c of certificates.otherEncryption) printCertificate('also listed for encryption', c);
+  printAgreement(agreement);
   for (const s of services) console.log(`  service ${s.herId}  ${s.name}  ${s.serviceCode ?? ''}${s.active ? '' : '  INACTIVE'}`);
+}
+
+interface ShownAgreement {
+  ours: string;
+  /** cppa.url not set: HIS 1037's defaults for every partner */
+  configured: boolean;
+  agreement?: Agreement;
+  /** the agreement's period includes now */
+  inForce?: boolean;
+}
+
+/** The CPA between `ours` and the party, asked of the CPPA register now (what is cached when it does not answer). */
+async function agreementWith(ctx: OpsContext, ours: string, partner: string, notes: string[]): Promise<ShownAgreement> {
+  const agreements = new Agreements({ config: ctx.config, db: ctx.store.db, log: ctx.log });
+  if (!agreements.client) return { ours, configured: false };
+  await agreements.sync();
+  try {
+    await agreements.refresh(ours, partner);
+  } catch (e) {
+    if (!(e instanceof CppaUnavailable)) throw e;
+    notes.push(`the CPPA register does not answer (${e.message}): showing the cached agreement`);
+  }
+  const agreement = agreements.agreementOf(ours, partner);
+  if (!agreement) return { ours, configured: true };
+  const now = Date.now();
+  const inForce = (!agreement.start || Date.parse(agreement.start) <= now) && (!agreement.end || Date.parse(agreement.end) >= now);
+  return { ours, configured: true, agreement, inForce };
+}
+
+function printAgreement(shown: ShownAgreement): void {
+  const { agreement } = shown;
+  if (!shown.configured) {
+    console.log('  agreement       none asked for (no CPPA register configured): HIS 1037 defaults');
+    return;
+  }
+  if (!agreement) {
+    console.log(`  agreement       none with ${shown.ours} in the CPPA register: HIS 1037 defaults`);
+    return;
+  }
+  const period = `${agreement.start ?? '…'} – ${agreement.end ?? '…'}`;
+  console.log(
+    `  agreement       CPA ${agreement.cpaId} with ${shown.ours}, ${agreement.status}, ${period}${shown.inForce ? '' : ' (NOT IN FORCE: HIS 1037 defaults)'}`,
+  );
+  for (const [key, t] of Object.entries(agreement.sends)) {
+    const [service, action] = key.split('|');
+    const retries = t.retries === undefined ? '' : `, ${t.retries} retries${t.retryInterval ? ` every ${t.retryInterval}` : ''}`;
+    console.log(
+      `    we send ${service} / ${action}: ${t.signatureAlgorithm}, ${t.ackRequested ? 'Acknowledgment requested' : 'no Acknowledgment'}${retries}, payload ${t.encrypted ? 'encrypted' : 'in clear'}`,
+    );
+  }
 }

@@ -50,7 +50,8 @@ export class Agreements {
   private readonly now: () => Date;
   private readonly ttlMs: number;
   private cached = new Map<string, CachedAgreement>();
-  private unavailable?: { since: Date; reason: string };
+  /** since when the register has not answered, and the pair it did not answer for (asked first in the next round) */
+  private unavailable?: { since: Date; reason: string; ours: string; partner: string };
 
   constructor(private readonly deps: AgreementsDeps) {
     this.now = deps.now ?? (() => new Date());
@@ -102,7 +103,7 @@ export class Agreements {
     try {
       await this.fetch(ours, partner);
     } catch (e) {
-      this.tolerate(e);
+      this.tolerate(e, ours, partner);
       if (!cached) throw e;
     }
   }
@@ -112,13 +113,13 @@ export class Agreements {
     if (!this.client) return;
     await this.sync();
     const now = this.now();
-    for (const [key, c] of this.cached) {
-      if (c.expiresAt > now) continue;
-      const [ours, partner] = key.split('>') as [string, string];
+    const due = [...this.cached].filter(([, c]) => c.expiresAt <= now).map(([key]) => key.split('>') as [string, string]);
+    if (this.unavailable) due.unshift([this.unavailable.ours, this.unavailable.partner]);
+    for (const [ours, partner] of due) {
       try {
         await this.fetch(ours, partner);
       } catch (e) {
-        this.tolerate(e);
+        this.tolerate(e, ours, partner);
         return;
       }
     }
@@ -170,10 +171,10 @@ export class Agreements {
     }
   }
 
-  private tolerate(e: unknown): void {
+  private tolerate(e: unknown, ours: string, partner: string): void {
     if (!(e instanceof CppaUnavailable)) throw e;
     if (!this.unavailable) {
-      this.unavailable = { since: this.now(), reason: e.message };
+      this.unavailable = { since: this.now(), reason: e.message, ours, partner };
       this.deps.log.warn({ event: EVENTS.cppaUnavailable, reason: e.message }, 'the CPPA register does not answer: cached agreements serve');
     }
   }

@@ -1,6 +1,6 @@
 // A client for NHN's CPPA register, REST (DESIGN §4.6, REFERENCE §5.1):
 // `GET Agreements/HerIds/{myHerId}/{counterpartyHerId}` with `Accept: application/xml` gives the
-// CPA two parties have, 404 that they have none. Whatever keeps the register from answering
+// CPA two parties have, 404 that they have none; `GET Profiles/{herId}` a party's CPP. Whatever keeps the register from answering
 // (network, timeout, another HTTP status) is `CppaUnavailable`: transient, never a verdict on a
 // message.
 
@@ -17,8 +17,17 @@ export class CppaClient {
   constructor(private readonly options: CppaClientOptions) {}
 
   /** The CPA's XML, or undefined when the two parties have no agreement. */
-  async agreement(myHerId: string, counterpartyHerId: string): Promise<Buffer | undefined> {
-    const url = `${this.options.url.replace(/\/+$/, '')}/Agreements/HerIds/${encodeURIComponent(myHerId)}/${encodeURIComponent(counterpartyHerId)}`;
+  agreement(myHerId: string, counterpartyHerId: string): Promise<Buffer | undefined> {
+    return this.get(`Agreements/HerIds/${encodeURIComponent(myHerId)}/${encodeURIComponent(counterpartyHerId)}`);
+  }
+
+  /** The party's CPP (`config check --online` asks for our own), or undefined when it has none. */
+  profile(herId: string): Promise<Buffer | undefined> {
+    return this.get(`Profiles/${encodeURIComponent(herId)}`);
+  }
+
+  private async get(path: string): Promise<Buffer | undefined> {
+    const url = `${this.options.url.replace(/\/+$/, '')}/${path}`;
     let response: Response;
     try {
       response = await fetch(url, { headers: { accept: 'application/xml' }, signal: AbortSignal.timeout(this.options.timeoutMs) });
