@@ -1,7 +1,8 @@
 // /readyz tells the orchestrator when the gateway cannot work: the broker lost (here its vhost
 // becomes unusable, so nothing else on the machine's RabbitMQ is disturbed) or the database not
 // answering; and 200 again once they are back.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { expect } from 'chai';
 import sinon from 'sinon';
 import type { GatewayConfig } from '../../src/config/config.js';
@@ -9,7 +10,9 @@ import { Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/observability/log.js';
 import { Store } from '../../src/tracking/store.js';
 import { AMQP_URL, testConfig } from '../support/harness.js';
-import { eventually } from '../support/poll.js';
+import { eventually, sleep } from '../support/poll.js';
+
+const execFileAsync = promisify(execFile);
 
 const rabbitmqctl = (...args: string[]) => execFileSync('rabbitmqctl', args, { stdio: 'ignore' });
 
@@ -41,11 +44,14 @@ describe('readiness follows the broker and the database', function () {
     await gateway.start();
   });
 
-  after(async () => {
+  after(async function () {
+    // CI once spent more than 90 s here on a busy broker: each step is bounded and says which one ran over
+    this.timeout(150000);
     sandbox.restore();
     rabbitmqctl('set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*');
-    await gateway?.stop();
-    rabbitmqctl('delete_vhost', vhost);
+    await Promise.race([gateway?.stop(), sleep(45000).then(() => Promise.reject(new Error('gateway.stop() took more than 45 s')))]);
+    // the vhost's queues go with it; one left behind on a throwaway machine harms nothing, so a slow delete is not waited for past 60 s
+    await execFileAsync('rabbitmqctl', ['delete_vhost', vhost], { timeout: 60000 }).catch((e: Error) => console.warn(`delete_vhost ${vhost}: ${e.message}`));
   });
 
   it('is 200 when everything is up, and /healthz is 200 throughout', async () => {
