@@ -60,6 +60,8 @@ describe('CPA reader (ebXML CPPA 2.0)', () => {
     expect(() => readAgreement(SAMPLE, '8143060')).to.throw('does not name our HER-id 8143060');
     const md5 = SAMPLE.toString('utf8').replaceAll('http://www.w3.org/2000/09/xmldsig#rsa-sha1', 'http://www.w3.org/2001/04/xmldsig-more#rsa-md5');
     expect(() => readAgreement(Buffer.from(md5), '93238')).to.throw('asks for the signature algorithm http://www.w3.org/2001/04/xmldsig-more#rsa-md5');
+    const mixed = SAMPLE.toString('utf8').replaceAll('http://www.w3.org/2000/09/xmldsig#sha1<', 'http://www.w3.org/2001/04/xmlenc#sha256<');
+    expect(() => readAgreement(Buffer.from(mixed), '93238')).to.throw('pairs the signature algorithm');
     expect(() => readAgreement(Buffer.from('<html><body>Service Unavailable</body></html>'), '93238')).to.throw('other than a CollaborationProtocolAgreement');
     expect(() => readAgreement(SAMPLE, "1' or '1'='1")).to.throw('is not a HER-id');
   });

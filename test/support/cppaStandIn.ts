@@ -53,7 +53,12 @@ export function cpaXml(myHerId: string, a: StandInAgreement): string {
     xml = xml.replaceAll(service, a.msgTypes[i] ?? a.msgTypes[0]);
   });
   if (a.signatureAlgorithm === 'rsa-sha256')
-    xml = xml.replaceAll('tns:oid="1.2.840.113549.1.1.5" tns:w3c="http://www.w3.org/2000/09/xmldsig#rsa-sha1">RSA-SHA1', SHA256);
+    xml = xml
+      .replaceAll('tns:oid="1.2.840.113549.1.1.5" tns:w3c="http://www.w3.org/2000/09/xmldsig#rsa-sha1">RSA-SHA1', SHA256)
+      .replaceAll(
+        '<tns:HashFunction>http://www.w3.org/2000/09/xmldsig#sha1</tns:HashFunction>',
+        '<tns:HashFunction>http://www.w3.org/2001/04/xmlenc#sha256</tns:HashFunction>',
+      );
   if (a.ackRequested) xml = xml.replaceAll('<tns:MessagingCharacteristics />', `<tns:MessagingCharacteristics tns:ackRequested="${a.ackRequested}" />`);
   if (a.retries !== undefined || a.retryInterval) {
     const interval = a.retryInterval ? `<tns:RetryInterval>${a.retryInterval}</tns:RetryInterval>` : '';

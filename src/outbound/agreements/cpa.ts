@@ -54,6 +54,11 @@ const SIGNATURE_ALGORITHMS: Record<string, SignatureAlgorithm> = {
   'RSA-SHA256': 'rsa-sha256',
 };
 
+const DIGEST_OF: Record<SignatureAlgorithm, string> = {
+  'rsa-sha1': 'http://www.w3.org/2000/09/xmldsig#sha1',
+  'rsa-sha256': 'http://www.w3.org/2001/04/xmlenc#sha256',
+};
+
 /**
  * The agreement as `ourHerId` sends under it. Throws with one sentence when the bytes are no CPA,
  * do not name our party, or ask for a signature algorithm the gateway cannot make.
@@ -104,6 +109,10 @@ function sendingTerms(root: XmlNode, ours: XmlNode, action: XmlNode, cpaId: stri
     : undefined;
   const signatureAlgorithm = algorithmName === undefined ? 'rsa-sha256' : SIGNATURE_ALGORITHMS[algorithmName];
   if (!signatureAlgorithm) throw new Error(`The CPA ${cpaId} asks for the signature algorithm ${algorithmName}, which the gateway cannot make.`);
+  // the digests go with the signature algorithm (xmldsig.ts): a CPA asking for another pairing cannot be honoured
+  const hashFunction = sender ? textOf(sender, 'tns:SenderNonRepudiation/tns:HashFunction', CPPA_NS) : undefined;
+  if (hashFunction && hashFunction !== DIGEST_OF[signatureAlgorithm])
+    throw new Error(`The CPA ${cpaId} pairs the signature algorithm ${algorithmName} with the digest ${hashFunction}, which the gateway cannot make.`);
   const retries = sender ? textOf(sender, 'tns:ReliableMessaging/tns:Retries', CPPA_NS) : undefined;
   const retryInterval = sender ? textOf(sender, 'tns:ReliableMessaging/tns:RetryInterval', CPPA_NS) : undefined;
   const packageId = idOf(textOf(action, '@tns:packageId', CPPA_NS));
