@@ -192,7 +192,8 @@ export function nextReminderAt(c: ReminderSubject, last: Date, policy: AlertPoli
 }
 
 function severityAt(c: ConditionContext, now: Date, policy: AlertPolicy): Alert['severity'] {
-  if (c.kind === 'transport-ack' && (policy.transportRetry?.count ?? 0) > 0) return 'critical';
+  // resent (as the CPA or tracking.transportRetry allow) and still unacknowledged: the partner's handler is not taking messages
+  if (c.kind === 'transport-ack' && (c.resends ?? 0) > 0) return 'critical';
   return c.kind === 'apprec' && now >= appRecNegativeAt(c, policy) ? 'critical' : RULES[c.kind].severity;
 }
 
