@@ -145,6 +145,34 @@ describe('CPAs from the CPPA register, end to end (stand-in CPPA, RabbitMQ, SQLi
     expect(envelope).to.match(/<eb:AckRequested [^>]*eb:signed="1"/);
     expect(envelope).to.contain('Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"');
     expect(await transportAck(msgId)).to.include({ state: 'open', resend_limit: 2, resend_interval_ms: 600_000 });
+
+    // no Acknowledgment comes: each time its wait runs out it is resent, PT10M on, twice; then the alert
+    const queue = `${config.broker.receiverQueuePrefix}${GRORUD_KD0501}`;
+    const ackAlerts = `${config.broker.queues.dlq}.ack-alerts`;
+    await peer.ch.assertQueue(ackAlerts, { exclusive: true });
+    await peer.ch.bindQueue(ackAlerts, config.broker.exchanges.alerts, 'transport-ack-missing');
+    const runOut = async () => {
+      const row = await transportAck(msgId);
+      await store.db.kysely
+        .updateTable('expectations')
+        .set({ due_at: new Date(Date.now() - 1000).toISOString() })
+        .where('id', '=', row?.id ?? 0)
+        .execute();
+      await gateway?.deadlines?.tick();
+    };
+    for (const attempt of [1, 2]) {
+      await runOut();
+      const [again] = await peer.take(queue, 1);
+      expect(again?.properties.headers?.['msg-id'], `resend ${attempt}`).to.equal(msgId);
+      const row = await transportAck(msgId);
+      expect(row?.resends).to.equal(attempt);
+      expect(Date.parse(row?.due_at ?? '') - Date.now(), 'due again one RetryInterval on').to.be.within(590_000, 600_000);
+    }
+    await runOut();
+    expect(await peer.take(queue, 1, 500), 'not resent a third time').to.have.length(0);
+    const [alert] = (await peer.take(ackAlerts, 1)).map((a) => JSON.parse(a.content.toString('utf8')));
+    expect(alert).to.include({ kind: 'transport-ack-missing', state: 'firing', severity: 'critical' });
+    expect(alert.text).to.contain('after 2 resends');
   });
 
   it("a partner without an agreement (the register answers 404) gets HIS 1037's defaults: low_high CPAId, eb:AckRequested, the configured resends", async () => {
