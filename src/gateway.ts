@@ -16,6 +16,7 @@ import { EVENTS } from './observability/events.js';
 import type { Logger } from './observability/log.js';
 import { startHttpServer } from './ops/http.js';
 import { OpsRuntime } from './ops/runtime.js';
+import { Agreements } from './outbound/agreements/agreements.js';
 import { trustStoreFor } from './outbound/certificates.js';
 import { RevocationChecker } from './outbound/revocation.js';
 import { OutboxPublisher, relayPolicy } from './outbox/relay.js';
@@ -85,7 +86,10 @@ export class Gateway {
     // what AR answered before (the cache the replicas share) serves from the first message on
     const live = new LiveRegister({ config, db: this.store.db, register: routing.register, log });
     await live.sync();
-    const revocation = new RevocationChecker(trustStoreFor(config.trust), durationMs(config.trust.crl.timeout));
+    const agreements = new Agreements({ config, db: this.store.db, log });
+    await agreements.sync();
+    // CRLs fetched by any replica (or an earlier run) serve here too
+    const revocation = new RevocationChecker(trustStoreFor(config.trust), durationMs(config.trust.crl.timeout), { db: this.store.db });
 
     this.broker = new Broker(config.broker, log);
     await this.broker.connect();
@@ -102,10 +106,33 @@ export class Gateway {
     );
     this.outbox.start();
     // before the consumers: every delivery is counted and timed from the first one on
-    const ops = new OpsRuntime({ config, log, store: this.store, broker: this.broker, publisher, outbox: this.outbox, routing, live, revocation, signing });
+    const ops = new OpsRuntime({
+      config,
+      log,
+      store: this.store,
+      broker: this.broker,
+      publisher,
+      outbox: this.outbox,
+      routing,
+      live,
+      agreements,
+      revocation,
+      signing,
+    });
     this.ops = ops;
     this.startDeadlines(this.store, this.outbox, options.deadlines !== false, () => ops.metrics.transportResent());
-    const flow = new HospitalToBydelFlow({ config, log, store: this.store, schemas: this.schemas, routing, live, signing, outbox: this.outbox });
+    const flow = new HospitalToBydelFlow({
+      config,
+      log,
+      store: this.store,
+      schemas: this.schemas,
+      routing,
+      live,
+      agreements,
+      revocation,
+      signing,
+      outbox: this.outbox,
+    });
     this.consumer = await consume(this.broker, config.broker.queues.epjOutbound, (d) =>
       this.settle(d, () =>
         ops.metrics.track('out', async () => flow.handle({ ...epjDelivery(d), skipDedupeFor: await ops.skipDedupeFor((name) => headerText(d, name)) })),
@@ -118,6 +145,7 @@ export class Gateway {
       schemas: this.schemas,
       register: routing.register,
       live,
+      agreements,
       revocation,
       signing,
       decryption: config.encryption.keys.map((k) => ({ keyPem: readFileSync(k.keyFile, 'utf8'), certPem: readFileSync(k.certFile, 'utf8') })),

@@ -19,6 +19,8 @@ import { type EbxmlInfo, type MsgHeadModel, ok, type ParsedMessage, permanent, t
 import { type Arrived, type EncryptedMessage, type InboundMessage, openEncrypted, parseInbound, type SignalMessage } from '../mapping/parse.js';
 import { EVENTS } from '../observability/events.js';
 import { type Logger, logStage } from '../observability/log.js';
+import type { Agreements } from '../outbound/agreements/agreements.js';
+import { CppaUnavailable } from '../outbound/agreements/client.js';
 import { trustStoreFor } from '../outbound/certificates.js';
 import { decryptEnveloped } from '../outbound/cms.js';
 import {
@@ -29,7 +31,7 @@ import {
   type SignalInput,
   signatureReferences,
 } from '../outbound/ebxml.js';
-import { type PartnerContext, receiptItem, signingAlgorithmFor } from '../outbound/package.js';
+import { type PartnerContext, receiptItem, signingAlgorithmFor, warmRevocation } from '../outbound/package.js';
 import type { RevocationChecker } from '../outbound/revocation.js';
 import { again, deliverItem, dlqItem, forwardItem, type NewOutboxItem, type RoutingHeaders } from '../outbox/items.js';
 import type { OutboxPublisher } from '../outbox/relay.js';
@@ -59,6 +61,8 @@ export interface InboundDeps {
   register: AddressRegister;
   /** NHN's Adresseregister behind `register`, when configured: asked for what the register does not know (yet) */
   live?: LiveRegister;
+  /** NHN's CPPA register: the CPAs receipts are sent under, when configured */
+  agreements?: Agreements;
   /** partners' CRLs (with trust anchors configured) */
   revocation?: RevocationChecker;
   signing: { keyPem: string; certPem: string };
@@ -128,7 +132,7 @@ export class BydelToHospitalFlow {
     this.now = deps.now ?? (() => new Date());
     this.receipts = new Receipts(deps.store.db.kysely, deps.config.tracking);
     this.recorder = new OutcomeRecorder({ store: deps.store, receipts: this.receipts, log: deps.log, outbox: deps.outbox });
-    this.partners = { config: deps.config, register: deps.register, signing: deps.signing };
+    this.partners = { config: deps.config, register: deps.register, signing: deps.signing, agreements: deps.agreements, revocation: deps.revocation };
   }
 
   /** Processes one delivery to a durable outcome. Throws only on transient failures (store down). */
@@ -161,6 +165,7 @@ export class BydelToHospitalFlow {
     if (!verified.ok) return this.record(rejectedInbound(ctx, d, { stage: 'verify', error: verified.error }, inbound));
     const sender = verified.value;
     this.passed(id, 'verify', `signed by ${sender.herId} (${sender.algorithm})`, { herId: sender.herId });
+    await this.knowAgreement(ourHerId(id.ebxml, this.deps.config.ownHerId), sender.herId);
     const plain = inbound.kind === 'business' && !decrypted && this.plainRefused(sender.herId);
     if (plain) return this.record(rejectedInbound(ctx, d, { stage: 'verify', error: plain }, inbound));
 
@@ -181,7 +186,19 @@ export class BydelToHospitalFlow {
     }
 
     const plan = await this.plan(inbound, sender, id);
+    // the negative AppRec is encrypted to the sender: its certificate's CRL at hand
+    if (plan.kind === 'reject') await warmRevocation(this.partners, sender.herId, ctx.now);
     return this.record(alsoSending(inboundOutcome(ctx, d, inbound, sender, plan.kind === 'accept' ? { ...plan, decrypted } : plan), ack));
+  }
+
+  /**
+   * The pair's CPA for a negative AppRec the gateway may owe the sender. The message is for the
+   * EPJ, which needs no CPA: the register not answering does not hold it up (HIS 1037's defaults).
+   */
+  private async knowAgreement(ours: string, partner: string): Promise<void> {
+    await this.deps.agreements?.ensure(ours, partner).catch((e) => {
+      if (!(e instanceof CppaUnavailable)) throw e;
+    });
   }
 
   /**

@@ -305,6 +305,59 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
         await db.schema.alterTable('expectations').addColumn('resend_interval_ms', 'integer').execute();
       },
     },
+    '010_crl_cache': {
+      async up(db: Kysely<any>) {
+        // The CRLs fetched for partner certificates (src/outbound/revocation.ts), shared by replicas
+        // and restarts; a row's signature is checked again before use.
+        await db.schema
+          .createTable('crl_cache')
+          .addColumn('url', 'text', (c) => c.primaryKey())
+          .addColumn('der', 'text', (c) => c.notNull())
+          .addColumn('this_update', 'text')
+          .addColumn('next_update', 'text', (c) => c.notNull())
+          .addColumn('fetched_at', 'text', (c) => c.notNull())
+          .execute();
+      },
+    },
+    '011_deadline_scan_indexes': {
+      async up(db: Kysely<any>) {
+        // The scheduler's due-row queries (tables/expectations.ts DUE, dueForResend,
+        // closeRoutedHolds; deadlineRepository.ts raiseRefusals) read only what is due, also over
+        // a million open rows (`npm run bench:scan`). Partial indexes, each holding only the rows
+        // its query can want: closed rows, the most in a store that has run a while, are in none
+        // of them, and a firing alert's row (due long ago, so first in due_at order) is not in
+        // the due-row ones. Each lists the columns its query compares for equality before the
+        // one it orders by: PostgreSQL reads such an index in order (not past an IS NULL), and
+        // SQLite, without statistics (the gateway never runs ANALYZE), picks the index that
+        // constrains the most columns.
+        const unalerted = sql<boolean>`${sql.ref('state')} = 'open' and ${sql.ref('alert_state')} is null`;
+        // firing: open, not alerted, due_at <= now, oldest first
+        await db.schema.createIndex('expectations_unalerted_due').on('expectations').columns(['state', 'due_at']).where(unalerted).execute();
+        // resend: open transport-acks, not alerted, due_at <= now, oldest first
+        await db.schema.createIndex('expectations_unalerted_kind_due').on('expectations').columns(['kind', 'state', 'due_at']).where(unalerted).execute();
+        // closeRoutedHolds: the open routing/certificate rows of held messages
+        await db.schema
+          .createIndex('expectations_open_holds')
+          .on('expectations')
+          .columns(['kind', 'state'])
+          .where(sql<boolean>`${sql.ref('state')} = 'open' and ${sql.ref('kind')} in ('routing', 'certificate')`)
+          .execute();
+        // resolved: a firing alert whose condition has closed, by id
+        await db.schema
+          .createIndex('expectations_to_resolve')
+          .on('expectations')
+          .columns(['alert_state', 'id'])
+          .where(sql<boolean>`${sql.ref('alert_state')} = 'firing' and ${sql.ref('state')} <> 'open'`)
+          .execute();
+        // raiseRefusals('transport-error'): the messages a MessageError refused, by id
+        await db.schema
+          .createIndex('messages_transport_error')
+          .on('messages')
+          .columns(['transport_state', 'id'])
+          .where(sql<boolean>`${sql.ref('transport_state')} = 'error'`)
+          .execute();
+      },
+    },
   };
 }
 

@@ -2,7 +2,8 @@
 // real HTTP CRL server): a bydel signing with a certificate the trusted CA issued gets through; a
 // revoked one (on the CA's CRL) is refused with S03 and a MessageError; one from an unknown CA
 // with S02; a CRL that cannot be fetched soft-fails with one crl-unavailable alert; the CRL is
-// fetched once and kept until its nextUpdate.
+// fetched once and kept until its nextUpdate. A bydel whose encryption certificate is revoked gets
+// nothing: the message is held until the register gives it a renewed certificate.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -10,15 +11,22 @@ import type { GetMessage } from 'amqplib';
 import { expect } from 'chai';
 import type { GatewayConfig } from '../../src/config/config.js';
 import type { Gateway } from '../../src/gateway.js';
+import { openDatabase } from '../../src/tracking/db.js';
+import { Store } from '../../src/tracking/store.js';
 import { openDelivery, SimulatedBydel } from '../support/bydel.js';
 import { issue, makeCa, revokeAndPublish, type TestCa } from '../support/certificates.js';
 import { cli } from '../support/cli.js';
 import { Peer, startGateway, testConfig } from '../support/harness.js';
 import { ADDRESS_REGISTER } from '../support/paths.js';
+import { eventually } from '../support/poll.js';
 import { readdressToOslo, readSample } from '../support/samples.js';
 
 const INNLAGT = 'plo-1.6/Pasientlogistikk_Innlagt_pasient_v1-6_Ny.xml';
 const INNLEGGELSESRAPPORT = 'plo-1.6/Innleggelsesrapport_v1-6_Ny.xml';
+const UTSKRIVNINGSKLAR = 'plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml';
+/** Frogner KD0501: its encryption certificate is on the CA's CRL */
+const REVOKED_RECEIVER = '9920005';
+const ENCRYPTION = 'critical,keyEncipherment,dataEncipherment';
 const ORG = { name: 'Oslo kommune, Bydel (FIKTIV)', herId: '9910005' };
 
 describe('certificates to the root: trust anchors and CRLs, end to end', function () {
@@ -32,6 +40,11 @@ describe('certificates to the root: trust anchors and CRLs, end to end', functio
   let gateway: Gateway;
   let peer: Peer;
   let alertQueue: string;
+  let certificateAlerts: string;
+  let store: Store;
+  let base: string;
+  let register: string;
+  let parties: { herId: number; signingCertificate?: string; encryptionCertificate?: string }[];
   /** each bydel service: its signer and the key its deliveries are encrypted for */
   const services: Record<string, { bydel: SimulatedBydel; encryption: { keyFile: string; certFile: string } }> = {};
 
@@ -45,7 +58,7 @@ describe('certificates to the root: trust anchors and CRLs, end to end', functio
       else res.writeHead(404).end();
     });
     await new Promise<void>((r) => crlServer.listen(0, '127.0.0.1', r));
-    const base = `http://127.0.0.1:${(crlServer.address() as AddressInfo).port}`;
+    base = `http://127.0.0.1:${(crlServer.address() as AddressInfo).port}`;
 
     const signers = {
       '9930005': issue(issuing, 'Frogner sykepleie', { crlUrl: `${base}/class3.crl` }),
@@ -53,18 +66,22 @@ describe('certificates to the root: trust anchors and CRLs, end to end', functio
       '9930004': issue(other, 'St. Hanshaugen sykepleie'),
       '9930010': issue(issuing, 'Grorud sykepleie', { crlUrl: `${base}/missing.crl` }),
     };
-    crl = revokeAndPublish(issuing, [signers['9930006'].certPem]);
+    const revokedEncryption = issue(issuing, 'kryptering Frogner KD', { keyUsage: ENCRYPTION, crlUrl: `${base}/class3.crl` });
+    crl = revokeAndPublish(issuing, [signers['9930006'].certPem, revokedEncryption.certPem]);
 
-    const parties = JSON.parse(readFileSync(ADDRESS_REGISTER, 'utf8')) as { herId: number; signingCertificate?: string; encryptionCertificate?: string }[];
+    parties = JSON.parse(readFileSync(ADDRESS_REGISTER, 'utf8'));
     for (const [herId, signer] of Object.entries(signers)) {
-      const encryption = issue(issuing, `kryptering ${herId}`, { keyUsage: 'critical,keyEncipherment,dataEncipherment' });
+      const encryption = issue(issuing, `kryptering ${herId}`, { keyUsage: ENCRYPTION });
       const party = parties.find((p) => String(p.herId) === herId);
       if (!party) throw new Error(`${herId} is not in the example register`);
       party.signingCertificate = signer.certPem;
       party.encryptionCertificate = encryption.certPem;
       services[herId] = { bydel: new SimulatedBydel(ORG, { name: 'Sykepleietjeneste (FIKTIV)', herId }, signer, 'rsa-sha256'), encryption };
     }
-    const register = `${issuing.dir}/register.json`;
+    const frogner = parties.find((p) => String(p.herId) === REVOKED_RECEIVER);
+    if (!frogner) throw new Error(`${REVOKED_RECEIVER} is not in the example register`);
+    frogner.encryptionCertificate = revokedEncryption.certPem;
+    register = `${issuing.dir}/register.json`;
     writeFileSync(register, JSON.stringify(parties));
     config = testConfig((c) => {
       c.routing.addressRegisterFile = register;
@@ -76,10 +93,15 @@ describe('certificates to the root: trust anchors and CRLs, end to end', functio
     alertQueue = `${config.broker.queues.dlq}.crl-alerts`;
     await peer.ch.assertQueue(alertQueue, { exclusive: true });
     await peer.ch.bindQueue(alertQueue, config.broker.exchanges.alerts, 'crl-unavailable');
+    certificateAlerts = `${config.broker.queues.dlq}.certificate-alerts`;
+    await peer.ch.assertQueue(certificateAlerts, { exclusive: true });
+    await peer.ch.bindQueue(certificateAlerts, config.broker.exchanges.alerts, 'receiver-certificate');
+    store = new Store(await openDatabase(config.database.url));
   });
 
   after(async () => {
     await gateway?.stop();
+    await store?.close();
     await peer?.deleteRun(config);
     await peer?.close();
     await new Promise((r) => crlServer?.close(r));
@@ -144,6 +166,43 @@ describe('certificates to the root: trust anchors and CRLs, end to end', functio
     expect(untrusted?.properties.headers).to.include({ 'x-error-code': 'S02' });
     expect(String(untrusted?.properties.headers?.['x-error-reason'])).to.contain('does not chain to a trusted CA (issuer CN=Unknown CA)');
     expect(await peer.take(config.broker.queues.epjInbound, 1, 1000)).to.have.length(0);
+  });
+
+  it('a bydel whose encryption certificate is revoked gets nothing: held with a receiver-certificate alert, released once it is renewed', async () => {
+    const { xml, msgId } = readdressToOslo(readSample(UTSKRIVNINGSKLAR), { postalCode: '0350' });
+    await peer.send(config.broker.queues.epjOutbound, xml);
+    const [firing] = await peer.take(certificateAlerts, 1);
+    const alert = JSON.parse(firing.content.toString('utf8'));
+    expect(alert).to.include({ kind: 'receiver-certificate', state: 'firing', eventId: 'GW-4002', msgId, receiverHerId: REVOKED_RECEIVER });
+    expect(alert.text).to.match(new RegExp(`the encryption certificate of HER-id ${REVOKED_RECEIVER} was revoked on \\d{4}-`));
+    const [row] = await store.findByMsgId(msgId);
+    expect(row).to.include({ state: 'held', receiver_l2_her_id: REVOKED_RECEIVER });
+    const queue = `${config.broker.receiverQueuePrefix}${REVOKED_RECEIVER}`;
+    expect(await peer.take(queue, 1, 2000), 'nothing leaves, round after round').to.have.length(0);
+    // ops release checks it too (the CLI reads the CRL the gateway cached in the store)
+    const fetched = crlRequests;
+    const refused = await cli(['release', msgId], { config });
+    expect(refused.status).to.equal(1);
+    expect(refused.stderr).to.match(/cannot leave yet: the encryption certificate of HER-id 9920005 was revoked on /);
+    expect(crlRequests, 'no CRL fetched for it').to.equal(fetched);
+
+    // the register gives Frogner a renewed certificate; the running gateway reads the file again
+    const renewed = issue(issuing, 'kryptering Frogner KD 2', { keyUsage: ENCRYPTION, crlUrl: `${base}/class3.crl` });
+    const frogner = parties.find((p) => String(p.herId) === REVOKED_RECEIVER);
+    if (frogner) frogner.encryptionCertificate = renewed.certPem;
+    writeFileSync(register, JSON.stringify(parties));
+    const [m] = await peer.take(queue, 1);
+    expect(m?.properties.headers?.['msg-id']).to.equal(msgId);
+    expect(openDelivery(m.content, m.properties.contentType, renewed).parsed.businessXml).to.contain(`<Id>${REVOKED_RECEIVER}</Id>`);
+    const [resolved] = await peer.take(certificateAlerts, 1);
+    expect(JSON.parse(resolved.content.toString('utf8'))).to.include({ kind: 'receiver-certificate', state: 'resolved', msgId });
+    const timeline = await eventually('published', async () => {
+      const [entry] = await store.timeline(msgId);
+      return entry.message.state === 'published' && entry;
+    });
+    const wanted = ['held-certificate', 'released', 'signed', 'encrypted', 'deliver-published'];
+    expect(timeline.events.map((e) => e.event).filter((e) => wanted.includes(e))).to.deep.equal(wanted);
+    expect(await peer.take(queue, 1, 1500), 'exactly once').to.have.length(0);
   });
 
   it('a CRL that cannot be fetched soft-fails: the message is forwarded, and one crl-unavailable alert fires', async () => {

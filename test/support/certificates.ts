@@ -188,15 +188,16 @@ export function issue(ca: TestCa, cn: string, o: IssueOptions = {}): SigningKeyP
   return { keyPem: readFileSync(keyFile, 'utf8'), certPem, keyFile, certFile };
 }
 
-/** Revokes a certificate `ca` issued, and writes the CA's CRL (DER); returns its bytes. */
-export function revokeAndPublish(ca: TestCa, revoke: string[] = []): Buffer {
+/** Revokes a certificate `ca` issued, and writes the CA's CRL (DER); returns its bytes. Its nextUpdate is a day on, or `o.hours`. */
+export function revokeAndPublish(ca: TestCa, revoke: string[] = [], o: { hours?: number } = {}): Buffer {
   for (const pem of revoke) {
     const file = join(mkdtempSync(join(tmpdir(), 'gw-rev-')), 'cert.pem');
     writeFileSync(file, pem);
     openssl(['ca', '-config', join(ca.dir, 'ca.cnf'), '-cert', ca.certFile, '-keyfile', ca.keyFile, '-revoke', file]);
   }
   const pemCrl = join(ca.dir, 'crl.pem');
-  openssl(['ca', '-gencrl', '-config', join(ca.dir, 'ca.cnf'), '-cert', ca.certFile, '-keyfile', ca.keyFile, '-out', pemCrl]);
+  const period = o.hours === undefined ? [] : ['-crlhours', String(o.hours)];
+  openssl(['ca', '-gencrl', '-config', join(ca.dir, 'ca.cnf'), '-cert', ca.certFile, '-keyfile', ca.keyFile, '-out', pemCrl, ...period]);
   openssl(['crl', '-in', pemCrl, '-outform', 'DER', '-out', join(ca.dir, 'crl.der')]);
   return readFileSync(join(ca.dir, 'crl.der'));
 }

@@ -5,6 +5,9 @@
 import { readFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError } from 'commander';
 import { Publisher } from '../../broker/publisher.js';
+import { durationMs } from '../../config/config.js';
+import { trustStoreFor } from '../../outbound/certificates.js';
+import { RevocationChecker } from '../../outbound/revocation.js';
 import { OutboxPublisher, relayPolicy } from '../../outbox/relay.js';
 import { LiveRegister } from '../../routing/ar/liveRegister.js';
 import { isBydelCode } from '../../routing/bydeler.js';
@@ -56,6 +59,8 @@ async function act(ctx: OpsContext, o: ActOptions, done: string, operation: (by:
   // what AR answered (cached by the running gateway) counts here as it does there
   await new LiveRegister({ config, db: store.db, register: routing.register, log }).sync();
   const signing = { keyPem: readFileSync(config.signing.keyFile, 'utf8'), certPem: readFileSync(config.signing.certFile, 'utf8') };
+  // the CRLs the running gateway cached serve here too: a revoked receiver certificate is not encrypted to
+  const revocation = new RevocationChecker(trustStoreFor(config.trust), durationMs(config.trust.crl.timeout), { db: store.db });
   // Without a broker the delivery is still stored: a running gateway's outbox relay sends it.
   const broker = await connectBroker(config, log);
   const publisher = broker && new Publisher(broker);
@@ -69,7 +74,7 @@ async function act(ctx: OpsContext, o: ActOptions, done: string, operation: (by:
         log,
         relayPolicy(config),
       );
-    const r = await operation({ actor: actorName(o.actor), via: 'cli', reason: o.reason }, { config, store, routing, signing, outbox, log });
+    const r = await operation({ actor: actorName(o.actor), via: 'cli', reason: o.reason }, { config, store, routing, signing, revocation, outbox, log });
     if (!r.ok) return failed(r, o.json === true);
     if (o.json) return printJson(r.value);
     console.log(`${r.value.msgId} ${done} (HER-id ${r.value.toHerId})`);
