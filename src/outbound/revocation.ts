@@ -188,6 +188,9 @@ export class RevocationChecker {
 const crlCache = (db: Db): Kysely<{ crl_cache: CrlCacheTable }> => db.kysely.withTables<{ crl_cache: CrlCacheTable }>();
 
 function verdict(crl: x509.X509Crl, cert: x509.X509Certificate): RevocationStatus {
+  // a CRL speaks only for its own CA's certificates: another trusted CA's list proves nothing
+  if (crl.issuer !== cert.issuer)
+    return { state: 'unknown', reason: `the CRL at the certificate's distribution point is issued by ${crl.issuer}, not by its issuer` };
   const entry = crl.findRevoked(cert);
   return entry ? { state: 'revoked', since: entry.revocationDate } : { state: 'good' };
 }

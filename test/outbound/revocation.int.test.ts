@@ -128,6 +128,14 @@ describe('revocation: CRLs cached in the store, receivers’ encryption certific
     });
   }
 
+  it("another trusted CA's CRL at the distribution point proves nothing: unknown, not good", async () => {
+    served = revokeAndPublish(root, []);
+    requests = 0;
+    const status = await new RevocationChecker(anchors, 2000).status(revoked.certPem);
+    expect(status.state).to.equal('unknown');
+    expect(requests).to.equal(1);
+  });
+
   describe('payload protection for a receiver', () => {
     const party = (herId: string, encryptionCertificate: string) => ({ herId, name: 'T', type: 'Service' as const, active: true, encryptionCertificate });
     let register: AddressRegister;
