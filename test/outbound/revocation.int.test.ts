@@ -132,7 +132,7 @@ describe('revocation: CRLs cached in the store, receivers’ encryption certific
     served = revokeAndPublish(root, []);
     requests = 0;
     const status = await new RevocationChecker(anchors, 2000).status(revoked.certPem);
-    expect(status.state).to.equal('unknown');
+    expect(status.state, JSON.stringify(status)).to.equal('unknown');
     expect(requests).to.equal(1);
   });
 
