@@ -192,6 +192,10 @@ export const configSchema = z
             weekdays: z.array(z.number().int().min(1).max(7)).min(1),
             /** country whose public holidays (date-holidays) are not working days */
             holidayCountry: z.string().refine((c) => Object.hasOwn(new Holidays().getCountries(), c), 'must be a country date-holidays knows, such as NO'),
+            /** days whose working time ends early, "MM-DD" → "HH:MM": julaften and nyttårsaften are not working afternoons */
+            halfDays: z
+              .record(z.string().regex(/^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$/, 'must be MM-DD'), hhmm)
+              .default({ '12-24': '12:00', '12-31': '12:00' }),
           })
           .strict()
           // "HH:MM" strings compare as times of day.

@@ -1,7 +1,9 @@
 // Builds the application receipts (AppRec) the gateway owes when it rejects a message: to the EPJ
 // for an outgoing one, to the sending bydel for an incoming one. Version follows the message's
 // standard (HITS 1168 §8.3): PLO 1.6 / Dialog 1.1 → 1.1, else 1.0.
+
 import { randomUUID } from 'node:crypto';
+import { DateTime } from 'luxon';
 import { create } from 'xmlbuilder2';
 import type { XMLBuilder } from 'xmlbuilder2/lib/interfaces.js';
 import type { ErrorCode } from '../shared/vocabulary.js';
@@ -72,10 +74,12 @@ function hcp(parent: XMLBuilder, party: Party): void {
   }
 }
 
-/** Local time without offset, the form used by MsgHead/AppRec GenDate in every official sample. */
+/**
+ * Norwegian local time without offset, the form used by MsgHead/AppRec GenDate in every official
+ * sample: Europe/Oslo wall-clock time whatever zone the process runs in (a container is often UTC).
+ */
 export function localDateTime(d: Date): string {
-  const pad = (n: number) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  return DateTime.fromJSDate(d, { zone: 'Europe/Oslo' }).toFormat("yyyy-MM-dd'T'HH:mm:ss");
 }
 
 export function buildAppRec(input: AppRecInput): string {

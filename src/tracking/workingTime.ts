@@ -16,6 +16,11 @@ export interface WorkingTimeConfig {
   weekdays: number[];
   /** ISO 3166 country whose public holidays (date-holidays, type "public") are not working days */
   holidayCountry: string;
+  /**
+   * days that end early, "MM-DD" → "HH:MM" (julaften and nyttårsaften: 12:00 by default); an end at
+   * or before `start` makes the day no working day
+   */
+  halfDays?: Record<string, string>;
 }
 
 export interface WorkingPeriod {
@@ -44,6 +49,10 @@ export class WorkingCalendar {
     if (this.endMinute <= this.startMinute) throw new Error(`working time ends (${config.end}) before it starts (${config.start})`);
     if (!DateTime.now().setZone(config.timeZone).isValid) throw new Error(`unknown time zone ${config.timeZone}`);
     if (config.weekdays.length === 0) throw new Error('working time needs at least one weekday');
+    for (const [day, end] of Object.entries(config.halfDays ?? {})) {
+      if (!/^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$/.test(day)) throw new Error(`half-day "${day}" is not MM-DD`);
+      minutesOf(end);
+    }
     this.holidays = new Holidays(config.holidayCountry);
   }
 
@@ -51,9 +60,9 @@ export class WorkingCalendar {
     return this.config.timeZone;
   }
 
-  /** A working day: one of the configured weekdays and not a public holiday (`day` in the zone). */
+  /** A working day: one of the configured weekdays, not a public holiday (`day` in the zone), and not a half-day that ends before it starts. */
   isWorkingDay(day: DateTime): boolean {
-    return this.config.weekdays.includes(day.weekday) && !this.publicHolidays(day.year).has(isoDate(day));
+    return this.config.weekdays.includes(day.weekday) && !this.publicHolidays(day.year).has(isoDate(day)) && this.endMinuteOn(day) > this.startMinute;
   }
 
   /** The working period that contains `at`, or else the first one after it. */
@@ -116,7 +125,12 @@ export class WorkingCalendar {
 
   private periodOn(day: DateTime): WorkingPeriod {
     const at = (minute: number) => day.set({ hour: Math.floor(minute / 60), minute: minute % 60, second: 0, millisecond: 0 }).toJSDate();
-    return { start: at(this.startMinute), end: at(this.endMinute) };
+    return { start: at(this.startMinute), end: at(this.endMinuteOn(day)) };
+  }
+
+  private endMinuteOn(day: DateTime): number {
+    const early = this.config.halfDays?.[day.toFormat('MM-dd')];
+    return early === undefined ? this.endMinute : Math.min(this.endMinute, minutesOf(early));
   }
 
   private publicHolidays(year: number): Set<string> {

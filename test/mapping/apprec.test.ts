@@ -53,4 +53,21 @@ describe('negative AppRec to the EPJ', () => {
       expect(rec.senderHerIds).to.include('9900000');
     });
   }
+
+  it('GenDate is Norwegian local time, whatever zone the process runs in (summer and winter)', () => {
+    const genDateOf = (at: string) => {
+      const xml = buildAppRec({
+        version: '1.1',
+        status: '1',
+        errors: [],
+        original: { msgType: 'LOG_INNLAGT', msgTypeDn: 'Innlagt', issueDate: '2026-01-05T10:20:11', msgId: 'm' },
+        sender: kommune,
+        receiver: hospital,
+        genDate: new Date(at),
+      });
+      return /<GenDate>([^<]+)<\/GenDate>/.exec(xml)?.[1];
+    };
+    expect(genDateOf('2026-07-01T10:00:00Z')).to.equal('2026-07-01T12:00:00');
+    expect(genDateOf('2026-12-31T23:30:00Z')).to.equal('2027-01-01T00:30:00');
+  });
 });

@@ -4,7 +4,14 @@ import { expect } from 'chai';
 import { DateTime } from 'luxon';
 import { WorkingCalendar } from '../../src/tracking/workingTime.js';
 
-const OSLO = { timeZone: 'Europe/Oslo', start: '08:00', end: '15:00', weekdays: [1, 2, 3, 4, 5], holidayCountry: 'NO' };
+const OSLO = {
+  timeZone: 'Europe/Oslo',
+  start: '08:00',
+  end: '15:00',
+  weekdays: [1, 2, 3, 4, 5],
+  holidayCountry: 'NO',
+  halfDays: { '12-24': '12:00', '12-31': '12:00' },
+};
 const calendar = new WorkingCalendar(OSLO);
 const H = 3600_000;
 
@@ -65,6 +72,24 @@ describe('working time (08:00–15:00 Mon–Fri, Europe/Oslo, Norwegian public h
   it('measures working time between two instants (Friday 14:30 → Monday 09:30 = 2 h)', () => {
     expect(calendar.workingTimeBetween(oslo('2026-03-27T14:30'), oslo('2026-03-30T09:30'))).to.equal(2 * H);
     expect(calendar.workingTimeBetween(oslo('2026-03-30T09:30'), oslo('2026-03-27T14:30'))).to.equal(0);
+  });
+
+  it('julaften afternoon is not working time: a notice sent 11:00 on 24 December 2026 with PT2H is due Monday 28 December 09:00', () => {
+    expect(dueAfter('2026-12-24T11:00')).to.equal('2026-12-28T09:00');
+    expect(dueAfter('2026-12-24T13:00'), 'sent in the afternoon: the clock starts after Christmas').to.equal('2026-12-28T10:00');
+  });
+
+  it('nyttårsaften likewise: sent 13:00 on 31 December 2026, the clock starts Monday 4 January 2027', () => {
+    expect(dueAfter('2026-12-31T13:00')).to.equal('2027-01-04T10:00');
+    expect(calendar.workingTimeBetween(oslo('2026-12-31T08:00'), oslo('2026-12-31T15:00'))).to.equal(4 * H);
+  });
+
+  it('half-days are configurable: without them julaften is a whole working day; one ending at or before the start is no working day', () => {
+    const whole = new WorkingCalendar({ ...OSLO, halfDays: {} });
+    expect(local(whole.addWorkingTime(oslo('2026-12-24T11:00'), 2 * H))).to.equal('2026-12-24T13:00');
+    const closed = new WorkingCalendar({ ...OSLO, halfDays: { '12-24': '08:00' } });
+    expect(local(closed.addWorkingTime(oslo('2026-12-24T11:00'), 2 * H))).to.equal('2026-12-28T10:00');
+    expect(() => new WorkingCalendar({ ...OSLO, halfDays: { '24-12': '12:00' } })).to.throw(/MM-DD/);
   });
 
   it('hours, weekdays and zone are configurable', () => {
