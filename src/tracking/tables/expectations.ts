@@ -2,7 +2,7 @@
 // every write to it is here. The deadline engine's transitions are conditional updates whose
 // condition is the same as the query that found the row, so a row is acted on exactly once,
 // by one replica, also under SKIP LOCKED races and on a single SQLite writer.
-import type { Expression, ExpressionBuilder, Kysely, SqlBool } from 'kysely';
+import { type Expression, type ExpressionBuilder, type Kysely, type SqlBool, sql } from 'kysely';
 import type { ExpectationKind, ExpectationState } from '../../shared/vocabulary.js';
 import type { Schema } from '../db.js';
 
@@ -180,7 +180,8 @@ export async function closeRoutedHolds(db: Db, at: string): Promise<number> {
   const result = await db
     .updateTable('expectations')
     .set({ state: 'met', resolved_at: at, resolved_by: 'no-longer-held' })
-    .where('kind', 'in', ['routing', 'certificate'])
+    // literals, not parameters: SQLite uses the partial index expectations_open_holds only for the very same IN list
+    .where('kind', 'in', [sql.lit<ExpectationKind>('routing'), sql.lit<ExpectationKind>('certificate')])
     .where('state', '=', 'open')
     .where(({ exists, selectFrom }) =>
       exists(selectFrom('messages as m').select('m.id').whereRef('m.id', '=', 'expectations.message_id').where('m.state', '<>', 'held')),
