@@ -2,7 +2,7 @@
 // file), the EPJ's messages, a confirmed publisher with a window of unconfirmed messages, the
 // bydel's side that notes when each message arrives, and the clean-up.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type amqp from 'amqplib';
@@ -17,6 +17,13 @@ import { readdressToOslo, readSample } from '../test/support/samples.js';
 export const TARGET = '9920005';
 const TEMPLATE = 'plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml';
 
+let storeDir: string | undefined;
+
+/** Removes the bench's SQLite store (a soak leaves GBs), once the gateway has stopped. */
+export function removeStore(): void {
+  if (storeDir) rmSync(storeDir, { recursive: true, force: true });
+}
+
 /** The gateway's configuration for one bench run: its own queues and exchanges, a new SQLite store. */
 export function benchConfig(): GatewayConfig {
   const loaded = loadConfig();
@@ -26,7 +33,8 @@ export function benchConfig(): GatewayConfig {
   config.broker.queues = { epjOutbound: `${run}.epj.outbound`, epjInbound: `${run}.epj.inbound`, nhnInbound: `${run}.nhn.inbound`, dlq: `${run}.gateway.dlq` };
   config.broker.exchanges = { nhnOutbound: `${run}.nhn.outbound`, alerts: `${run}.gateway.alerts` };
   config.broker.receiverQueuePrefix = `${run}.bydel.`;
-  config.database.url = `sqlite:${join(mkdtempSync(join(tmpdir(), 'gw-bench-')), 'bench.db')}`;
+  storeDir = mkdtempSync(join(tmpdir(), 'gw-bench-'));
+  config.database.url = `sqlite:${join(storeDir, 'bench.db')}`;
   config.encryption.outbound.payload = process.env.BENCH_PAYLOAD === 'plain' ? 'plain' : 'encrypted';
   return config;
 }

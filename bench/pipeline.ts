@@ -37,6 +37,7 @@ import {
   msgIdHeader,
   Publisher,
   quantile,
+  removeStore,
   round1,
   sampleDocument,
   sleep,
@@ -57,6 +58,7 @@ async function startGateway() {
   const publisher = new Publisher(await conn.createConfirmChannel(), config.broker.queues.epjOutbound, window);
   const stop = async () => {
     await gateway.stop();
+    removeStore();
     await deleteRunQueues(conn, config);
     await conn.close();
   };

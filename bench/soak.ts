@@ -4,13 +4,26 @@
 // in BENCH_SOAK_N (default 20000,200000: comma-separated, ascending) of arrived messages the
 // process's memory is sampled. The first checkpoint is the baseline the issue's "RSS within
 // ± 10 %" is measured against. At ~120 msgs/s the default takes about half an hour and a few GB
-// of SQLite file (payloads and outbox bodies are kept; retention is not run).
+// of SQLite file while it runs (payloads and outbox bodies are kept; retention is not run),
+// removed at the end.
 // Prints one JSON line: {mode: 'soak', payload, checkpoints: [{messages, seconds, msgsPerSec,
 // rssMb, heapUsedMb, externalMb}], rssChangePct, withinTenPct}. RSS is this process's, which
 // also runs the EPJ and bydel sides (a few MB; bounded by the in-flight limit).
 import amqp from 'amqplib';
 import { Gateway } from '../src/gateway.js';
-import { benchConfig, benchLogger, bydelQueue, consumeArrivals, deleteRunQueues, epjMessage, msgIdHeader, Publisher, round1, sleep } from './harness.js';
+import {
+  benchConfig,
+  benchLogger,
+  bydelQueue,
+  consumeArrivals,
+  deleteRunQueues,
+  epjMessage,
+  msgIdHeader,
+  Publisher,
+  removeStore,
+  round1,
+  sleep,
+} from './harness.js';
 
 const checkpoints = (process.env.BENCH_SOAK_N ?? '20000,200000').split(',').map((x) => Number(x.trim()));
 if (checkpoints.some((c, i) => !(c > 0) || (i > 0 && c <= checkpoints[i - 1]))) throw new Error('BENCH_SOAK_N: ascending positive counts, e.g. 20000,200000');
@@ -51,6 +64,7 @@ for (let sent = 0; sent < total; sent++) {
 }
 while (arrived < total) await sleep(20);
 await gateway.stop();
+removeStore();
 await deleteRunQueues(conn, config);
 await conn.close();
 
