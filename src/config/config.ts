@@ -155,6 +155,8 @@ export const configSchema = z
         postcodeMinShare: z.number().min(0.5).max(1),
         /** message type → service code (8663) of the bydel service that receives it */
         serviceByType: z.record(z.string(), z.string()),
+        /** how long after its LOG_INNLAGT a stay's later messages still follow it to its bydel (docs/routing.md) */
+        stayWindow: isoDuration.default('P90D'),
       })
       .strict(),
     tracking: z

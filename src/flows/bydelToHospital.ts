@@ -44,6 +44,7 @@ import { type Outcome, outcome } from '../tracking/outcome.js';
 import { type Correlation, Receipts } from '../tracking/receipts.js';
 import { OutcomeRecorder } from '../tracking/recorder.js';
 import type { NewEvent, NewMessage, Store } from '../tracking/store.js';
+import { findMisrouted, isWrongReceiver, type Misrouted, raiseWrongReceiver } from '../tracking/wrongReceiver.js';
 import { type Arrival, contentDuplicate, duplicateOf, originalPayload, type Refusal, receivedEvent, rejection } from './outcomes.js';
 
 export interface NhnDelivery extends Arrival {
@@ -85,7 +86,10 @@ export type InboundOutcome = 'forwarded' | 'correlated' | 'rejected' | 'duplicat
 export type InboundPlan =
   | { kind: 'reject'; refusal: Refusal }
   | { kind: 'signal'; signal: SignalMessage; correlation: Correlation }
-  | { kind: 'accept'; parsed: ParsedMessage; correlation?: Correlation; decrypted?: Decrypted };
+  | { kind: 'accept'; parsed: ParsedMessage; correlation?: Correlation; decrypted?: Decrypted; wrongReceiver?: WrongReceiverFinding };
+
+/** A DIALOG_AVVIK "feil adressat": the delivered message it names, if it could be found. */
+export type WrongReceiverFinding = { found: Misrouted } | { found: undefined };
 
 /** What the inbound builders need besides the message. */
 export interface InboundContext {
@@ -296,7 +300,29 @@ export class BydelToHospitalFlow {
       const event = correlation.kind === 'none' ? EVENTS.inboundUncorrelated : EVENTS.inboundCorrelated;
       logStage(this.deps.log, { event, msgId: id.msgId || undefined, type: id.msgType, stage: 'correlate', decision, herId: sender.herId });
     }
-    return { kind: 'accept', parsed, correlation };
+    const wrongReceiver = doc.kind === 'msghead' && isWrongReceiver(doc) ? await this.misrouted(doc, sender, id) : undefined;
+    return { kind: 'accept', parsed, correlation, ...(wrongReceiver ? { wrongReceiver } : {}) };
+  }
+
+  /** The message a bydel's "feil adressat" names (wrongReceiver.ts), logged as a correlation. */
+  private async misrouted(doc: MsgHeadModel, sender: VerifiedSender, id: Identity): Promise<WrongReceiverFinding> {
+    const { config, store } = this.deps;
+    const found = await findMisrouted(
+      store.db.kysely,
+      doc,
+      { herIds: senderHerIds(doc, sender), patientKey: patientKey(doc, config.tracking.patientKeySecret) },
+      config.tracking,
+      this.now(),
+    );
+    logStage(this.deps.log, {
+      event: found ? EVENTS.inboundCorrelated : EVENTS.inboundUncorrelated,
+      msgId: id.msgId || undefined,
+      type: id.msgType,
+      stage: 'correlate',
+      decision: found ? `feil adressat for ${found.target.msg_id} by ${found.rule}` : 'feil adressat for no message delivered to this bydel',
+      herId: sender.herId,
+    });
+    return { found };
   }
 
   /**
@@ -419,13 +445,39 @@ export function inboundOutcome(ctx: InboundContext, d: NhnDelivery, inbound: Inb
       return rejectedInbound(ctx, d, plan.refusal, inbound, sender);
     case 'signal':
       return signalCorrelated(ctx, d, plan.signal, sender, plan.correlation);
-    case 'accept':
-      return forwarded(ctx, d, plan.parsed, sender, plan.correlation, plan.decrypted);
+    case 'accept': {
+      const o = forwarded(ctx, d, plan.parsed, sender, plan.correlation, plan.decrypted);
+      return plan.wrongReceiver ? alsoRaisingWrongReceiver(ctx, o, plan.wrongReceiver, sender) : o;
+    }
   }
 }
 
 const correlating = (id: Identity, c: Correlation | undefined) =>
   c && c.kind !== 'none' ? [{ effect: 'correlate' as const, correlation: c, by: { msgId: id.msgId, msgType: id.msgType ?? '' } }] : [];
+
+/**
+ * A bydel's "feil adressat" is forwarded like any message, and also raises `wrong-receiver` on
+ * the message it names (or says on its own timeline that it names none).
+ */
+export function alsoRaisingWrongReceiver(ctx: InboundContext, o: Outcome<'forwarded'>, w: WrongReceiverFinding, sender: VerifiedSender): Outcome<'forwarded'> {
+  if (!w.found) {
+    const why = 'the feil-adressat avvik names no message delivered to this bydel';
+    return { ...o, events: [...o.events, { stage: 'correlate', event: 'uncorrelated', detail: { kind: 'wrong-receiver', why } }] };
+  }
+  const raised = raiseWrongReceiver(w.found, { msgId: o.log.msgId ?? '', fromHerId: sender.herId }, ctx.config, ctx.now);
+  const detail = {
+    kind: 'wrong-receiver',
+    msgId: w.found.target.msg_id,
+    rule: w.found.rule,
+    ...(raised.alertId ? { alertId: raised.alertId } : { alreadyRaised: true }),
+  };
+  return {
+    ...o,
+    events: [...o.events, { stage: 'correlate', event: 'correlated', detail }],
+    outbox: [...o.outbox, ...raised.outbox],
+    effects: [...o.effects, ...raised.effects],
+  };
+}
 
 /** An ebXML Acknowledgment / MessageError: recorded on the message it refers to, not forwarded. */
 export function signalCorrelated(

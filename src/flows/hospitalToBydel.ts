@@ -3,7 +3,7 @@
 // to a typed decision; the decision becomes an Outcome (pure builders below), which the
 // recorder stores in one transaction and publishes. This class only sequences the stages.
 import { randomUUID } from 'node:crypto';
-import type { GatewayConfig } from '../config/config.js';
+import { durationMs, type GatewayConfig } from '../config/config.js';
 import type { SchemaSet } from '../inbound/schemas.js';
 import { validateMessage } from '../inbound/validate.js';
 import { negativeAppRec } from '../mapping/apprec.js';
@@ -12,6 +12,7 @@ import type { MsgHeadModel, ParsedMessage } from '../mapping/model.js';
 import { parseMessage } from '../mapping/parse.js';
 import { EVENTS } from '../observability/events.js';
 import { type Logger, logStage } from '../observability/log.js';
+import { redirect, sentFromHold } from '../ops/manualRoute.js';
 import type { Agreements } from '../outbound/agreements/agreements.js';
 import { type PartnerContext, warmRevocation } from '../outbound/package.js';
 import type { RevocationChecker } from '../outbound/revocation.js';
@@ -20,7 +21,8 @@ import type { OutboxPublisher } from '../outbox/relay.js';
 import type { LiveRegister } from '../routing/ar/liveRegister.js';
 import { isBydelCode } from '../routing/bydeler.js';
 import { ABSENT_INPUT } from '../routing/resolveBydel.js';
-import { type RouteDecision, type RoutingContext, routeMessage } from '../routing/route.js';
+import { type RouteDecision, type RouteInput, type RoutingContext, routeMessage } from '../routing/route.js';
+import { addressKey, followsStay, type Stay } from '../routing/stay.js';
 import type { Stage } from '../shared/vocabulary.js';
 import { buildAlert } from '../tracking/alerts.js';
 import type { MessageRow } from '../tracking/db.js';
@@ -30,6 +32,7 @@ import { type Outcome, outcome } from '../tracking/outcome.js';
 import { ownEventTime } from '../tracking/overtid.js';
 import { closesAnswerWait, Receipts } from '../tracking/receipts.js';
 import { OutcomeRecorder } from '../tracking/recorder.js';
+import { findStay } from '../tracking/stays.js';
 import type { NewMessage, Store } from '../tracking/store.js';
 import { EpjAppRecReturn } from './epjAppRec.js';
 import { type Arrival, contentDuplicate, duplicateOf, originalPayload, type Refusal, receivedEvent, rejection } from './outcomes.js';
@@ -128,30 +131,34 @@ export class HospitalToBydelFlow {
       if (repeat) return repeat;
     } else if (delivery.skipDedupeFor === undefined) {
       const twin = await this.contentTwin(parsed.value, doc);
-      if (twin)
-        return this.record(
-          contentDuplicate(outboundMessage(doc, parsed.value), delivery, parsed.value.framing, twin, {
-            event: EVENTS.duplicate,
-            stage: 'dedupe',
-            decision: 'duplicate content',
-          }),
-        );
+      if (twin) {
+        const duplicate = contentDuplicate(outboundMessage(doc, parsed.value), delivery, parsed.value.framing, twin, {
+          event: EVENTS.duplicate,
+          stage: 'dedupe',
+          decision: 'duplicate content',
+        });
+        // not swallowed: the hint it came with routes a held twin, or sends a misrouted one where it says
+        const hinted = await this.routeTwinByHint(twin, doc.msgId, delivery.bydelHint, ctx.now);
+        return this.record(hinted ? notingTwin(duplicate, hinted) : duplicate);
+      }
     }
 
     // what the message is addressed to, as AR says now (AR not answering and nothing known: the message waits)
     await this.deps.live?.ensure([doc.receiver.level1.herId, doc.receiver.level2?.herId].filter((h): h is string => h !== undefined));
-    const plan = await this.plan(parsed.value, doc, delivery.bydelHint, ctx.now);
+    // the patient's stay, from the store: the route stage's typed input (docs/routing.md#the-stay-rule)
+    const stay = await this.stayOf(doc, ctx.now);
+    const plan = await this.plan(parsed.value, doc, this.routeInput(doc, delivery.bydelHint, stay), ctx.now);
     const decided = outboundOutcome(ctx, delivery, parsed.value, doc, plan);
     return this.record(existing ? inPlaceOf(existing, decided) : decided);
   }
 
   /** Validate, route, sign, encrypt and package: CPU work, but for what the registers say of the receiver once it is known. */
-  private async plan(parsed: ParsedMessage, model: MsgHeadModel, bydelHint: string | undefined, now: Date): Promise<Plan> {
+  private async plan(parsed: ParsedMessage, model: MsgHeadModel, input: RouteInput, now: Date): Promise<Plan> {
     const valid = validateMessage(parsed, this.deps.schemas);
     if (!valid.ok) return { kind: 'reject', refusal: { stage: 'validate', error: valid.error } };
     this.passed(model.msgId, model.type, 'validate', 'valid');
 
-    const routed = routeMessage(model, bydelHint, this.deps.routing);
+    const routed = routeMessage(model, input, this.deps.routing);
     if (!routed.ok) return { kind: 'reject', refusal: { stage: 'route', error: routed.error } };
     const route = routed.value;
     if (route.action === 'hold') return { kind: 'hold', verdicts: route.verdicts, reasons: route.reasons };
@@ -175,6 +182,70 @@ export class HospitalToBydelFlow {
       },
     );
     return { kind: 'deliver', route, packaged: packaged.value };
+  }
+
+  /**
+   * The EPJ sent the content of a held message (or of one its bydel said was not theirs) again,
+   * with an x-bydel hint: the hint decides for that message, which leaves by the rest of the
+   * path as any routed message does (the held one is routed, the misrouted one sent again to
+   * the hinted bydel). Returns what became of it, for the resend's timeline; undefined when
+   * there was nothing to do (no hint, the twin neither held nor misrouted).
+   */
+  private async routeTwinByHint(twin: MessageRow, resendMsgId: string, hint: string | undefined, now: Date): Promise<Record<string, unknown> | undefined> {
+    if (hint === undefined || !isBydelCode(hint.trim())) return undefined;
+    const { store, config } = this.deps;
+    const held = twin.state === 'held';
+    if (!held && (await store.expectation(twin.id, 'redirect'))?.state !== 'open') return undefined;
+    const stored = await store.latestPayload(twin.id, 'original');
+    const original = stored && parseMessage(Buffer.from(stored.body), { contentType: stored.content_type, maxBytes: config.limits.maxMessageBytes });
+    if (!original?.ok || original.value.doc.kind !== 'msghead') return { hintNotUsed: `the stored original of ${twin.msg_id} cannot be read` };
+    const model = original.value.doc;
+    const plan = await this.plan(original.value, model, this.routeInput(model, hint, await this.stayOf(model, now)), now);
+    if (plan.kind !== 'deliver') {
+      const why = plan.kind === 'reject' ? plan.refusal.error.reason : plan.kind === 'hold' ? 'no rule could decide the bydel by it' : plan.reason;
+      return { hintNotUsed: why };
+    }
+    const bydel = plan.route.rerouted ? plan.route.bydel : null;
+    if (held) {
+      const parts = deliveryParts(model, plan.route, plan.packaged, config, now);
+      const hold = (await store.expectation(twin.id, 'certificate')) ?? (await store.expectation(twin.id, 'routing'));
+      const routed = await this.recorder.record(sentFromHold(twin, model, plan.route, parts, hold, { kind: 'hint', twin: resendMsgId }, config, now));
+      return routed.stored ? { routedHeld: twin.msg_id, bydel } : { hintNotUsed: `${twin.msg_id} is no longer held` };
+    }
+    if (plan.route.toHerId === twin.receiver_l2_her_id) return { hintNotUsed: `the hint gives the receiver ${twin.msg_id} was delivered to` };
+    const sent = await redirect(
+      { ...this.deps, now: () => now },
+      twin,
+      { parsed: original.value, model },
+      plan.route,
+      { kind: 'hint', twin: resendMsgId },
+      now,
+    );
+    return sent.ok ? { resent: twin.msg_id, bydel } : { hintNotUsed: sent.reason };
+  }
+
+  /**
+   * The stay the message belongs to: the patient's running stay at this hospital, when the
+   * message is one the gateway routes to a bydel and can follow a stay (not an admission).
+   */
+  private async stayOf(model: MsgHeadModel, now: Date): Promise<Stay | undefined> {
+    const { config, routing, store } = this.deps;
+    const level1 = model.receiver.level1.herId;
+    if (!followsStay(model) || !level1 || !routing.routeByBydel.has(level1)) return undefined;
+    const key = patientKey(model, config.tracking.patientKeySecret);
+    if (!key) return undefined;
+    const since = new Date(now.getTime() - durationMs(config.routing.stayWindow)).toISOString();
+    return findStay(store.db.kysely, {
+      patientKey: key,
+      hospitalHerId: model.sender.level1.herId ?? null,
+      senderHerId: senderHerId(model),
+      msgId: model.msgId,
+      since,
+    });
+  }
+
+  private routeInput(model: MsgHeadModel, bydelHint: string | undefined, stay: Stay | undefined): RouteInput {
+    return { bydelHint, stay, addressKey: addressKey(model, this.deps.config.tracking.patientKeySecret) };
   }
 
   /**
@@ -233,6 +304,13 @@ export class HospitalToBydelFlow {
 }
 
 // ------------------------------------------------------------ outcomes (pure)
+
+/** A content duplicate whose x-bydel hint was used (or not) for its twin: said on its timeline and in its log line. */
+export function notingTwin(o: Outcome<'duplicate'>, hinted: Record<string, unknown>): Outcome<'duplicate'> {
+  const events = o.events.map((e) => (e.event === 'duplicate-content' ? { ...e, detail: { ...e.detail, ...hinted } } : e));
+  const what = hinted.routedHeld ? '; its hint routed the held twin' : hinted.resent ? '; its hint sent the misrouted twin again' : '; its hint was not used';
+  return { ...o, events, log: { ...o.log, decision: `${o.log.decision}${what}`, ...hinted } };
+}
 
 /** The columns every outgoing message has, whatever becomes of it. */
 export function outboundMessage(model: MsgHeadModel | undefined, parsed: ParsedMessage | undefined, fallbackId?: string): NewMessage {

@@ -11,6 +11,7 @@ import type { EncryptionChoice } from '../outbound/protection.js';
 import { signEnveloped } from '../outbound/xmldsig.js';
 import { deliverItem, type NewOutboxItem } from '../outbox/items.js';
 import type { RouteDecision } from '../routing/route.js';
+import { addressKey, stayRole } from '../routing/stay.js';
 import type { MessageState } from '../shared/vocabulary.js';
 import { workingCalendar } from '../tracking/deadlines.js';
 import { expectationsFor, patientKey, type ReliableMessaging } from '../tracking/expectations.js';
@@ -100,6 +101,10 @@ export function deliveryParts(model: MsgHeadModel, target: DeliveryTarget, packa
       receiver_l2_her_id: target.toHerId,
       ebxml_message_id: packaged.ebxmlMessageId,
       patient_key: patientKey(model, config.tracking.patientKeySecret),
+      // what finds the patient's stay (docs/routing.md#the-stay-rule)
+      sender_l1_her_id: model.sender.level1.herId ?? null,
+      address_key: addressKey(model, config.tracking.patientKeySecret),
+      stay_role: stayRole(model),
     },
     events: [
       { stage: 'route', event: target.rerouted ? 'routed' : 'receiver-kept', detail: { ...routedTo, explanation: target.explanation } },

@@ -5,6 +5,7 @@ export const EVENTS = {
   held: 'GW-1002',
   duplicate: 'GW-1003',
   heldForCertificate: 'GW-1004',
+  routedByTwinHint: 'GW-1005',
   rejected: 'GW-1101',
   transientRetry: 'GW-1201',
   transientGiveUp: 'GW-1202',
@@ -44,6 +45,7 @@ export const EVENTS = {
   webhookGaveUp: 'GW-3203',
   alertUnroutable: 'GW-4001',
   alertReceiverCertificate: 'GW-4002',
+  alertWrongReceiver: 'GW-4003',
   // ops: alerts on the gateway's own health, dead letters, manual routing, retention
   alertDlqNotEmpty: 'GW-4101',
   alertQueueBacklog: 'GW-4102',
@@ -61,6 +63,7 @@ export const EVENTS = {
   dedupeSkipRefused: 'GW-5006',
   routedManually: 'GW-5101',
   releasedFromHold: 'GW-5102',
+  redirected: 'GW-5103',
   payloadsExpired: 'GW-5201',
 } as const;
 

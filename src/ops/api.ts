@@ -13,7 +13,8 @@ export interface ApiDeps {
   token?: string;
   log: Logger;
   deadLetters: DeadLetterService;
-  route: (msgId: string, bydel: string, by: Actor) => Promise<OpsResult<Routed>>;
+  /** a held message to a bydel; with `resend`, a delivered one sent again to another bydel */
+  route: (msgId: string, bydel: string, by: Actor, options?: { resend?: boolean }) => Promise<OpsResult<Routed>>;
   /** a message held for its receiver's encryption certificate, tried again now */
   release: (msgId: string, by: Actor) => Promise<OpsResult<Routed>>;
 }
@@ -127,7 +128,8 @@ export function apiHandler(deps: ApiDeps): ApiHandler {
       pattern: /^\/api\/messages\/([^/]+)\/route$/,
       run: async ([msgId], _q, body) => {
         if (typeof body.bydel !== 'string') return bad('bydel is required (030101–030117)');
-        return fromResult(await deps.route(decodeURIComponent(msgId), body.bydel, actorOf(body)), (r) => r);
+        if (body.resend !== undefined && typeof body.resend !== 'boolean') return bad('resend must be true or false');
+        return fromResult(await deps.route(decodeURIComponent(msgId), body.bydel, actorOf(body), { resend: body.resend === true }), (r) => r);
       },
     },
     {

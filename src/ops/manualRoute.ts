@@ -64,7 +64,7 @@ export interface Routed {
 }
 
 /** What `resolved_by` records on the held message's expectation (and the resolved alert says). */
-const RESOLVED_BY = { route: 'manual-route', release: 'manual-release', certificate: 'certificate-available' } as const;
+const RESOLVED_BY = { route: 'manual-route', release: 'manual-release', certificate: 'certificate-available', hint: 'epj-hint' } as const;
 
 export async function routeHeldMessage(msgId: string, bydel: string, by: Actor, deps: ManualRouteDeps): Promise<OpsResult<Routed>> {
   const now = (deps.now ?? (() => new Date()))();
@@ -100,7 +100,11 @@ export async function releaseCertificateHolds(deps: ManualRouteDeps, limit = 100
   return { released, stillHeld: held.length - released };
 }
 
-export type Door = { kind: 'route' | 'release'; by: Actor } | { kind: 'certificate' };
+export type Door =
+  | { kind: 'route' | 'release'; by: Actor }
+  | { kind: 'certificate' }
+  /** the EPJ sent the held message's content again with an x-bydel hint: the hint routes it */
+  | { kind: 'hint'; twin: string };
 
 async function releaseHeld(deps: ManualRouteDeps, message: MessageRow, door: Door, now: Date): Promise<OpsResult<Routed>> {
   const hold = await deps.store.expectation(message.id, 'certificate');
@@ -213,20 +217,29 @@ export function sentFromHold(
   const resolved = firing ? resolvedAlert(message, target, hold, resolvedBy, config, now) : undefined;
   const bydel = target.rerouted ? { bydel: target.bydel } : {};
   const manually = door.kind === 'route';
+  const byHint = door.kind === 'hint' ? door : undefined;
   return outcome(
     'routed',
     { update: message.id, patch: parts.patch, guard: { state: 'held' } },
     {
-      event: manually ? EVENTS.routedManually : EVENTS.releasedFromHold,
+      event: manually ? EVENTS.routedManually : byHint ? EVENTS.routedByTwinHint : EVENTS.releasedFromHold,
       msgId: message.msg_id,
       type: model.type,
       stage: 'route',
-      decision: manually ? `routed manually to bydel ${target.rerouted ? target.bydel : target.toHerId}` : `released to ${target.toHerId} (${resolvedBy})`,
+      decision: manually
+        ? `routed manually to bydel ${target.rerouted ? target.bydel : target.toHerId}`
+        : byHint
+          ? `routed by the x-bydel hint of its content twin ${byHint.twin}`
+          : `released to ${target.toHerId} (${resolvedBy})`,
       ...parts.routedTo,
     },
     {
       payloads: [parts.payload],
-      events: manually ? parts.events : [{ stage: 'encrypt', event: 'released', detail: { by: resolvedBy } }, ...parts.events],
+      events: manually
+        ? parts.events
+        : byHint
+          ? [{ stage: 'dedupe', event: 'routed-by-twin-hint', detail: { twin: byHint.twin } }, ...parts.events]
+          : [{ stage: 'encrypt', event: 'released', detail: { by: resolvedBy } }, ...parts.events],
       expectations: parts.expectations,
       outbox: resolved ? [...parts.outbox, alertItem(config.broker, resolved)] : parts.outbox,
       effects: [
@@ -279,6 +292,192 @@ function resolvedAlert(
       createdAt: message.created_at,
       appRecErrors: null,
       transportErrors: null,
+    },
+    now,
+    alertPolicy(config),
+  );
+}
+
+// ------------------------------------------------------------ a delivered message, sent elsewhere
+
+/** Where a redirect came from: ops (`route --resend`, audited), or the x-bydel hint of the EPJ's resend. */
+export type RedirectBy = { kind: 'ops'; by: Actor } | { kind: 'hint'; twin: string };
+
+/** What `resolved_by` says on the earlier delivery's expectations, and on a `redirect` wait. */
+const SUPERSEDED = 'superseded:resend';
+const REDIRECTED_BY = { ops: 'manual-resend', hint: 'epj-hint' } as const;
+
+/** States of a message whose delivery went out (or is going out): the ones `--resend` takes. */
+const DELIVERED: ReadonlySet<string> = new Set(['received', 'published', 'transport-error']);
+
+/**
+ * `plo-gateway route <msgId> --bydel <code> --resend`: a message already delivered (to the wrong
+ * bydel, as its DIALOG_AVVIK "feil adressat" said) is sent to this bydel, from the stored
+ * original, under a new ebXML MessageId; what the earlier delivery still waited for is closed as
+ * superseded and the new delivery's waits open; its `wrong-receiver` alert resolves; audited.
+ */
+export async function resendDelivered(msgId: string, bydel: string, by: Actor, deps: ManualRouteDeps): Promise<OpsResult<Routed>> {
+  const now = (deps.now ?? (() => new Date()))();
+  const outgoing = (await deps.store.findByMsgId(msgId)).filter((m) => m.direction === 'out');
+  if (outgoing.length === 0) return fail('not-found', `no outgoing message with MsgId ${msgId}`);
+  const delivered = outgoing.filter((m) => DELIVERED.has(m.state) && m.ebxml_message_id !== null);
+  if (delivered.length > 1)
+    return fail('conflict', `${delivered.length} delivered messages from different senders share MsgId ${msgId}: cannot tell which one to send`);
+  const message = delivered[0];
+  if (!message) {
+    const state = outgoing[outgoing.length - 1].state;
+    return fail('conflict', state === 'held' ? `${msgId} is held, not delivered: route it without --resend` : `${msgId} was not delivered (state ${state})`);
+  }
+  const original = await heldOriginal(deps, message);
+  if (!original.ok) return original;
+  const target = manualTarget(original.value.model, bydel, deps.routing, now);
+  if (!target.ok) return target;
+  if (target.value.toHerId === message.receiver_l2_her_id)
+    return fail('conflict', `${msgId} was delivered to HER-id ${target.value.toHerId} already: name the bydel it should have gone to`);
+  return redirect(deps, message, original.value, target.value, { kind: 'ops', by }, now);
+}
+
+/** Packages the stored original for the new target and records the redirect in one transaction. */
+export async function redirect(
+  deps: ManualRouteDeps,
+  message: MessageRow,
+  original: { parsed: ParsedMessage; model: MsgHeadModel },
+  target: DeliveryTarget,
+  by: RedirectBy,
+  now: Date,
+): Promise<OpsResult<Routed>> {
+  const { parsed, model } = original;
+  const fromHerId = senderHerId(model) ?? deps.config.ownHerId;
+  try {
+    await deps.agreements?.ensure(fromHerId, target.toHerId);
+  } catch (e) {
+    if (!(e instanceof CppaUnavailable)) throw e;
+    return fail('conflict', `${message.msg_id} cannot be sent yet: ${e.message}, and the agreement with HER-id ${target.toHerId} is not known`);
+  }
+  const partners = { config: deps.config, register: deps.routing.register, signing: deps.signing, agreements: deps.agreements, revocation: deps.revocation };
+  await warmRevocation(partners, target.toHerId, now);
+  const packaged = packageDelivery(parsed, model, target, partners, now);
+  if (!packaged.ok) return fail('conflict', `${message.msg_id} cannot be sent there: ${packaged.reason}`);
+  const parts = deliveryParts(model, target, packaged.value, deps.config, now);
+  const expectations = await deps.store.expectationsOf(message.id);
+  const recorder = new OutcomeRecorder({
+    store: deps.store,
+    receipts: new Receipts(deps.store.db.kysely, deps.config.tracking),
+    log: deps.log,
+    outbox: deps.outbox,
+  });
+  const recorded = await recorder.record(redirected(message, model, target, parts, expectations, by, deps.config, now));
+  if (!recorded.stored) return fail('conflict', `${message.msg_id} changed meanwhile (someone else sent or updated it): look at its timeline and try again`);
+  const bydel = target.rerouted ? target.bydel : '';
+  return { ok: true, value: { messageId: message.id, msgId: message.msg_id, bydel, toHerId: target.toHerId, published: recorded.published } };
+}
+
+/**
+ * A delivered message sent again to another receiver (pure): the row takes the new delivery
+ * (receiver, bydel, rule, ebXML MessageId; what came back for the earlier one is cleared, and
+ * stays on the timeline), the earlier delivery's open waits close as superseded with their
+ * firing alerts resolved, the new delivery's waits open, the `redirect` wait is met; only while
+ * the row is as it was read.
+ */
+export function redirected(
+  message: MessageRow,
+  model: MsgHeadModel,
+  target: DeliveryTarget,
+  parts: DeliveryParts,
+  expectations: ExpectationRow[],
+  by: RedirectBy,
+  config: GatewayConfig,
+  now: Date,
+): Outcome<'routed'> {
+  const open = expectations.filter((x) => x.state === 'open');
+  const redirectWait = open.find((x) => x.kind === 'redirect');
+  const resolvedBy = (x: ExpectationRow) => (x.kind === 'redirect' ? REDIRECTED_BY[by.kind] : SUPERSEDED);
+  const resolutions = open.filter((x) => x.alert_state === 'firing').map((x) => expectationResolved(message, x, resolvedBy(x), config, now));
+  const toBydel = target.rerouted ? target.bydel : null;
+  const detail = {
+    fromBydel: message.bydel,
+    fromHerId: message.receiver_l2_her_id,
+    toBydel,
+    toHerId: target.toHerId,
+    previousEbxmlMessageId: message.ebxml_message_id,
+    superseded: open.filter((x) => x.kind !== 'redirect').map((x) => x.kind),
+    by: by.kind === 'ops' ? 'ops' : 'epj-hint',
+    ...(by.kind === 'hint' ? { twin: by.twin } : {}),
+  };
+  const cleared = {
+    transport_state: null,
+    transport_at: null,
+    transport_errors: null,
+    apprec_status: null,
+    apprec_at: null,
+    apprec_errors: null,
+    answer_state: null,
+    answered_at: null,
+    answer_msg_id: null,
+    answer_rule: null,
+    closed_by: null,
+  };
+  return outcome(
+    'routed',
+    { update: message.id, patch: { ...parts.patch, ...cleared }, guard: { state: message.state } },
+    {
+      event: EVENTS.redirected,
+      msgId: message.msg_id,
+      type: model.type,
+      stage: 'route',
+      decision: `sent again to ${toBydel ? `bydel ${toBydel}` : target.toHerId} (was ${message.bydel ? `bydel ${message.bydel}` : message.receiver_l2_her_id})`,
+      ...parts.routedTo,
+    },
+    {
+      payloads: [parts.payload],
+      events: [{ stage: 'route', event: 'redirected', detail }, ...parts.events],
+      outbox: [...parts.outbox, ...resolutions.map((a) => alertItem(config.broker, a))],
+      effects: [
+        ...(redirectWait
+          ? [{ effect: 'resolve' as const, kind: 'redirect' as const, by: REDIRECTED_BY[by.kind], alertResolved: redirectWait.alert_state === 'firing' }]
+          : []),
+        { effect: 'supersede', by: SUPERSEDED, expectations: parts.expectations },
+        ...(by.kind === 'ops'
+          ? [
+              {
+                effect: 'audit' as const,
+                entry: {
+                  actor: by.by.actor,
+                  action: 'message.resend',
+                  target: `message:${message.msg_id}`,
+                  reason: by.by.reason,
+                  detail: { via: by.by.via, ...detail, storeId: message.id },
+                },
+              },
+            ]
+          : []),
+      ],
+    },
+  );
+}
+
+/** The resolution of one firing expectation of the message (its kind's own alert). */
+function expectationResolved(message: MessageRow, x: ExpectationRow, resolvedBy: string, config: GatewayConfig, now: Date): Alert {
+  return conditionAlert(
+    'resolved',
+    {
+      expectationId: x.id,
+      kind: x.kind,
+      dueAt: x.due_at,
+      alertId: x.alert_id,
+      reminders: x.reminders,
+      resolvedBy,
+      messageId: message.id,
+      msgId: message.msg_id,
+      msgType: message.msg_type,
+      conversationId: message.conversation_id,
+      bydel: message.bydel,
+      receiverHerId: message.receiver_l2_her_id ?? message.receiver_l1_her_id,
+      genDate: message.gen_date,
+      createdAt: message.created_at,
+      appRecErrors: message.apprec_errors,
+      transportErrors: message.transport_errors,
+      resends: x.resends,
     },
     now,
     alertPolicy(config),

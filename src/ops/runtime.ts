@@ -23,7 +23,7 @@ import { DeadLetterRecorder } from './deadLetters/recorder.js';
 import { DeadLetterRepository } from './deadLetters/repository.js';
 import { DeadLetterService, REPLAY_OF, REPLAY_SKIP_DEDUPE } from './deadLetters/service.js';
 import type { HttpExtras } from './http.js';
-import { releaseCertificateHolds, releaseHeldMessage, routeHeldMessage } from './manualRoute.js';
+import { releaseCertificateHolds, releaseHeldMessage, resendDelivered, routeHeldMessage } from './manualRoute.js';
 import { addressRegisterCondition, applyCondition, cppaCondition, crlCondition, OpsChecker } from './opsAlerts.js';
 import { PayloadRetention } from './retention.js';
 import { opsSnapshot } from './snapshot.js';
@@ -64,7 +64,8 @@ export class OpsRuntime {
         token: config.apiToken,
         log,
         deadLetters: service,
-        route: (msgId, bydel, by) => this.metrics.track('out', () => routeHeldMessage(msgId, bydel, by, holdDeps)),
+        route: (msgId, bydel, by, o) =>
+          this.metrics.track('out', () => (o?.resend ? resendDelivered(msgId, bydel, by, holdDeps) : routeHeldMessage(msgId, bydel, by, holdDeps))),
         release: (msgId, by) => this.metrics.track('out', () => releaseHeldMessage(msgId, by, holdDeps)),
       }),
     };

@@ -41,7 +41,10 @@ export type VerdictReason =
   | 'no-index-valid'
   | 'not-in-address-index'
   | 'no-postcode'
-  | 'postcode-undecided';
+  | 'postcode-undecided'
+  /** the route stage's stay rule (route.ts): the message says something new, so the rules decide */
+  | 'stay-hint-given'
+  | 'stay-address-changed';
 
 /** Reasons that say a rule had no input at all, as opposed to input it could not use. */
 export const ABSENT_INPUT: ReadonlySet<VerdictReason> = new Set(['no-entry', 'none-given']);

@@ -75,6 +75,12 @@ export type TimelineEvent =
   | 'held-unroutable'
   | 'held-certificate'
   | 'released'
+  /** the bydel said it is not the receiver (DIALOG_AVVIK, 8117 "Feil adressat") */
+  | 'wrong-receiver'
+  /** a delivered message sent again, to another bydel, under a new ebXML MessageId */
+  | 'redirected'
+  /** a held message routed by the x-bydel hint its content twin came with */
+  | 'routed-by-twin-hint'
   | 'signed'
   | 'encrypted'
   | 'receipt-not-sent'
@@ -119,6 +125,8 @@ export const EXPECTATION_KINDS = [
   'routing',
   /** a held message waits for its receiver's usable encryption certificate (or ops) */
   'certificate',
+  /** a delivered message its bydel said is not theirs (DIALOG_AVVIK "feil adressat") waits for ops to send it to the right one */
+  'redirect',
   /** records that a rejecting AppRec was raised (a single alert, closed at once) */
   'apprec-rejected',
   /** records that a received MessageError was raised (likewise) */
@@ -135,6 +143,7 @@ export type ExpectationAlertState = 'firing' | 'resolved' | 'raised';
 export type AlertKind =
   | 'unroutable'
   | 'receiver-certificate'
+  | 'wrong-receiver'
   | 'apprec-missing'
   | 'apprec-rejected'
   | 'utskrivningsklar-unanswered'

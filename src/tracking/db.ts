@@ -76,6 +76,12 @@ export interface MessagesTable {
   closed_by: string | null;
   /** for Pasientlogistikk: TidspunktForHendelse of the message's own Hendelsekode, as sent (local date or date-time) */
   event_time: string | null;
+  /** the sender's level-1 (hospital organisation) HER-id: a stay is per patient and hospital */
+  sender_l1_her_id: string | null;
+  /** keyed hash of the patient address the message was routed by (never the address) */
+  address_key: string | null;
+  /** a delivered message that begins (LOG_INNLAGT) or ends (LOG_UTSKREVET, LOG_DOD, the admission's cancellation) a stay */
+  stay_role: 'begin' | 'end' | null;
 }
 
 export interface ExpectationsTable {

@@ -110,6 +110,14 @@ export const RULES: Record<ConditionKind, Rule> = {
     reason: (c) =>
       `The message is held: the address register has no usable encryption certificate for ${receiver(c)}; it leaves when the register has one, or when ops route or release it.`,
   },
+  redirect: {
+    alert: 'wrong-receiver',
+    eventId: EVENTS.alertWrongReceiver,
+    severity: 'warning',
+    remind: true,
+    reason: (c) =>
+      `${receiver(c)} says it is not the receiver of ${c.msgType ?? 'the message'} (DIALOG_AVVIK, feil adressat): send it to the right bydel with \`plo-gateway route ${c.msgId} --bydel <code> --resend\`.`,
+  },
 };
 
 /** Only the 8221 codes: an AppRec's error texts are free text from another system. */

@@ -358,6 +358,27 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
           .execute();
       },
     },
+    '012_stay_routing': {
+      async up(db: Kysely<any>) {
+        // A stay (docs/routing.md): a delivered LOG_INNLAGT begins it, a LOG_UTSKREVET, LOG_DOD or
+        // the admission's cancellation ends it, for one patient (patient_key) from one hospital
+        // (sender_l1_her_id). address_key is a keyed hash of the address the message was routed
+        // by, so a later message can tell whether it carries the stay's address; never the address.
+        await db.schema.alterTable('messages').addColumn('sender_l1_her_id', 'text').execute();
+        await db.schema.alterTable('messages').addColumn('address_key', 'text').execute();
+        await db.schema
+          .alterTable('messages')
+          .addColumn('stay_role', 'text', (c) => c.check(sqlIn('stay_role', ['begin', 'end'])))
+          .execute();
+        // the newest stay message of a patient: only rows that begin or end a stay
+        await db.schema
+          .createIndex('messages_stay')
+          .on('messages')
+          .columns(['patient_key', 'created_at'])
+          .where(sql<boolean>`${sql.ref('stay_role')} is not null`)
+          .execute();
+      },
+    },
   };
 }
 

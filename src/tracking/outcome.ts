@@ -47,6 +47,10 @@ export type Effect =
   | { effect: 'close-answer-wait'; model: MsgHeadModel; conversationId: string }
   /** the outcome's message no longer waits for this (with its firing alert resolved) */
   | { effect: 'resolve'; kind: ExpectationKind; by: string; alertResolved: boolean }
+  /** another message (a bydel's DIALOG_AVVIK "feil adressat" names it) waits again: its expectation opened firing, its timeline noted */
+  | { effect: 'raise-on'; messageId: number; expectation?: NewExpectation; events: NewEvent[] }
+  /** the outcome's message delivered again (`route --resend`): the earlier delivery's open expectations closed as `by`, these opened */
+  | { effect: 'supersede'; by: string; expectations: NewExpectation[] }
   | { effect: 'audit'; entry: NewAudit };
 
 export interface StageLine {

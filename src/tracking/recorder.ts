@@ -11,7 +11,7 @@ import type { Receipts } from './receipts.js';
 import type { Store, StoreTransaction } from './store.js';
 import { insertAudit } from './tables/audit.js';
 import { insertEvents } from './tables/events.js';
-import { insertExpectations, resolveExpectation } from './tables/expectations.js';
+import { insertExpectations, reopenExpectations, resolveExpectation, supersedeExpectations } from './tables/expectations.js';
 import { insertMessage, updateMessage } from './tables/messages.js';
 import { insertPayloads } from './tables/payloads.js';
 
@@ -86,6 +86,12 @@ export class OutcomeRecorder {
         return receipts.closeWaitOnDelivery(tx, e.model, e.conversationId, messageId, now);
       case 'resolve':
         return resolveExpectation(tx.trx, messageId, e.kind, { state: 'met', by: e.by, alertResolved: e.alertResolved }, tx.now);
+      case 'raise-on':
+        if (e.expectation) await reopenExpectations(tx.trx, e.messageId, [e.expectation], tx.now);
+        return insertEvents(tx.trx, e.messageId, e.events, tx.now);
+      case 'supersede':
+        await supersedeExpectations(tx.trx, messageId, e.by, tx.now);
+        return reopenExpectations(tx.trx, messageId, e.expectations, tx.now);
       case 'audit':
         await insertAudit(tx.trx, e.entry, tx.now);
         return;

@@ -94,6 +94,11 @@ export class Store implements OutboxStore {
     return this.kysely.selectFrom('expectations').selectAll().where('message_id', '=', messageId).where('kind', '=', kind).executeTakeFirst();
   }
 
+  /** Every expectation of a message, oldest first. */
+  async expectationsOf(messageId: number): Promise<ExpectationRow[]> {
+    return this.kysely.selectFrom('expectations').selectAll().where('message_id', '=', messageId).orderBy('id').execute();
+  }
+
   /** The newest timeline event of this name on a message. */
   async latestEvent(messageId: number, event: TimelineEvent): Promise<EventRow | undefined> {
     return this.kysely.selectFrom('events').selectAll().where('message_id', '=', messageId).where('event', '=', event).orderBy('id', 'desc').executeTakeFirst();

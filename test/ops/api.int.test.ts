@@ -35,6 +35,9 @@ describe('ops HTTP API', function () {
       (a) => `${a.action}:${a.actor}:${a.reason ?? ''}`,
     );
 
+  /** what each route call was asked for (resend or not) */
+  const routeOptions: { resend?: boolean }[] = [];
+
   before(async () => {
     store = new Store(await openDatabase(testConfig().database.url));
     repo = new DeadLetterRepository(store.db);
@@ -49,8 +52,11 @@ describe('ops HTTP API', function () {
     ))!;
     // no broker behind this service: replays answer 503
     const deadLetters = new DeadLetterService(repo, log);
-    const route = async () => fail('not-found', 'no outgoing message with that MsgId');
-    const release = route;
+    const route = async (_msgId?: string, _bydel?: string, _by?: unknown, options?: { resend?: boolean }) => {
+      routeOptions.push(options ?? {});
+      return fail('not-found', 'no outgoing message with that MsgId');
+    };
+    const release = async () => fail('not-found', 'no outgoing message with that MsgId');
     server = await startHttpServer(0, [], { api: apiHandler({ token: TOKEN, log, deadLetters, route, release }) });
     disabled = await startHttpServer(0, [], { api: apiHandler({ token: undefined, log, deadLetters, route, release }) });
   });
@@ -106,5 +112,13 @@ describe('ops HTTP API', function () {
     expect((await call('/api/nothing')).status).to.equal(404);
     expect((await call('/api/messages/abc/route', { method: 'POST', body: JSON.stringify({ bydel: '030101' }) })).status).to.equal(404);
     expect((await call('/api/messages/abc/route', { method: 'POST', body: 'not json' })).status).to.equal(400);
+  });
+
+  it('POST /api/messages/:msgId/route with resend sends a delivered message elsewhere; resend must be a boolean', async () => {
+    routeOptions.length = 0;
+    await call('/api/messages/abc/route', { method: 'POST', body: JSON.stringify({ bydel: '030103', resend: true, reason: 'feil adressat' }) });
+    await call('/api/messages/abc/route', { method: 'POST', body: JSON.stringify({ bydel: '030103' }) });
+    expect(routeOptions).to.deep.equal([{ resend: true }, { resend: false }]);
+    expect((await call('/api/messages/abc/route', { method: 'POST', body: JSON.stringify({ bydel: '030103', resend: 'yes' }) })).status).to.equal(400);
   });
 });

@@ -5,6 +5,7 @@ import { parseOverrides } from '../../src/routing/overrides.js';
 import { loadPostcodeIndex, lookupPostcode } from '../../src/routing/postcodeIndex.js';
 import { chooseAddress, resolveBydel } from '../../src/routing/resolveBydel.js';
 import { type RoutingContext, routeMessage } from '../../src/routing/route.js';
+import { addressKey, stayRole } from '../../src/routing/stay.js';
 import { ADDRESS_REGISTER, POSTCODE_INDEX } from '../support/paths.js';
 
 const postcodes = loadPostcodeIndex(POSTCODE_INDEX);
@@ -106,5 +107,82 @@ describe('route stage', () => {
   it('a split postcode is held for manual routing', () => {
     const r = routeMessage(message('LOG_UTSKRIVNINGSKLAR', patientAt({ type: 'H', postalCode: '0484' })), undefined, ctx);
     expect(r.ok && r.value.action).to.equal('hold');
+  });
+});
+
+describe('route stage: the stay and dialog services (Oslo procedure §4.4)', () => {
+  const SECRET = 'a-test-secret-of-some-length';
+  const home = (street: string, postalCode: string) => patientAt({ type: 'H', street, postalCode });
+  const stayAt = (bydel: string, patient: Patient) => ({
+    bydel,
+    admissionMsgId: '11111111-2222-4333-8444-555555555555',
+    addressKey: addressKey({ patient }, SECRET),
+  });
+  const dialogCtx: RoutingContext = { ...ctx, serviceByType: { ...ctx.serviceByType, DIALOG_NOTAT: 'KP02' } };
+
+  it('the second message of a stay goes where the first went, even where the address alone would be held', () => {
+    const patient = home('Hemmeligveien 7', '0484');
+    const m = message('LOG_UTSKRIVNINGSKLAR', patient);
+    const r = routeMessage(m, { stay: stayAt('030103', patient), addressKey: addressKey(m, SECRET) }, ctx);
+    expect(r.ok && r.value).to.include({ action: 'deliver', rerouted: true, bydel: '030103', rule: 'stay', toHerId: '9920003' });
+    expect(r.ok && r.value.action === 'deliver' && r.value.explanation).to.equal(
+      "the stay's LOG_INNLAGT 11111111-2222-4333-8444-555555555555 went to bydel Sagene (030103)",
+    );
+  });
+
+  it('the same address written otherwise is the same address; no address at all follows the stay too', () => {
+    const stay = stayAt('030103', home('Kjelsåsveien 10 B', '0484'));
+    const spelled = message('LOG_UTSKRIVNINGSKLAR', home('KJELSÅSVN. 10b', '0484'));
+    expect(routeMessage(spelled, { stay, addressKey: addressKey(spelled, SECRET) }, ctx)).to.deep.nested.include({ 'value.rule': 'stay' });
+    const none = message('LOG_UTSKREVET', patientAt());
+    expect(routeMessage(none, { stay, addressKey: addressKey(none, SECRET) }, ctx)).to.deep.nested.include({
+      'value.rule': 'stay',
+      'value.toHerId': '9930003',
+    });
+  });
+
+  it('a newer address wins over the stay: the rules decide, and say why the stay did not', () => {
+    const stay = stayAt('030103', home('Hemmeligveien 7', '0484'));
+    const moved = message('LOG_UTSKRIVNINGSKLAR', home('Annenveien 3', '0350'));
+    const r = routeMessage(moved, { stay, addressKey: addressKey(moved, SECRET) }, ctx);
+    expect(r.ok && r.value).to.include({ bydel: '030105', rule: 'postcode' });
+    expect(r.ok && r.value.action === 'deliver' && r.value.explanation).to.match(/but the message carries a different address$/);
+    const split = message('LOG_UTSKRIVNINGSKLAR', home('Annenveien 3', '0484'));
+    const held = routeMessage(split, { stay, addressKey: addressKey(split, SECRET) }, ctx);
+    expect(held.ok && held.value.action === 'hold' && held.value.reasons[0]).to.equal('stay-address-changed');
+  });
+
+  it('an EPJ hint wins over the stay; an admission begins a stay of its own and never follows one', () => {
+    const patient = home('Hemmeligveien 7', '0484');
+    const stay = stayAt('030103', patient);
+    const m = message('LOG_UTSKRIVNINGSKLAR', patient);
+    expect(routeMessage(m, { bydelHint: '030108', stay, addressKey: addressKey(m, SECRET) }, ctx)).to.deep.nested.include({
+      'value.rule': 'epj-hint',
+      'value.bydel': '030108',
+    });
+    const admission = message('LOG_INNLAGT', patient);
+    expect(routeMessage(admission, { stay, addressKey: addressKey(admission, SECRET) }, ctx)).to.deep.nested.include({ 'value.action': 'hold' });
+  });
+
+  it("a dialog message keeps the EPJ's service when it belongs to the bydel", () => {
+    // Frogner's Saksbehandling (KD0501) chosen by hand, where the configured dialog service is KP02
+    const r = routeMessage(message('DIALOG_NOTAT', home('Annenveien 3', '0350'), '9900000', '9920005'), undefined, dialogCtx);
+    expect(r.ok && r.value).to.include({ bydel: '030105', toHerId: '9920005' });
+    expect(r.ok && r.value.action === 'deliver' && r.value.explanation).to.contain("the EPJ's chosen service 9920005 belongs to it and is kept");
+  });
+
+  it("a dialog message to another bydel's service, or a logistics message, gets the configured service", () => {
+    const other = routeMessage(message('DIALOG_NOTAT', home('Annenveien 3', '0350'), '9900000', '9920003'), undefined, dialogCtx);
+    expect(other.ok && other.value).to.include({ bydel: '030105', toHerId: '9930005' });
+    const logistics = routeMessage(message('LOG_UTSKRIVNINGSKLAR', home('Annenveien 3', '0350'), '9900000', '9930005'), undefined, dialogCtx);
+    expect(logistics.ok && logistics.value).to.include({ toHerId: '9920005' });
+  });
+
+  it('what a delivered message is to its stay', () => {
+    expect(stayRole({ type: 'LOG_INNLAGT' })).to.equal('begin');
+    expect(stayRole({ type: 'LOG_INNLAGT', forsendelsesstatus: 'C' })).to.equal('end');
+    expect(stayRole({ type: 'LOG_UTSKREVET' })).to.equal('end');
+    expect(stayRole({ type: 'LOG_DOD' })).to.equal('end');
+    expect(stayRole({ type: 'LOG_UTSKRIVNINGSKLAR' })).to.equal(null);
   });
 });

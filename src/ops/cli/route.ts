@@ -1,4 +1,5 @@
-// `plo-gateway route <msgId> --bydel <code>`: send a held message to the bydel ops decided on;
+// `plo-gateway route <msgId> --bydel <code>`: send a held message to the bydel ops decided on
+// (with `--resend`: a delivered message the bydel said was not theirs, to the right one);
 // `plo-gateway release <msgId>`: try a message held for its receiver's encryption certificate
 // again now, with the address register as it is on disk. Either is signed, encrypted and
 // delivered like any routed message; audited.
@@ -12,7 +13,7 @@ import { OutboxPublisher, relayPolicy } from '../../outbox/relay.js';
 import { LiveRegister } from '../../routing/ar/liveRegister.js';
 import { isBydelCode } from '../../routing/bydeler.js';
 import { loadRouting } from '../../routing/load.js';
-import { type ManualRouteDeps, type Routed, releaseHeldMessage, routeHeldMessage } from '../manualRoute.js';
+import { type ManualRouteDeps, type Routed, releaseHeldMessage, resendDelivered, routeHeldMessage } from '../manualRoute.js';
 import type { Actor, OpsResult } from '../result.js';
 import { actorName, connectBroker, failed, type OpsContext, printJson, withStore } from './opsContext.js';
 
@@ -29,19 +30,27 @@ interface ActOptions {
 
 interface RouteOptions extends ActOptions {
   bydel: string;
+  resend?: boolean;
 }
 
 export function registerRouteCommands(program: Command): void {
   program
     .command('route')
-    .description('route a held message to a bydel: signed, encrypted and delivered like any routed message (audited)')
-    .argument('<msgId>', 'MsgId of the held message')
+    .description(
+      'route a held message to a bydel: signed, encrypted and delivered like any routed message; with --resend, send a delivered one to another bydel (audited)',
+    )
+    .argument('<msgId>', 'MsgId of the held (or, with --resend, delivered) message')
     .requiredOption('--bydel <code>', 'the bydel (030101–030117) responsible for the patient', bydelCode)
+    .option('--resend', 'the message was delivered to the wrong bydel (feil adressat): send it again, under a new ebXML MessageId, to this one')
     .option('--reason <text>', 'why this bydel (audited; no personal data)')
     .option('--actor <name>', 'who acts, for the audit trail (default: the OS user)')
     .option('--json', 'machine-readable output')
     .action((msgId: string, o: RouteOptions) =>
-      withStore((ctx) => act(ctx, o, `routed to bydel ${o.bydel}`, (by, deps) => routeHeldMessage(msgId, o.bydel, by, deps))),
+      withStore((ctx) =>
+        o.resend
+          ? act(ctx, o, `sent again to bydel ${o.bydel}`, (by, deps) => resendDelivered(msgId, o.bydel, by, deps))
+          : act(ctx, o, `routed to bydel ${o.bydel}`, (by, deps) => routeHeldMessage(msgId, o.bydel, by, deps)),
+      ),
     );
   program
     .command('release')

@@ -189,3 +189,54 @@ export async function closeRoutedHolds(db: Db, at: string): Promise<number> {
     .executeTakeFirst();
   return Number(result.numUpdatedRows);
 }
+
+/**
+ * A message delivered again (to another bydel, `route --resend`): every expectation still open
+ * for the earlier delivery is closed as superseded, its firing alert resolved with it (the
+ * caller publishes the resolutions).
+ */
+export async function supersedeExpectations(db: Db, messageId: number, by: string, at: string): Promise<void> {
+  await db
+    .updateTable('expectations')
+    .set((eb) => ({
+      state: 'closed',
+      resolved_at: at,
+      resolved_by: by,
+      alert_state: eb.case().when('alert_state', '=', 'firing').then(sql.lit<'resolved'>('resolved')).else(eb.ref('alert_state')).end(),
+      next_alert_at: null,
+    }))
+    .where('message_id', '=', messageId)
+    .where('state', '=', 'open')
+    .execute();
+}
+
+/**
+ * Expectations opened for a message that already had rows of these kinds (one per message and
+ * kind): the row starts over, as a new expectation would, with nothing of the earlier one's
+ * alert. For a new delivery of the same message, or a condition raised again.
+ */
+export async function reopenExpectations(db: Db, messageId: number, list: NewExpectation[], now: string): Promise<void> {
+  for (const x of list) {
+    const fresh = {
+      due_at: x.dueAt.toISOString(),
+      state: 'open' as const,
+      created_at: now,
+      resolved_at: null,
+      resolved_by: null,
+      alert_state: null,
+      last_alert_at: null,
+      alert_id: null,
+      next_alert_at: null,
+      reminders: 0,
+      resends: 0,
+      resend_limit: x.resend?.limit ?? null,
+      resend_interval_ms: x.resend?.intervalMs ?? null,
+      ...firingColumns(x, now),
+    };
+    await db
+      .insertInto('expectations')
+      .values({ message_id: messageId, kind: x.kind, ...fresh })
+      .onConflict((oc) => oc.columns(['message_id', 'kind']).doUpdateSet(fresh))
+      .execute();
+  }
+}
