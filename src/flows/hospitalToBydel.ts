@@ -30,7 +30,7 @@ import { alertPolicy } from '../tracking/deadlines.js';
 import { heldExpectation, patientKey } from '../tracking/expectations.js';
 import { type Outcome, outcome } from '../tracking/outcome.js';
 import { ownEventTime } from '../tracking/overtid.js';
-import { closesAnswerWait, Receipts } from '../tracking/receipts.js';
+import { deliveryLinkOf, Receipts } from '../tracking/receipts.js';
 import { OutcomeRecorder } from '../tracking/recorder.js';
 import { findStay } from '../tracking/stays.js';
 import type { NewMessage, Store } from '../tracking/store.js';
@@ -364,7 +364,7 @@ export function delivered(
       events: [receivedEvent(delivery, parsed.framing), { stage: 'validate', event: 'validated' }, ...parts.events],
       expectations: parts.expectations,
       outbox: parts.outbox,
-      effects: closesAnswerWait(model) ? [{ effect: 'close-answer-wait', model, conversationId: plan.packaged.conversationId }] : [],
+      effects: deliveryLinkOf(model) ? [{ effect: 'link-on-delivery', model, conversationId: plan.packaged.conversationId }] : [],
     },
   );
 }

@@ -84,6 +84,8 @@ export interface MsgHeadModel {
   hendelsestidspunkt?: Record<string, string>;
   /** Forsendelsesstatus (7309): N, M, C */
   forsendelsesstatus?: string;
+  /** LOG_UTSKREVET's UtskrevetTil/Uttilstand (8431): 1 som levende, 2 død */
+  uttilstand?: string;
   /** Dialogmelding Notat/TemaKodet, as "S/V" pairs (e.g. 2.16.578.1.12.4.1.1.9155/1) */
   temaKodet: string[];
 }

@@ -250,6 +250,7 @@ function readMsgHead(root: XmlElement): MsgHeadModel {
     hendelsekoder: content ? readHendelsekoder(content) : [],
     hendelsestidspunkt: content ? readHendelsestidspunkt(content) : {},
     forsendelsesstatus: content && textOf(content, "*[local-name()='InformasjonOmForsendelsen']/*[local-name()='Forsendelsesstatus']/@V"),
+    uttilstand: content && textOf(content, ".//*[local-name()='UtskrevetTil']/*[local-name()='Uttilstand']/@V"),
     temaKodet: content ? readTemaKodet(content) : [],
   };
 }

@@ -34,7 +34,7 @@ import type { Alert } from '../tracking/alerts.js';
 import type { ExpectationRow, MessageRow } from '../tracking/db.js';
 import { alertPolicy, conditionAlert } from '../tracking/deadlines.js';
 import { type Outcome, outcome } from '../tracking/outcome.js';
-import { closesAnswerWait, Receipts } from '../tracking/receipts.js';
+import { deliveryLinkOf, Receipts } from '../tracking/receipts.js';
 import { OutcomeRecorder } from '../tracking/recorder.js';
 import type { Store } from '../tracking/store.js';
 import { type Actor, fail, type OpsResult } from './result.js';
@@ -244,7 +244,7 @@ export function sentFromHold(
       outbox: resolved ? [...parts.outbox, alertItem(config.broker, resolved)] : parts.outbox,
       effects: [
         { effect: 'resolve', kind: hold?.kind ?? 'routing', by: resolvedBy, alertResolved: firing },
-        ...(closesAnswerWait(model) ? [{ effect: 'close-answer-wait' as const, model, conversationId: message.conversation_id ?? model.msgId }] : []),
+        ...(deliveryLinkOf(model) ? [{ effect: 'link-on-delivery' as const, model, conversationId: message.conversation_id ?? model.msgId }] : []),
         ...('by' in door
           ? [
               {

@@ -92,6 +92,7 @@ export type TimelineEvent =
   | 'correlated'
   | 'uncorrelated'
   | 'closed-answer-wait'
+  | 'superseded-earlier'
   | 'nothing-to-close'
   | `${OutboxPurpose}-published`
   | 'transport-acked'
@@ -104,7 +105,7 @@ export type TimelineEvent =
   | 'apprec-repeated'
   | 'apprec-returned'
   | 'answered'
-  | 'answer-repeated'
+  | 'kommune-follow-up'
   | 'wait-closed'
   | 'innleggelsesrapport-received'
   | 'alert-firing'

@@ -44,7 +44,8 @@ export type Effect =
   /** a receipt, answer or closing message recorded on what it refers to */
   | { effect: 'correlate'; correlation: Correlation; by: Correlating }
   /** an outgoing avmelding, utskrevet, død or cancellation ends the wait for the kommune's answer */
-  | { effect: 'close-answer-wait'; model: MsgHeadModel; conversationId: string }
+  /** what a delivered message does to earlier ones' waits (receipts.deliveryLinkOf) */
+  | { effect: 'link-on-delivery'; model: MsgHeadModel; conversationId: string }
   /** the outcome's message no longer waits for this (with its firing alert resolved) */
   | { effect: 'resolve'; kind: ExpectationKind; by: string; alertResolved: boolean }
   /** another message (a bydel's DIALOG_AVVIK "feil adressat" names it) waits again: its expectation opened firing, its timeline noted */

@@ -28,6 +28,8 @@ export interface NoticeRow {
   msgId: string;
   bydel: string;
   createdAt: string;
+  /** when the kommune was first notified of this stay: the first of the notices this one superseded */
+  firstNoticeAt?: string;
   eventTime: string | null;
   answeredAt: string | null;
   answerDueAt: string;
@@ -100,7 +102,7 @@ export function ledgerEntry(notice: NoticeRow, followUps: FollowUpRow[], calenda
   const dateOf = (f: FollowUpRow | undefined) => (f ? (f.eventTime && localDateOf(f.eventTime, calendar)) || calendar.localDate(new Date(f.createdAt)) : null);
   const avmeldtDate = dateOf(mine.find((f) => f.msgType === 'LOG_AVMELDING'));
   const dischargeDate = dateOf(mine.find((f) => f.msgType === 'LOG_UTSKREVET' || f.msgType === 'LOG_DOD'));
-  const noticeDate = calendar.localDate(new Date(notice.createdAt));
+  const noticeDate = calendar.localDate(new Date(notice.firstNoticeAt ?? notice.createdAt));
   const utskrivningsklarDate = (notice.eventTime && localDateOf(notice.eventTime, calendar)) || noticeDate;
   const answerDate = notice.answeredAt ? calendar.localDate(new Date(notice.answeredAt)) : null;
 
@@ -193,6 +195,7 @@ export async function loadLedger(store: Store, calendar: WorkingCalendar, q: Led
       'm.answered_at',
       'm.patient_key',
       'm.conversation_id',
+      'm.closed_by',
       'e.due_at',
     ])
     .where('m.direction', '=', 'out')
@@ -203,6 +206,7 @@ export async function loadLedger(store: Store, calendar: WorkingCalendar, q: Led
     .orderBy('m.created_at')
     .execute();
   if (notices.length === 0) return [];
+  const inForce = inForceNotices(notices);
 
   const keys = [...new Set(notices.map((n) => n.patient_key).filter((k): k is string => k !== null))];
   const conversations = [...new Set(notices.map((n) => n.conversation_id).filter((c): c is string => c !== null))];
@@ -225,12 +229,13 @@ export async function loadLedger(store: Store, calendar: WorkingCalendar, q: Led
     patientKey: f.patient_key,
     conversationId: f.conversation_id,
   }));
-  return notices.map((n) =>
+  return inForce.map(({ notice: n, firstNoticeAt }) =>
     ledgerEntry(
       {
         msgId: n.msg_id,
         bydel: n.bydel ?? (n.receiver_l1_her_id && q.bydelOfHerId(n.receiver_l1_her_id)) ?? 'ukjent',
         createdAt: n.created_at,
+        firstNoticeAt,
         eventTime: n.event_time,
         answeredAt: n.answer_state === 'answered' ? n.answered_at : null,
         answerDueAt: n.due_at ?? n.created_at,
@@ -242,4 +247,39 @@ export async function loadLedger(store: Store, calendar: WorkingCalendar, q: Led
       countUntil,
     ),
   );
+}
+
+/** Closed so that the notice counts for nothing: withdrawn by a cancellation, or rejected by the bydel (no valid notice). */
+const VOID = new Set(['cancellation', 'apprec:rejected']);
+
+interface NoticeSelected {
+  msg_id: string;
+  bydel: string | null;
+  receiver_l1_her_id: string | null;
+  created_at: string;
+  patient_key: string | null;
+  closed_by: string | null;
+  /** the answer wait's deadline; null: a cancellation (Forsendelsesstatus C), which waits for no answer */
+  due_at: string | null;
+}
+
+/**
+ * The notices that count, in time order: not cancellations, not void; a notice sent again for the
+ * same stay stands for the ones it superseded, counted from the first of them.
+ */
+function inForceNotices<T extends NoticeSelected>(notices: T[]): { notice: T; firstNoticeAt?: string }[] {
+  const superseded = new Map<string, string>();
+  const stayOf = (n: T) => `${n.patient_key}|${n.bydel ?? n.receiver_l1_her_id}`;
+  const counted: { notice: T; firstNoticeAt?: string }[] = [];
+  for (const n of notices) {
+    if (n.due_at === null || (n.closed_by !== null && VOID.has(n.closed_by))) continue;
+    if (n.closed_by === 'superseded') {
+      if (n.patient_key !== null && !superseded.has(stayOf(n))) superseded.set(stayOf(n), n.created_at);
+      continue;
+    }
+    const first = n.patient_key !== null ? superseded.get(stayOf(n)) : undefined;
+    if (first) superseded.delete(stayOf(n));
+    counted.push(first ? { notice: n, firstNoticeAt: first } : { notice: n });
+  }
+  return counted;
 }

@@ -12,7 +12,7 @@ import { durationMs, type GatewayConfig } from '../config/config.js';
 import { errorText } from '../mapping/apprec.js';
 import type { AppRecModel, MsgHeadModel } from '../mapping/model.js';
 import type { SignalMessage } from '../mapping/parse.js';
-import type { AppRecStatus, ExpectationKind, MatchRule, Stage, TimelineEvent } from '../shared/vocabulary.js';
+import type { AppRecStatus, ExpectationKind, ExpectationState, MatchRule, Stage, TimelineEvent } from '../shared/vocabulary.js';
 import type { MessageRow, Schema } from './db.js';
 import type { StoreTransaction } from './store.js';
 import { insertEvents, type NewEvent } from './tables/events.js';
@@ -28,12 +28,28 @@ export interface Target {
 
 export type { AppRecStatus, MatchRule };
 
+/** How a closing message found the message whose waits it ends. */
+export type LinkRule = 'conversation-ref' | 'conversation' | 'patient';
+
+/** The waits a later message can end without meeting them. */
+export type ClosableWait = Extract<ExpectationKind, 'answer' | 'innleggelsesrapport'>;
+
+/** The delivered message that ends waits, as stored: what the patient link matches on. */
+export interface ClosingMessage {
+  id: number;
+  patientKey: string | null;
+  bydel: string | null;
+  receiverL1: string | null;
+  receiverL2: string | null;
+  senderHerId: string | null;
+}
+
 export type Correlation =
   | { kind: 'transport'; target: Target; state: 'acked' | 'error'; errorCodes: string[] }
   | { kind: 'apprec'; target: Target; status: AppRecStatus; errors: { code: string; text?: string }[] }
   | { kind: 'answer'; target: Target; rule: MatchRule }
   | { kind: 'innleggelsesrapport'; target: Target; rule: MatchRule }
-  | { kind: 'close'; targets: Target[]; by: string }
+  | { kind: 'close'; targets: Target[]; by: string; link: LinkRule; waits: ClosableWait[] }
   | { kind: 'none'; why: string };
 
 /** The incoming message a correlation was found for: it goes on the target's timeline. */
@@ -62,10 +78,13 @@ const ANSWER_FORMS: Record<string, string> = {
   DIALOG_HELSEFAGLIG: '2.16.578.1.12.4.1.1.7322/7',
 };
 
-/** Message types that end the wait for the kommune's answer (DESIGN §3 C). */
+/** Message types that end the wait for the kommune's answer (DESIGN §3 C, Oslo procedure §4.5–4.7). */
 const CLOSING_TYPES = new Set(['LOG_AVMELDING', 'LOG_UTSKREVET', 'LOG_DOD']);
 
 const NOTICE = 'LOG_UTSKRIVNINGSKLAR';
+const ADMISSION = 'LOG_INNLAGT';
+/** Uttilstand (8431) 2: the patient died; LOG_UTSKREVET then ends the wait as a death */
+const DIED = '2';
 
 /**
  * A Tilbakemelding: matched on type and code only. The code is unambiguous, and a kommune EPJ
@@ -76,10 +95,24 @@ export function isAnswer(m: MsgHeadModel): boolean {
   return code !== undefined && m.temaKodet.includes(code);
 }
 
-/** What a message closes the answer wait with, if anything: its type, or 'cancellation'. */
-export function closesAnswerWait(m: MsgHeadModel): string | undefined {
-  if (m.forsendelsesstatus === 'C') return 'cancellation';
-  return CLOSING_TYPES.has(m.type) ? m.type : undefined;
+/** What a message the hospital sends does to the waits of messages sent before it. */
+export type DeliveryLink =
+  /** avmelding, utskrevet, død: the notice's wait for the kommune's answer ends (`by` names why) */
+  | { does: 'close'; by: string }
+  /** Forsendelsesstatus C: the message of this type it cancels is withdrawn, its waits end */
+  | { does: 'cancel'; of: string }
+  /** a notice sent again for the same stay: the earlier one's wait ends, this one's runs */
+  | { does: 'supersede' }
+  /** a LOG_INNLAGT: an Innleggelsesrapport that came before it meets its wait */
+  | { does: 'meet-early-rapport' };
+
+export function deliveryLinkOf(m: Pick<MsgHeadModel, 'type' | 'forsendelsesstatus' | 'uttilstand'>): DeliveryLink | undefined {
+  if (m.forsendelsesstatus === 'C') return { does: 'cancel', of: m.type };
+  if (m.type === 'LOG_UTSKREVET' && m.uttilstand === DIED) return { does: 'close', by: 'LOG_UTSKREVET:dod' };
+  if (CLOSING_TYPES.has(m.type)) return { does: 'close', by: m.type };
+  if (m.type === NOTICE) return { does: 'supersede' };
+  if (m.type === ADMISSION) return { does: 'meet-early-rapport' };
+  return undefined;
 }
 
 const refsOf = (m: MsgHeadModel) => [m.conversationRef?.refToParent, m.conversationRef?.refToConversation].filter((r): r is string => !!r);
@@ -136,26 +169,71 @@ export class Receipts {
     from: { herIds: string[]; patientKey: string | null; conversationId: string | null },
     now: Date,
   ): Promise<Correlation | undefined> {
-    const closedBy = closesAnswerWait(m);
-    if (closedBy) return this.forClose(m, closedBy, from.conversationId);
+    const link = deliveryLinkOf(m);
+    if (link?.does === 'close' || link?.does === 'cancel') return this.forClose(m, link, from.conversationId);
     if (isAnswer(m)) return this.forReply(m, NOTICE, 'answer', from, now);
+    // the Oslo procedure §4.5: "Dette svaret kommer i form av dialogmelding 'svar på forespørsel'";
+    // a svar answers many questions, so it counts only when it refers to the notice
+    if (m.type === 'DIALOG_SVAR') return this.forReply(m, NOTICE, 'answer', from, now, { referenceOnly: true });
     if (m.type === 'INNLEGGELSESRAPPORT') return this.forReply(m, 'LOG_INNLAGT', 'innleggelsesrapport', from, now);
     return undefined;
   }
 
   /**
-   * The notices a closing message ends the wait for: those it refers to by ConversationRef, or
-   * that share its conversation, and that are still waiting.
+   * The messages whose waits a closing message (`link`) ends, and still open: those it refers to by
+   * ConversationRef, else those that share its conversation, else (for a message the hospital
+   * sent, `closing`) the open ones for the same patient, to the same bydel, from the same sender,
+   * sent before it: the official LOG_AVMELDING and LOG_UTSKREVET samples carry no
+   * ConversationRef, and EPJs send them so. The link that decided is recorded.
    */
-  async forClose(m: MsgHeadModel, by: string, conversationId: string | null, db: Executor = this.db): Promise<Correlation> {
+  async forClose(
+    m: MsgHeadModel,
+    link: Extract<DeliveryLink, { does: 'close' | 'cancel' | 'supersede' }>,
+    conversationId: string | null,
+    closing?: ClosingMessage,
+    db: Executor = this.db,
+  ): Promise<Correlation> {
+    const { type, waits, by } =
+      link.does === 'cancel'
+        ? { type: link.of, waits: link.of === ADMISSION ? (['innleggelsesrapport'] as ClosableWait[]) : (['answer'] as ClosableWait[]), by: 'cancellation' }
+        : { type: NOTICE, waits: ['answer'] as ClosableWait[], by: link.does === 'close' ? link.by : 'superseded' };
+    // a cancellation withdraws its message even when answered (it leaves the ledger); the others end what still waits
+    const states: ExpectationState[] = link.does === 'cancel' ? ['open', 'met', 'closed'] : ['open'];
+    const waiting = () =>
+      this.outgoing(db)
+        .where('msg_type', '=', type)
+        .where('id', '<>', closing?.id ?? 0)
+        .where((eb) => eb.or([eb('closed_by', 'is', null), eb('closed_by', '<>', 'cancellation')]))
+        .where(({ exists, selectFrom }) =>
+          exists(
+            selectFrom('expectations as e')
+              .select('e.id')
+              .whereRef('e.message_id', '=', 'messages.id')
+              .where('e.kind', 'in', waits)
+              .where('e.state', 'in', states),
+          ),
+        );
+    const found = (rows: MessageRow[], rule: LinkRule): Correlation | undefined =>
+      rows.length > 0 ? { kind: 'close', targets: rows.map(targetOf), by, link: rule, waits } : undefined;
     const refs = refsOf(m);
-    const rows = await this.outgoing(db)
-      .where('msg_type', '=', NOTICE)
-      .where('answer_state', 'is', null)
-      .where((eb) => eb.or([eb('msg_id', 'in', [...refs, '']), eb('conversation_id', '=', conversationId ?? '')]))
-      .execute();
-    if (rows.length === 0) return { kind: 'none', why: 'no utskrivningsklar notice in this conversation is waiting for an answer' };
-    return { kind: 'close', targets: rows.map(targetOf), by };
+    const byRef = refs.length > 0 ? found(await waiting().where('msg_id', 'in', refs).execute(), 'conversation-ref') : undefined;
+    if (byRef) return byRef;
+    const byConversation = conversationId ? found(await waiting().where('conversation_id', '=', conversationId).execute(), 'conversation') : undefined;
+    if (byConversation) return byConversation;
+    if (closing?.patientKey) {
+      const { patientKey, bydel, receiverL1, senderHerId } = closing;
+      const rows = await waiting()
+        .where('patient_key', '=', patientKey)
+        .where('id', '<', closing.id)
+        .where((eb) => (senderHerId ? eb('sender_her_id', '=', senderHerId) : eb('sender_her_id', 'is', null)))
+        .where((eb) => (bydel ? eb('bydel', '=', bydel) : eb('receiver_l1_her_id', '=', receiverL1 ?? '')))
+        .orderBy('id')
+        .execute();
+      const byPatient = found(rows, 'patient');
+      if (byPatient) return byPatient;
+    }
+    const what = type === NOTICE ? 'no utskrivningsklar notice' : `no ${type}`;
+    return { kind: 'none', why: `${what} for this conversation or patient is waiting` };
   }
 
   /**
@@ -169,6 +247,7 @@ export class Receipts {
     kind: 'answer' | 'innleggelsesrapport',
     from: { herIds: string[]; patientKey: string | null },
     now: Date,
+    o: { referenceOnly?: boolean } = {},
   ): Promise<Correlation> {
     const refs = refsOf(m);
     if (refs.length > 0) {
@@ -176,6 +255,7 @@ export class Receipts {
       const row = rows.find((r) => sentTo(r, from.herIds));
       if (row) return { kind, target: targetOf(row), rule: 'conversation-ref' };
     }
+    if (o.referenceOnly) return { kind: 'none', why: `a ${m.type} answers a ${originalType} only when its ConversationRef names it` };
     if (!from.patientKey) return { kind: 'none', why: `no ${originalType} is referenced, and the message names no patient to match on` };
     const since = new Date(now.getTime() - this.fallbackWindowMs).toISOString();
     const rows = await this.outgoing()
@@ -237,6 +317,11 @@ export class Receipts {
         const errors = c.errors.length > 0 ? JSON.stringify(c.errors) : null;
         const first = await setOnce(tx, c.target.id, 'apprec_status', { apprec_status: c.status, apprec_at: at, apprec_errors: errors });
         await met(tx, c.target.id, 'apprec', `apprec:${c.status}`);
+        if (first && c.status === 'rejected' && c.target.msgType === NOTICE) {
+          // a notice the bydel rejected was no valid notice: nothing to answer, nothing owed for it
+          await setOnce(tx, c.target.id, 'answer_state', { answer_state: 'closed', closed_by: 'apprec:rejected' });
+          await resolveExpectation(tx.trx, c.target.id, 'answer', { state: 'closed', by: 'apprec:rejected' }, tx.now);
+        }
         // An AppRec is final (AppRec 1.1 §3.2): a second one is kept on the timeline only.
         return note(c.target.id, 'apprec', first ? `apprec-${c.status}` : 'apprec-repeated', { appRecId: by.msgId, status: c.status, errors: c.errors });
       }
@@ -244,16 +329,23 @@ export class Receipts {
         const fields: MessagePatch = { answer_state: 'answered', answered_at: at, answer_msg_id: by.msgId, answer_rule: c.rule };
         const first = await setOnce(tx, c.target.id, 'answer_state', fields);
         await met(tx, c.target.id, 'answer', `answer:${c.rule}`);
-        return note(c.target.id, 'answer', first ? 'answered' : 'answer-repeated', { answerMsgId: by.msgId, msgType: by.msgType, rule: c.rule });
+        return note(c.target.id, 'answer', first ? 'answered' : 'kommune-follow-up', { answerMsgId: by.msgId, msgType: by.msgType, rule: c.rule });
       }
       case 'innleggelsesrapport':
         await met(tx, c.target.id, 'innleggelsesrapport', `innleggelsesrapport:${c.rule}`);
         return note(c.target.id, 'innleggelsesrapport', 'innleggelsesrapport-received', { msgId: by.msgId, rule: c.rule });
       case 'close':
         for (const target of c.targets) {
-          await setOnce(tx, target.id, 'answer_state', { answer_state: 'closed', closed_by: c.by });
-          await resolveExpectation(tx.trx, target.id, 'answer', { state: 'closed', by: c.by }, tx.now);
-          await note(target.id, 'answer', 'wait-closed', { by: c.by, msgId: by.msgId, msgType: by.msgType });
+          if (c.waits.includes('answer')) await setOnce(tx, target.id, 'answer_state', { answer_state: 'closed', closed_by: c.by });
+          // withdrawn, answered or not: the ledger leaves it out
+          if (c.by === 'cancellation') await updateMessage(tx.trx, target.id, { closed_by: c.by }, tx.now);
+          for (const wait of c.waits) await resolveExpectation(tx.trx, target.id, wait, { state: 'closed', by: c.by }, tx.now);
+          await note(target.id, c.waits.includes('answer') ? 'answer' : 'innleggelsesrapport', 'wait-closed', {
+            by: c.by,
+            link: c.link,
+            msgId: by.msgId,
+            msgType: by.msgType,
+          });
         }
         return;
       case 'none':
@@ -262,17 +354,79 @@ export class Receipts {
   }
 
   /**
-   * The effect the outbound path records with a delivery: a LOG_AVMELDING, LOG_UTSKREVET,
-   * LOG_DOD or cancellation ends the wait for the kommune's answer in its conversation.
+   * The effect the outbound path records with a delivery (deliveryLinkOf): an avmelding,
+   * utskrevet, død or cancellation ends the waits it closes, a notice sent again supersedes the
+   * earlier one, a LOG_INNLAGT is met by a rapport that came first. Read and written in the
+   * caller's transaction: SQLite has one connection, and it is holding it.
    */
-  async closeWaitOnDelivery(tx: StoreTransaction, m: MsgHeadModel, conversationId: string, messageId: number, now: Date): Promise<void> {
-    const by = closesAnswerWait(m);
-    if (!by) return;
-    // Read in the caller's transaction: SQLite has one connection, and it is holding it.
-    const closing = await this.forClose(m, by, conversationId, tx.trx);
-    if (closing.kind === 'close') await this.apply(tx, closing, { msgId: m.msgId, msgType: m.type }, now);
-    const detail = closing.kind === 'close' ? { msgIds: closing.targets.map((t) => t.msgId) } : {};
-    await insertEvents(tx.trx, messageId, [event('correlate', closing.kind === 'close' ? 'closed-answer-wait' : 'nothing-to-close', detail)], tx.now);
+  async linkOnDelivery(tx: StoreTransaction, m: MsgHeadModel, conversationId: string, messageId: number, now: Date): Promise<void> {
+    const link = deliveryLinkOf(m);
+    if (!link) return;
+    const row = await tx.trx.selectFrom('messages').selectAll().where('id', '=', messageId).executeTakeFirstOrThrow();
+    const closing: ClosingMessage = {
+      id: row.id,
+      patientKey: row.patient_key,
+      bydel: row.bydel,
+      receiverL1: row.receiver_l1_her_id,
+      receiverL2: row.receiver_l2_her_id,
+      senderHerId: row.sender_her_id,
+    };
+    const by = { msgId: m.msgId, msgType: m.type };
+    if (link.does === 'meet-early-rapport') return this.meetEarlyRapport(tx, closing, by, now);
+    const closed = await this.forClose(m, link, conversationId, closing, tx.trx);
+    if (closed.kind === 'close') await this.apply(tx, closed, by, now);
+    // a notice that supersedes nothing is the usual case: its timeline is not cluttered with it
+    if (link.does === 'supersede' && closed.kind !== 'close') return;
+    const detail = closed.kind === 'close' ? { msgIds: closed.targets.map((t) => t.msgId), by: closed.by, link: closed.link } : {};
+    const name = closed.kind !== 'close' ? 'nothing-to-close' : link.does === 'supersede' ? 'superseded-earlier' : 'closed-answer-wait';
+    await insertEvents(tx.trx, messageId, [event('correlate', name, detail)], tx.now);
+  }
+
+  /**
+   * The procedure allows the Innleggelsesrapport before the LOG_INNLAGT: one from the bydel the
+   * admission went to (any of its services), for the same patient, that matched nothing when it
+   * came, within the fallback window, meets the admission's wait now.
+   */
+  private async meetEarlyRapport(tx: StoreTransaction, admission: ClosingMessage, by: Correlating, now: Date): Promise<void> {
+    if (!admission.patientKey) return;
+    const since = new Date(now.getTime() - this.fallbackWindowMs).toISOString();
+    const rapport = await tx.trx
+      .selectFrom('messages as m')
+      .select(['m.id', 'm.msg_id'])
+      .where('m.direction', '=', 'in')
+      .where('m.msg_type', '=', 'INNLEGGELSESRAPPORT')
+      .where('m.state', '<>', 'rejected')
+      .where('m.patient_key', '=', admission.patientKey)
+      .where('m.created_at', '>=', since)
+      .where((eb) =>
+        admission.bydel
+          ? eb('m.bydel', '=', admission.bydel)
+          : eb(
+              'm.sender_her_id',
+              'in',
+              [admission.receiverL1, admission.receiverL2].filter((h): h is string => h !== null),
+            ),
+      )
+      .where(({ exists, not, selectFrom }) =>
+        not(exists(selectFrom('events as e').select('e.id').whereRef('e.message_id', '=', 'm.id').where('e.event', '=', 'correlated'))),
+      )
+      .orderBy('m.created_at', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    if (!rapport) return;
+    await met(tx, admission.id, 'innleggelsesrapport', 'innleggelsesrapport:before-admission');
+    await insertEvents(
+      tx.trx,
+      admission.id,
+      [event('innleggelsesrapport', 'innleggelsesrapport-received', { msgId: rapport.msg_id, rule: 'before-admission' })],
+      tx.now,
+    );
+    await insertEvents(
+      tx.trx,
+      rapport.id,
+      [event('correlate', 'correlated', { kind: 'innleggelsesrapport', msgId: by.msgId, rule: 'before-admission' })],
+      tx.now,
+    );
   }
 
   // ------------------------------------------------------------ helpers

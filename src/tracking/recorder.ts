@@ -82,8 +82,8 @@ export class OutcomeRecorder {
     switch (e.effect) {
       case 'correlate':
         return receipts.apply(tx, e.correlation, e.by, now);
-      case 'close-answer-wait':
-        return receipts.closeWaitOnDelivery(tx, e.model, e.conversationId, messageId, now);
+      case 'link-on-delivery':
+        return receipts.linkOnDelivery(tx, e.model, e.conversationId, messageId, now);
       case 'resolve':
         return resolveExpectation(tx.trx, messageId, e.kind, { state: 'met', by: e.by, alertResolved: e.alertResolved }, tx.now);
       case 'raise-on':

@@ -24,7 +24,7 @@ import { xmlsec1 } from '../support/certificates.js';
 import { testBackends } from '../support/databases.js';
 import { type LogCapture, Peer, startGateway, testConfig, testSigningKeys } from '../support/harness.js';
 import { eventually } from '../support/poll.js';
-import { child, el, readdressToOslo, readSample } from '../support/samples.js';
+import { child, el, readdressToOslo, readSample, syntheticFnr, withPatient } from '../support/samples.js';
 
 const UTSKRIVNINGSKLAR = 'plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml';
 const AVMELDING = 'plo-1.6/Pasientlogistikk_Avmelding_av_utskrivningsklar_pasient_v1-6_Ny.xml';
@@ -32,6 +32,8 @@ const INNLAGT = 'plo-1.6/Pasientlogistikk_Innlagt_pasient_v1-6_Ny.xml';
 const INNLEGGELSESRAPPORT = 'plo-1.6/Innleggelsesrapport_v1-6_Ny.xml';
 const NOTAT = 'dialogmelding/ks-1.0-dialog-notat-webmed-test.xml';
 const HELSEFAGLIG = 'dialogmelding/Helsefaglig_dialog_angi_profesjon_hos_mottaker.xml';
+const SVAR = 'dialogmelding/Dialogmelding_svar_foresporsel_PLO_v1-0.xml';
+const UTSKREVET = 'plo-1.6/Pasientlogistikk_Melding_om_utskrevet_pasient_v1-6_Ny.xml';
 
 const FROGNER = { name: 'Oslo kommune, Bydel Frogner (FIKTIV)', herId: '9910005' };
 const ST_HANSHAUGEN = { name: 'Oslo kommune, Bydel St. Hanshaugen (FIKTIV)', herId: '9910004' };
@@ -241,7 +243,7 @@ for (const backend of testBackends()) {
       expect(row).to.include({ answer_state: 'answered', answer_msg_id: answer.msgId, answer_rule: 'conversation-ref' });
     });
 
-    it('an answer without ConversationRef is matched to the newest waiting notice for that patient sent to that bydel, and the fallback is recorded', async () => {
+    it('an answer without ConversationRef is matched to the waiting notice for that patient sent to that bydel, and the fallback is recorded', async () => {
       const older = await notice();
       const newer = await notice();
       const answer = replyTo(frognerKd, NOTAT, newer, { linked: false, temaKodet: TEMA.notat });
@@ -255,7 +257,8 @@ for (const backend of testBackends()) {
       );
       expect(row).to.include({ answer_state: 'answered', answer_msg_id: answer.msgId, answer_rule: 'fallback' });
       expect((await expectations(row.id)).answer).to.equal('met answer:fallback');
-      expect(await outgoing(older.model.msgId)).to.include({ answer_state: null });
+      // the same patient to the same bydel again: the newer notice superseded the older (one wait, not two)
+      expect(await outgoing(older.model.msgId)).to.include({ answer_state: 'closed', closed_by: 'superseded' });
     });
 
     it('an avmelding sent by the hospital closes the wait for the answer', async () => {
@@ -270,6 +273,98 @@ for (const backend of testBackends()) {
       expect(row).to.include({ answer_state: 'closed', closed_by: 'LOG_AVMELDING', answered_at: null });
       expect((await expectations(row.id)).answer).to.equal('closed LOG_AVMELDING');
       expect(await timelineEvents(sent.model.msgId)).to.include('wait-closed');
+    });
+
+    describe('the waits end when they should (Oslo procedure §4.5–4.7)', () => {
+      /** A patient of its own for each test: another's notices must not be touched. */
+      let patients = 0;
+      const patient = () => syntheticFnr(patients++ + (backend.dialect === 'postgres' ? 50 : 0));
+      const noticeFor = (fnr: string) => sendToBydel(withPatient(readdressToOslo(readSample(UTSKRIVNINGSKLAR)).xml, fnr), '9920005');
+      const waitOf = (msgId: string) =>
+        readUntil(
+          () => outgoing(msgId),
+          (r) => !!r.answer_state,
+          'the wait to end',
+        );
+
+      it('a DIALOG_SVAR ("svar på forespørsel") answers the notice it refers to', async () => {
+        const sent = await noticeFor(patient());
+        const svar = replyTo(frognerKd, SVAR, sent);
+        await sendPackaged(frognerKd, svar.packaged);
+        const [m] = await epjInbox(1);
+        expect(m.properties.headers).to.include({ 'msg-id': svar.msgId, 'msg-type': 'DIALOG_SVAR' });
+        expect(await waitOf(sent.model.msgId)).to.include({ answer_state: 'answered', answer_msg_id: svar.msgId, answer_rule: 'conversation-ref' });
+      });
+
+      it("an avmelding without a reference closes the wait for that patient, and only that patient's", async () => {
+        const [kari, ola] = [patient(), patient()];
+        const karisNotice = await noticeFor(kari);
+        const olasNotice = await noticeFor(ola);
+        const avmelding = withPatient(readdressToOslo(readSample(AVMELDING)).xml, kari);
+        expect(avmelding, 'as the official sample: no ConversationRef').not.to.contain('ConversationRef');
+        await sendToBydel(avmelding, '9920005');
+        expect(await waitOf(karisNotice.model.msgId)).to.include({ answer_state: 'closed', closed_by: 'LOG_AVMELDING' });
+        const closed = (await store.timeline(karisNotice.model.msgId))[0].events.find((e) => e.event === 'wait-closed');
+        expect(JSON.parse(closed?.detail ?? '{}')).to.include({ by: 'LOG_AVMELDING', link: 'patient' });
+        expect(await outgoing(olasNotice.model.msgId), "the other patient's notice still waits").to.include({ answer_state: null });
+        expect((await expectations((await outgoing(olasNotice.model.msgId)).id)).answer).to.equal('open');
+      });
+
+      it('a discharge reported as death (Uttilstand 2, code list 8431) ends the wait', async () => {
+        const fnr = patient();
+        const sent = await noticeFor(fnr);
+        const died = withPatient(readdressToOslo(readSample(UTSKREVET)).xml, fnr).replace(
+          /<Uttilstand V="1"[^>]*>/,
+          '<Uttilstand V="2" DN="Død" S="2.16.578.1.12.4.1.1.8431"/>',
+        );
+        expect(died).to.contain('<Uttilstand V="2"');
+        await sendToBydel(died, '9930005');
+        expect(await waitOf(sent.model.msgId)).to.include({ answer_state: 'closed', closed_by: 'LOG_UTSKREVET:dod' });
+      });
+
+      it('a cancelled notice leaves no wait, and nothing owed in the ledger', async () => {
+        const fnr = patient();
+        const sent = await noticeFor(fnr);
+        const cancellation = inConversation(withPatient(readdressToOslo(readSample(UTSKRIVNINGSKLAR)).xml, fnr), sent.model.msgId).replace(
+          /<Forsendelsesstatus V="N"[^>]*\/>/,
+          '<Forsendelsesstatus V="C" DN="Kansellering"/>',
+        );
+        expect(cancellation).to.contain('<Forsendelsesstatus V="C"');
+        await sendToBydel(cancellation, '9920005');
+        const row = await waitOf(sent.model.msgId);
+        expect(row).to.include({ answer_state: 'closed', closed_by: 'cancellation' });
+        expect((await expectations(row.id)).answer).to.equal('closed cancellation');
+      });
+
+      it('a rapport sent before the admission notice meets its wait when the admission comes', async () => {
+        const fnr = patient();
+        const admissionXml = withPatient(readdressToOslo(readSample(INNLAGT)).xml, fnr);
+        const parsed = parseMessage(Buffer.from(admissionXml), { maxBytes: 5_000_000 });
+        if (!parsed.ok || parsed.value.doc.kind !== 'msghead') throw new Error('the admission sample does not parse');
+        const model = parsed.value.doc;
+        const notYetSent: Received = { model, xml: admissionXml, ebxmlMessageId: '', conversationId: model.msgId, fromHerId: model.sender.level2?.herId ?? '' };
+        const rapport = replyTo(frognerKp, INNLEGGELSESRAPPORT, notYetSent, { linked: false });
+        await sendPackaged(frognerKp, rapport.packaged);
+        await epjInbox(1);
+        await readUntil(
+          () => incoming(rapport.msgId),
+          (r) => r?.state === 'forwarded',
+          'the rapport forwarded',
+        );
+        await peer.send(config.broker.queues.epjOutbound, admissionXml);
+        await fromGateway('9930005', 1);
+        const row = await readUntil(
+          () => outgoing(model.msgId),
+          (r) => !!r,
+          'the admission',
+        );
+        const waits = await readUntil(
+          () => expectations(row.id),
+          (x) => x.innleggelsesrapport !== 'open',
+          'the rapport wait met',
+        );
+        expect(waits.innleggelsesrapport).to.equal('met innleggelsesrapport:before-admission');
+      });
     });
 
     it('a rejected AppRec (Avvist) is stored with its error codes but not its free text; the EPJ gets it whole', async () => {

@@ -106,7 +106,8 @@ describe('outcomes: what each decision writes (pure builders)', () => {
       expect(o.outbox).to.have.length(1);
       expect(o.outbox[0]).to.include({ purpose: 'deliver', routing_key: FROGNER_KD0501 });
       expect(o.outbox[0].headers).to.include({ 'msg-id': model.msgId, 'msg-type': 'LOG_UTSKRIVNINGSKLAR', 'to-her-id': FROGNER_KD0501 });
-      expect(o.effects).to.deep.equal([]);
+      // a notice sent again for the same stay supersedes the earlier one, in the same transaction
+      expect(o.effects.map((e) => e.effect)).to.deep.equal(['link-on-delivery']);
     });
 
     it('a receiver without a usable encryption certificate: held with a receiver-certificate alert, its target kept, nothing to the bydel', () => {
@@ -132,7 +133,7 @@ describe('outcomes: what each decision writes (pure builders)', () => {
     it('an avmelding also ends the wait for the answer to its notice, in the same transaction', () => {
       const { parsed, model, delivery } = message(AVMELDING);
       const o = delivered(ctx, delivery, parsed, model, deliverPlan(parsed, model));
-      expect(o.effects.map((e) => e.effect)).to.deep.equal(['close-answer-wait']);
+      expect(o.effects.map((e) => e.effect)).to.deep.equal(['link-on-delivery']);
       expect(o.expectations.map((x) => x.kind)).to.deep.equal(['transport-ack', 'apprec']);
     });
 
@@ -279,7 +280,7 @@ describe('outcomes: what each decision writes (pure builders)', () => {
         ['alert', 'unroutable'],
       ]);
       expect(JSON.parse(Buffer.from(o.outbox[1].body).toString('utf8'))).to.include({ state: 'resolved' });
-      expect(o.effects.map((e) => e.effect)).to.deep.equal(['resolve', 'audit']);
+      expect(o.effects.map((e) => e.effect)).to.deep.equal(['resolve', 'link-on-delivery', 'audit']);
     });
   });
 

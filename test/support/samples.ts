@@ -1,9 +1,11 @@
 // The official sample messages, readdressed the way the hospital's EPJ would send them to
 // Oslo kommune: receiver = Oslo kommune (level 1 only), patient living at an Oslo address.
+
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DOMParser, XMLSerializer } from '@xmldom/xmldom';
+import { isValidFnr } from '../../src/inbound/rules.js';
 import { SAMPLES } from './paths.js';
 
 export const MH = 'http://www.kith.no/xmlstds/msghead/2006-05-24';
@@ -87,3 +89,23 @@ export function readdressToOslo(xml: string, opts: Readdress = {}): { xml: strin
   }
   return { xml: new XMLSerializer().serializeToString(doc), msgId };
 }
+
+/** The fødselsnummer of the patient in the official PLO samples. */
+export const SAMPLE_FNR = '15076500565';
+
+/**
+ * Another synthetic patient, the n-th (a valid fødselsnummer born 1 January 1980, so the gateway's
+ * E31 check passes): for tests where two patients must be told apart.
+ */
+export function syntheticFnr(n: number): string {
+  let found = 0;
+  for (let individ = 100; individ < 1000; individ++)
+    for (let checks = 0; checks < 100; checks++) {
+      const fnr = `010180${individ}${String(checks).padStart(2, '0')}`;
+      if (isValidFnr(fnr) && found++ === n) return fnr;
+    }
+  throw new Error(`no synthetic fødselsnummer number ${n}`);
+}
+
+/** The sample with its patient replaced by `fnr`. */
+export const withPatient = (xml: string, fnr: string): string => xml.replaceAll(SAMPLE_FNR, fnr);

@@ -38,18 +38,21 @@ const SAGENE = '030103';
  * N5 Sagene  Mon 08:30, klar Mon, avmeldt Tue, no answer            → avmeldt (not unanswered), Mon = 1 døgn
  * N6 Sagene  Thu 11:00, klar Thu, nothing yet                       → unanswered, open: Thu+Fri to the report's end = 2 døgn
  * N7 Sagene  Fri 13:00, klar Fri, answered Fri 14:00 (due 15:00)     → within, 60 min, 0 døgn; stored without bydel (EPJ addressed Sagene)
- * Not counted: a notice on Sunday 8 March (before the period), a held and a rejected one.
+ * N8 Sagene  Mon 12:00, klar Mon, superseded by N9                   → not a line of its own: N9 counts from it
+ * N9 Sagene  Wed 09:00, klar Mon, answered Wed 10:00 (due 11:00)     → within, 60 min, Mon+Tue = 2 døgn (notified Monday, by N8)
+ * Not counted: a notice on Sunday 8 March (before the period), a held and a rejected one, one the
+ * hospital cancelled (and the cancellation itself), one the bydel rejected by AppRec (no valid notice).
  */
 const EXPECTED = [
   {
     bydel: SAGENE,
-    notices: 3,
-    answeredWithinDeadline: 1,
+    notices: 4,
+    answeredWithinDeadline: 2,
     medianAnswerWorkingMinutes: 60,
     p90AnswerWorkingMinutes: 60,
     unanswered: 1,
     avmeldt: 1,
-    overtidigeDogn: 3,
+    overtidigeDogn: 5,
   },
   {
     bydel: FROGNER,
@@ -63,13 +66,13 @@ const EXPECTED = [
   },
   {
     bydel: 'alle',
-    notices: 7,
-    answeredWithinDeadline: 3,
+    notices: 8,
+    answeredWithinDeadline: 4,
     medianAnswerWorkingMinutes: 60,
     p90AnswerWorkingMinutes: 210,
     unanswered: 2,
     avmeldt: 1,
-    overtidigeDogn: 7,
+    overtidigeDogn: 9,
   },
 ];
 
@@ -77,7 +80,10 @@ async function scriptWeek(url: string): Promise<void> {
   let now = new Date();
   const store = new Store(await openDatabase(url), () => now);
   const at = (local: string) => (now = oslo(local));
-  const notice = async (local: string, o: { bydel: string | null; klar: string; patient: string; state?: MessageState; receiverL1?: string }) => {
+  const notice = async (
+    local: string,
+    o: { bydel: string | null; klar: string; patient: string; state?: MessageState; receiverL1?: string; cancellation?: boolean },
+  ) => {
     at(local);
     const msgId = randomUUID();
     const { messageId } = await seedMessage(store, {
@@ -97,10 +103,11 @@ async function scriptWeek(url: string): Promise<void> {
       payloads: [],
       events: [],
       outbox: [],
-      expectations: expectationsFor({ type: 'LOG_UTSKRIVNINGSKLAR' }, now, config.tracking, calendar),
+      expectations: expectationsFor({ type: 'LOG_UTSKRIVNINGSKLAR', forsendelsesstatus: o.cancellation ? 'C' : undefined }, now, config.tracking, calendar),
     });
     return messageId;
   };
+  const closed = (id: number, by: string) => seedUpdate(store, id, { answer_state: 'closed', closed_by: by });
   const answered = async (id: number, local: string) => {
     at(local);
     await seedUpdate(store, id, { answer_state: 'answered', answered_at: now.toISOString(), answer_rule: 'conversation-ref' });
@@ -140,6 +147,14 @@ async function scriptWeek(url: string): Promise<void> {
   const n7 = await notice('2026-03-13T13:00', { bydel: null, klar: '2026-03-13', patient: 'p7', receiverL1: '9910003' });
   await answered(n7, '2026-03-13T14:00');
   await followUp('2026-03-13T15:30', 'LOG_UTSKREVET', 'p3', '2026-03-13T15:00:00');
+  const n8 = await notice('2026-03-09T12:00', { bydel: SAGENE, klar: '2026-03-09', patient: 'p10' });
+  await closed(n8, 'superseded');
+  const n9 = await notice('2026-03-11T09:00', { bydel: SAGENE, klar: '2026-03-09', patient: 'p10' });
+  await answered(n9, '2026-03-11T10:00');
+  const cancelled = await notice('2026-03-10T11:00', { bydel: FROGNER, klar: '2026-03-10', patient: 'p11' });
+  await notice('2026-03-10T12:00', { bydel: FROGNER, klar: '2026-03-10', patient: 'p11', cancellation: true });
+  await closed(cancelled, 'cancellation');
+  await closed(await notice('2026-03-12T09:00', { bydel: FROGNER, klar: '2026-03-12', patient: 'p12' }), 'apprec:rejected');
   await store.close();
 }
 
@@ -160,7 +175,8 @@ for (const backend of [sqliteBackend(), postgresBackend()] as Backend[]) {
       const store = new Store(await openDatabase(url));
       try {
         const entries = await loadLedger(store, calendar, { from: '2026-03-09', to: '2026-03-13', now: oslo('2026-03-20T12:00'), bydelOfHerId });
-        expect(entries).to.have.length(7);
+        expect(entries).to.have.length(8);
+        expect(entries.find((e) => e.overtidigeDogn === 2 && e.answeredAt)?.noticeAt, 'N9 stands for N8').to.equal(oslo('2026-03-11T09:00').toISOString());
         expect(overtidReport(entries)).to.deep.equal(EXPECTED);
         const n3 = entries.find((e) => e.overtidigeDogn === 3)!;
         expect(n3).to.include({ utskrivningsklarDate: '2026-03-10', dischargeDate: '2026-03-13', answeredAt: null, open: false });
@@ -203,7 +219,7 @@ describe('plo-gateway report overtid and messages pending (CLI)', function () {
     expect(lines[0]).to.equal(
       'bydel,bydelName,notices,answeredWithinDeadline,medianAnswerWorkingMinutes,p90AnswerWorkingMinutes,unanswered,avmeldt,overtidigeDogn',
     );
-    expect(lines.slice(1)).to.deep.equal(['030103,Sagene,3,1,60,60,1,1,3', '030105,Frogner,4,2,60,210,1,0,4', 'alle,Alle bydeler,7,3,60,210,2,1,7']);
+    expect(lines.slice(1)).to.deep.equal(['030103,Sagene,4,2,60,60,1,1,5', '030105,Frogner,4,2,60,210,1,0,4', 'alle,Alle bydeler,8,4,60,210,2,1,9']);
   });
 
   it('report overtid --format json carries the ledger lines; a bad date is a usage error', async () => {
@@ -211,7 +227,7 @@ describe('plo-gateway report overtid and messages pending (CLI)', function () {
     expect(r.status, r.stderr).to.equal(0);
     const report = JSON.parse(r.stdout);
     expect(report.bydeler.map((b: { bydel: string }) => b.bydel)).to.deep.equal([SAGENE, FROGNER, 'alle']);
-    expect(report.notices).to.have.length(7);
+    expect(report.notices).to.have.length(8);
     expect((await cli(['report', 'overtid', '--from', '9.3.2026', '--to', '2026-03-13'], { env })).status).to.equal(2);
   });
 

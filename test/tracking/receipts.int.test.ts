@@ -190,14 +190,124 @@ for (const backend of testBackends()) {
 
       const avmelding = msgHead('LOG_AVMELDING', { refs: [waiting.msgId, waiting.msgId] });
       const delivered = await sent('LOG_AVMELDING');
-      await store.inTransaction((tx) => receipts.closeWaitOnDelivery(tx, avmelding, avmelding.msgId, delivered.id, now));
+      await store.inTransaction((tx) => receipts.linkOnDelivery(tx, avmelding, avmelding.msgId, delivered.id, now));
       expect(await events(delivered.msgId)).to.deep.equal(['closed-answer-wait']);
       expect(await row(waiting.id)).to.include({ answer_state: 'closed', closed_by: 'LOG_AVMELDING' });
       expect(await expectation(waiting.id, 'answer')).to.deep.equal({ state: 'closed', resolved_by: 'LOG_AVMELDING' });
 
+      // a cancellation withdraws the answered notice too (it leaves the ledger); its answer stays recorded
       const cancellation = msgHead('LOG_UTSKRIVNINGSKLAR', { forsendelsesstatus: 'C', refs: [answered.msgId, answered.msgId] });
-      expect(await receipts.forClose(cancellation, 'cancellation', null)).to.include({ kind: 'none' });
-      expect(await row(answered.id)).to.include({ answer_state: 'answered' });
+      const withdrawn = await receipts.forClose(cancellation, { does: 'cancel', of: 'LOG_UTSKRIVNINGSKLAR' }, null);
+      expect(withdrawn).to.deep.include({ kind: 'close', by: 'cancellation', link: 'conversation-ref' });
+      await record(withdrawn);
+      expect(await row(answered.id)).to.include({ answer_state: 'answered', closed_by: 'cancellation' });
+      expect(await receipts.forClose(cancellation, { does: 'cancel', of: 'LOG_UTSKRIVNINGSKLAR' }, null), 'cancelled once').to.include({ kind: 'none' });
+    });
+
+    /** A message the hospital delivered now, as the outbound path records it, with its links to earlier ones. */
+    async function delivered(m: MsgHeadModel, o: Parameters<typeof sent>[1] = {}) {
+      const out = await sent(m.type, o);
+      await store.db.kysely.updateTable('messages').set({ msg_id: m.msgId }).where('id', '=', out.id).execute();
+      await store.inTransaction((tx) => receipts.linkOnDelivery(tx, m, o.conversationId ?? m.msgId, out.id, now));
+      return { ...out, msgId: m.msgId };
+    }
+
+    it('an avmelding without a reference closes the wait for that patient, and only that patient’s; the patient link is recorded', async () => {
+      const mine = await sent('LOG_UTSKRIVNINGSKLAR', { patientKey: 'patient-p1' });
+      const other = await sent('LOG_UTSKRIVNINGSKLAR', { patientKey: 'patient-p2' });
+      const elsewhere = await sent('LOG_UTSKRIVNINGSKLAR', { patientKey: 'patient-p1', to: [ALNA.l1, ALNA.kd] });
+      const avmelding = await delivered(msgHead('LOG_AVMELDING'), { patientKey: 'patient-p1' });
+      expect(await row(mine.id)).to.include({ answer_state: 'closed', closed_by: 'LOG_AVMELDING' });
+      expect(await row(other.id), "another patient's notice to the same bydel").to.include({ answer_state: null });
+      expect(await row(elsewhere.id), 'the same patient, another bydel').to.include({ answer_state: null });
+      const closedOn = (await store.timeline(mine.msgId))[0].events.find((e) => e.event === 'wait-closed');
+      expect(JSON.parse(closedOn?.detail ?? '{}')).to.include({ by: 'LOG_AVMELDING', link: 'patient', msgId: avmelding.msgId });
+    });
+
+    it('a discharge reported as death (Uttilstand 2) ends the wait as a death; LOG_DOD too', async () => {
+      const notice = await sent('LOG_UTSKRIVNINGSKLAR', { patientKey: 'patient-d1' });
+      await delivered({ ...msgHead('LOG_UTSKREVET'), uttilstand: '2' }, { patientKey: 'patient-d1' });
+      expect(await row(notice.id)).to.include({ answer_state: 'closed', closed_by: 'LOG_UTSKREVET:dod' });
+      const second = await sent('LOG_UTSKRIVNINGSKLAR', { patientKey: 'patient-d2' });
+      await delivered(msgHead('LOG_DOD'), { patientKey: 'patient-d2' });
+      expect(await expectation(second.id, 'answer')).to.deep.equal({ state: 'closed', resolved_by: 'LOG_DOD' });
+    });
+
+    it('a notice sent again for the same stay supersedes the earlier one: one wait, not two', async () => {
+      const first = await sent('LOG_UTSKRIVNINGSKLAR', { patientKey: 'patient-s1' });
+      const again = await delivered(msgHead('LOG_UTSKRIVNINGSKLAR'), { patientKey: 'patient-s1' });
+      expect(await expectation(first.id, 'answer')).to.deep.equal({ state: 'closed', resolved_by: 'superseded' });
+      expect(await expectation(again.id, 'answer')).to.include({ state: 'open' });
+      expect(await events(again.msgId)).to.deep.equal(['superseded-earlier']);
+      const alone = await delivered(msgHead('LOG_UTSKRIVNINGSKLAR'), { patientKey: 'patient-s2' });
+      expect(await events(alone.msgId), 'nothing superseded: nothing on its timeline').to.deep.equal([]);
+    });
+
+    it('a notice the bydel rejected (AppRec Avvist) was no valid notice: its wait ends', async () => {
+      const notice = await sent('LOG_UTSKRIVNINGSKLAR', { patientKey: 'patient-r1' });
+      await record({
+        kind: 'apprec',
+        target: { id: notice.id, msgId: notice.msgId, msgType: 'LOG_UTSKRIVNINGSKLAR' },
+        status: 'rejected',
+        errors: [{ code: 'E10' }],
+      });
+      expect(await row(notice.id)).to.include({ apprec_status: 'rejected', answer_state: 'closed', closed_by: 'apprec:rejected' });
+    });
+
+    it('a cancelled LOG_INNLAGT closes its wait for the Innleggelsesrapport; a rapport that came before the admission meets it when it arrives', async () => {
+      const admission = await sent('LOG_INNLAGT', { to: [FROGNER.l1, FROGNER.kp], patientKey: 'patient-i1' });
+      await delivered(msgHead('LOG_INNLAGT', { forsendelsesstatus: 'C', refs: [admission.msgId, admission.msgId] }), { to: [FROGNER.l1, FROGNER.kp] });
+      expect(await expectation(admission.id, 'innleggelsesrapport')).to.deep.equal({ state: 'closed', resolved_by: 'cancellation' });
+
+      // the rapport first, from Frogner's sykehjem: nothing to meet yet
+      const { messageId: rapportId } = await seedMessage(store, {
+        message: {
+          msg_id: randomUUID(),
+          direction: 'in',
+          sender_her_id: '9940005',
+          msg_type: 'INNLEGGELSESRAPPORT',
+          state: 'forwarded',
+          bydel: '030105',
+          patient_key: 'patient-i2',
+        },
+        payloads: [],
+        events: [{ stage: 'correlate', event: 'uncorrelated', detail: { why: 'no LOG_INNLAGT' } }],
+        outbox: [],
+        expectations: [],
+      });
+      const later = await sent('LOG_INNLAGT', { to: [FROGNER.l1, FROGNER.kp], patientKey: 'patient-i2' });
+      await store.db.kysely.updateTable('messages').set({ bydel: '030105' }).where('id', '=', later.id).execute();
+      const m = msgHead('LOG_INNLAGT');
+      await store.inTransaction((tx) => receipts.linkOnDelivery(tx, m, m.msgId, later.id, now));
+      expect(await expectation(later.id, 'innleggelsesrapport')).to.deep.equal({ state: 'met', resolved_by: 'innleggelsesrapport:before-admission' });
+      const rapportEvents = await db.kysely.selectFrom('events').select('event').where('message_id', '=', rapportId).execute();
+      expect(rapportEvents.map((e) => e.event)).to.deep.equal(['uncorrelated', 'correlated']);
+      // used once: the next admission of that patient waits for a rapport of its own
+      const next = await sent('LOG_INNLAGT', { to: [FROGNER.l1, FROGNER.kp], patientKey: 'patient-i2' });
+      await store.db.kysely.updateTable('messages').set({ bydel: '030105' }).where('id', '=', next.id).execute();
+      await store.inTransaction((tx) => receipts.linkOnDelivery(tx, m, m.msgId, next.id, now));
+      expect(await expectation(next.id, 'innleggelsesrapport')).to.include({ state: 'open' });
+    });
+
+    it("the kommune's later message (a place is ready) is kept on the notice's timeline; the first answer stays the answer", async () => {
+      const notice = await sent('LOG_UTSKRIVNINGSKLAR', { patientKey: 'patient-f1' });
+      const reply = () => receipts.forMessage(msgHead('DIALOG_NOTAT', { refs: [notice.msgId, notice.msgId], temaKodet: [NOTAT] }), answerFrom({}), now);
+      const first = { msgId: randomUUID(), msgType: 'DIALOG_NOTAT' };
+      await record((await reply()) as Correlation, first);
+      await record((await reply()) as Correlation, { msgId: randomUUID(), msgType: 'DIALOG_NOTAT' });
+      expect(await events(notice.msgId)).to.deep.equal(['answered', 'kommune-follow-up']);
+      expect(await row(notice.id)).to.include({ answer_state: 'answered', answer_msg_id: first.msgId });
+    });
+
+    it('a DIALOG_SVAR answers the notice it refers to; one without a reference answers nothing', async () => {
+      const notice = await sent('LOG_UTSKRIVNINGSKLAR', { patientKey: 'patient-a' });
+      const svar = await receipts.forMessage(msgHead('DIALOG_SVAR', { refs: [randomUUID(), notice.msgId] }), answerFrom({}), now);
+      expect(svar).to.deep.include({
+        kind: 'answer',
+        rule: 'conversation-ref',
+        target: { id: notice.id, msgId: notice.msgId, msgType: 'LOG_UTSKRIVNINGSKLAR' },
+      });
+      expect(await receipts.forMessage(msgHead('DIALOG_SVAR'), answerFrom({}), now)).to.include({ kind: 'none' });
     });
 
     it('an Innleggelsesrapport from the bydel meets the wait of the admission it was sent for', async () => {
