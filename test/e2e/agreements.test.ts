@@ -5,6 +5,7 @@
 // transport-ack wait resends by; a partner without one gets HIS 1037's defaults; the register is
 // asked once per TTL and its cache is shared; the register down holds up only a pair it has
 // never answered for, with one alert firing and resolving.
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,21 +13,25 @@ import type { GetMessage } from 'amqplib';
 import { expect } from 'chai';
 import type { GatewayConfig } from '../../src/config/config.js';
 import type { Gateway } from '../../src/gateway.js';
+import { buildAppRec } from '../../src/mapping/apprec.js';
 import { parseMultipart } from '../../src/mapping/multipart.js';
+import { parseMessage } from '../../src/mapping/parse.js';
 import { createLogger } from '../../src/observability/log.js';
 import { Agreements } from '../../src/outbound/agreements/agreements.js';
 import { cpaIdFor } from '../../src/outbound/ebxml.js';
 import { openDatabase } from '../../src/tracking/db.js';
 import { Store } from '../../src/tracking/store.js';
+import { makeSigner, received, registerWithCertificates, type SigningKeyPair, SimulatedBydel, TEMA } from '../support/bydel.js';
 import { xmlsec1 } from '../support/certificates.js';
 import { cli } from '../support/cli.js';
 import { CppaStandIn } from '../support/cppaStandIn.js';
 import { type LogCapture, Peer, startGateway, testConfig, testSigningKeys } from '../support/harness.js';
-import { sleep } from '../support/poll.js';
+import { eventually, sleep } from '../support/poll.js';
 import { readdressToOslo, readSample } from '../support/samples.js';
 
 const UTSKRIVNINGSKLAR = 'plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml';
 const INNLAGT = 'plo-1.6/Pasientlogistikk_Innlagt_pasient_v1-6_Ny.xml';
+const NOTAT = 'dialogmelding/ks-1.0-dialog-notat-webmed-test.xml';
 const FROGNER_KD0501 = '9920005';
 const FROGNER_KP02 = '9930005';
 const GRORUD_KD0501 = '9920010';
@@ -55,6 +60,7 @@ describe('CPAs from the CPPA register, end to end (stand-in CPPA, RabbitMQ, SQLi
   let logs: LogCapture;
   let store: Store;
   let alertQueue: string;
+  let frognerKdKey: SigningKeyPair;
 
   const deliver = async (sample: string, postalCode: string, herId: string) => {
     const { xml, msgId } = readdressToOslo(readSample(sample), { postalCode });
@@ -73,7 +79,7 @@ describe('CPAs from the CPPA register, end to end (stand-in CPPA, RabbitMQ, SQLi
       // Frogner's case handling: an older partner, rsa-sha1 and no Acknowledgments
       {
         partnerHerId: FROGNER_KD0501,
-        msgTypes: ['LOG_UTSKRIVNINGSKLAR', 'LOG_INNLAGT'],
+        msgTypes: ['LOG_UTSKRIVNINGSKLAR', 'DIALOG_NOTAT'],
         cpaId: FROGNER_CPA,
         signatureAlgorithm: 'rsa-sha1',
         ackRequested: 'never',
@@ -92,7 +98,9 @@ describe('CPAs from the CPPA register, end to end (stand-in CPPA, RabbitMQ, SQLi
       { partnerHerId: GRORUD_KP02, msgTypes: ['LOG_INNLAGT'], signatureAlgorithm: 'rsa-sha256' },
     ]);
     peer = await Peer.connect();
+    frognerKdKey = await makeSigner('frogner-kd0501-cpa');
     config = testConfig((c) => {
+      c.routing.addressRegisterFile = registerWithCertificates({ [FROGNER_KD0501]: frognerKdKey.certPem });
       c.cppa = { url: cppa.url, cacheTtl: 'PT1H', timeout: 'PT1S' };
       c.addressRegister.checkInterval = 'PT1S';
       c.retry = { initialDelay: 'PT0.5S', maxDelay: 'PT2S', maxAttempts: 200 };
@@ -182,6 +190,48 @@ describe('CPAs from the CPPA register, end to end (stand-in CPPA, RabbitMQ, SQLi
     expect(envelope).to.contain('AckRequested');
     expect(await transportAck(msgId)).to.include({ state: 'open', resend_limit: null, resend_interval_ms: null });
     expect(cppa.count(FROGNER_KP02)).to.equal(1);
+  });
+
+  it("the EPJ's AppRec to Frogner goes back under the CPA too: its CPAId, rsa-sha1, Action APPREC, no eb:AckRequested", async () => {
+    const { m } = await deliver(UTSKRIVNINGSKLAR, '0350', FROGNER_KD0501);
+    const notice = received(m);
+    const frogner = new SimulatedBydel(
+      { name: 'Oslo kommune, Bydel Frogner (FIKTIV)', herId: '9910005' },
+      { name: 'Saksbehandling (FIKTIV)', herId: FROGNER_KD0501 },
+      frognerKdKey,
+    );
+    const answer = frogner.reply(readSample(NOTAT), notice, { temaKodet: TEMA.notat });
+    const packaged = frogner.package(answer.xml, { msgType: 'DIALOG_NOTAT', toHerId: notice.fromHerId, conversationId: notice.conversationId });
+    await peer.send(config.broker.queues.nhnInbound, packaged.body, { contentType: packaged.contentType, headers: { 'from-her-id': FROGNER_KD0501 } });
+    const [forwarded] = await peer.take(config.broker.queues.epjInbound, 1);
+    const got = parseMessage(forwarded.content, { maxBytes: 5_000_000 });
+    if (!got.ok || got.value.doc.kind !== 'msghead') throw new Error('the EPJ got no MsgHead');
+    const doc = got.value.doc;
+    const appRecId = randomUUID();
+    await peer.send(
+      config.broker.queues.epjOutbound,
+      buildAppRec({
+        id: appRecId,
+        version: '1.1',
+        status: '1',
+        errors: [],
+        original: { msgType: doc.type, issueDate: doc.genDate, msgId: doc.msgId },
+        sender: doc.receiver,
+        receiver: doc.sender,
+      }),
+    );
+    // Frogner's queue also gets the Acknowledgment of its own message
+    const back = await eventually('the AppRec at Frogner', async () =>
+      (await peer.take(`${config.broker.receiverQueuePrefix}${FROGNER_KD0501}`, 1, 200)).find((x) => x.properties.headers?.['msg-id'] === appRecId),
+    );
+    expect(back, 'the AppRec at Frogner').to.exist;
+    const { envelope } = partsOf(back);
+    expect(envelope)
+      .to.contain(`<eb:CPAId>${FROGNER_CPA}</eb:CPAId>`)
+      .and.contain('>S-DIALOG_NOTAT</eb:Service>')
+      .and.contain('<eb:Action>APPREC</eb:Action>')
+      .and.contain('Algorithm="http://www.w3.org/2000/09/xmldsig#rsa-sha1"')
+      .and.not.contain('AckRequested');
   });
 
   it('the register is asked once per pair and TTL, not per message; a second replica reads the same cache without asking', async () => {
