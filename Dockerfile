@@ -19,7 +19,8 @@ ENV NODE_ENV=production \
     GATEWAY_CONFIG=/app/config/default.json \
     GATEWAY_SCHEMA_DIR=/schemas \
     DATABASE_URL=sqlite:/var/lib/plo-gateway/gateway.db \
-    GATEWAY_HTTP_PORT=8080
+    GATEWAY_HTTP_PORT=8080 \
+    GATEWAY_HTTP_HOST=0.0.0.0
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist

@@ -10,6 +10,7 @@ import { registerRegisterCommands } from './ops/cli/register.js';
 import { registerReportCommands } from './ops/cli/report.js';
 import { registerRouteCommands } from './ops/cli/route.js';
 import { registerRoutingCommands } from './ops/cli/routing.js';
+import { registerUserCommands } from './ops/cli/users.js';
 
 const program = new Command().name('plo-gateway').description("PLO gateway between the hospital EPJ and Oslo's bydeler over Norsk helsenett").exitOverride();
 
@@ -20,6 +21,7 @@ addPendingCommand(registerMessageCommands(program));
 registerReportCommands(program);
 registerRoutingCommands(program);
 registerRegisterCommands(program);
+registerUserCommands(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -173,6 +173,7 @@ export class Gateway {
           { name: 'running', reason: 'shutting down', check: () => !this.stopping },
         ],
         ops.http,
+        config.http.host,
       );
     }
     log.info({ event: EVENTS.started, httpPort: this.httpPort() }, 'gateway started');

@@ -41,7 +41,8 @@ export const configSchema = z
       })
       .strict(),
     database: z.object({ url: z.string().regex(/^(sqlite:|postgres(ql)?:\/\/)/, 'must start with sqlite: or postgres://') }).strict(),
-    http: z.object({ port: z.number().int().min(0).max(65535) }).strict(),
+    /** host: the address the HTTP listener binds to; loopback unless configured otherwise (a container sets 0.0.0.0) */
+    http: z.object({ port: z.number().int().min(0).max(65535), host: z.string().min(1).default('127.0.0.1') }).strict(),
     apiToken: z.string().optional(),
     schemaDir: z.string().min(1),
     limits: z.object({ maxMessageBytes: z.number().int().min(1024) }).strict(),
@@ -282,6 +283,7 @@ function applyEnv(raw: JsonObject, env: NodeJS.ProcessEnv): JsonObject {
   if (env.AMQP_URL) set(['broker', 'url'], env.AMQP_URL);
   if (env.DATABASE_URL) set(['database', 'url'], env.DATABASE_URL);
   if (env.GATEWAY_HTTP_PORT) set(['http', 'port'], Number(env.GATEWAY_HTTP_PORT));
+  if (env.GATEWAY_HTTP_HOST) set(['http', 'host'], env.GATEWAY_HTTP_HOST);
   if (env.GATEWAY_API_TOKEN) set(['apiToken'], env.GATEWAY_API_TOKEN);
   if (env.GATEWAY_SCHEMA_DIR) set(['schemaDir'], env.GATEWAY_SCHEMA_DIR);
   if (env.GATEWAY_SIGNING_KEY) set(['signing', 'keyFile'], env.GATEWAY_SIGNING_KEY);

@@ -65,6 +65,9 @@ export const EVENTS = {
   releasedFromHold: 'GW-5102',
   redirected: 'GW-5103',
   payloadsExpired: 'GW-5201',
+  loginFailed: 'GW-5301',
+  loginThrottled: 'GW-5302',
+  breakGlassUsed: 'GW-5303',
 } as const;
 
 export type EventId = (typeof EVENTS)[keyof typeof EVENTS];

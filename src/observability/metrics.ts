@@ -157,6 +157,13 @@ export class Metrics {
     this.queueConsumers.set({ queue }, consumers);
   }
 
+  /** The queue depths and consumers of the last ops check (the console's overview). */
+  async queues(): Promise<{ queue: string; messages: number; consumers: number }[]> {
+    const [messages, consumers] = await Promise.all([this.queueMessages.get(), this.queueConsumers.get()]);
+    const count = new Map(consumers.values.map((v) => [String(v.labels.queue), v.value]));
+    return messages.values.map((v) => ({ queue: String(v.labels.queue), messages: v.value, consumers: count.get(String(v.labels.queue)) ?? 0 }));
+  }
+
   /** Prometheus text exposition format. */
   async text(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };

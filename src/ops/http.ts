@@ -1,6 +1,7 @@
-// Liveness, readiness and metrics for the container and the orchestrator, and the ops API under
-// /api/ (node:http: a handful of routes do not justify a framework). Readiness names what is
-// missing, never any message content.
+// Liveness, readiness and metrics for the container and the orchestrator, the ops API under
+// /api/ and the ops console under /console (node:http: a handful of routes do not justify a
+// framework). Readiness names what is missing, never any message content. The listener binds to
+// loopback unless configured otherwise (`http.host`).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
 export interface ReadinessCheck {
@@ -15,18 +16,49 @@ export interface HttpExtras {
   metrics?: () => Promise<{ contentType: string; body: string }>;
   /** everything under /api/, any method (authenticated by the handler) */
   api?: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+  /** /console and everything under it (authenticated by the handler); `readiness` runs the checks as /readyz does */
+  console?: (req: IncomingMessage, res: ServerResponse, readiness: () => Promise<Readiness>) => Promise<void>;
+}
+
+export interface Readiness {
+  failing: string[];
+  reasons: Record<string, string>;
 }
 
 /** A check that does not answer in time (e.g. an unreachable database) counts as failing. */
 const CHECK_TIMEOUT_MS = 2000;
 
-export function startHttpServer(port: number, checks: ReadinessCheck[], extras: HttpExtras = {}): Promise<Server> {
+/** Runs every check, each within CHECK_TIMEOUT_MS. */
+export async function readiness(checks: ReadinessCheck[]): Promise<Readiness> {
+  const failing: string[] = [];
+  const reasons: Record<string, string> = {};
+  for (const c of checks) {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), CHECK_TIMEOUT_MS)));
+    const ok = await Promise.race([
+      Promise.resolve()
+        .then(c.check)
+        .catch(() => false),
+      timeout,
+    ]);
+    clearTimeout(timer);
+    if (!ok) {
+      failing.push(c.name);
+      reasons[c.name] = c.reason ?? `${c.name} check failed`;
+    }
+  }
+  return { failing, reasons };
+}
+
+export function startHttpServer(port: number, checks: ReadinessCheck[], extras: HttpExtras = {}, host = '127.0.0.1'): Promise<Server> {
   const server = createServer(async (req, res) => {
     const send = (status: number, body: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
     };
     if (extras.api && req.url?.startsWith('/api/')) return extras.api(req, res);
+    if (extras.console && (req.url === '/console' || req.url?.startsWith('/console/') || req.url?.startsWith('/console?')))
+      return extras.console(req, res, () => readiness(checks));
     if (req.method !== 'GET') return send(405, { error: 'method not allowed' });
     if (req.url === '/metrics' && extras.metrics) {
       // a rejection here would be unhandled (the listener's promise is not awaited): answer 500
@@ -37,29 +69,13 @@ export function startHttpServer(port: number, checks: ReadinessCheck[], extras: 
     }
     if (req.url === '/healthz') return send(200, { status: 'ok' });
     if (req.url === '/readyz') {
-      const failing: string[] = [];
-      const reasons: Record<string, string> = {};
-      for (const c of checks) {
-        let timer: NodeJS.Timeout | undefined;
-        const timeout = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), CHECK_TIMEOUT_MS)));
-        const ok = await Promise.race([
-          Promise.resolve()
-            .then(c.check)
-            .catch(() => false),
-          timeout,
-        ]);
-        clearTimeout(timer);
-        if (!ok) {
-          failing.push(c.name);
-          reasons[c.name] = c.reason ?? `${c.name} check failed`;
-        }
-      }
+      const { failing, reasons } = await readiness(checks);
       return failing.length === 0 ? send(200, { status: 'ready' }) : send(503, { status: 'not ready', failing, reasons });
     }
     send(404, { error: 'not found' });
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, '0.0.0.0', () => resolve(server));
+    server.listen(port, host, () => resolve(server));
   });
 }

@@ -4,7 +4,7 @@
 /** Who acts and why; `via` tells the CLI from the API in the audit trail. */
 export interface Actor {
   actor: string;
-  via: 'cli' | 'api';
+  via: 'cli' | 'api' | 'console';
   reason?: string;
 }
 

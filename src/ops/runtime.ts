@@ -18,6 +18,7 @@ import { logFailure, Periodic } from '../shared/periodic.js';
 import { workingCalendar } from '../tracking/deadlines.js';
 import type { Store } from '../tracking/store.js';
 import { apiHandler } from './api.js';
+import { Authenticator } from './auth.js';
 import { certificateExpiryConditions } from './certificateExpiry.js';
 import { DeadLetterRecorder } from './deadLetters/recorder.js';
 import { DeadLetterRepository } from './deadLetters/repository.js';
@@ -27,6 +28,7 @@ import { releaseCertificateHolds, releaseHeldMessage, resendDelivered, routeHeld
 import { addressRegisterCondition, applyCondition, cppaCondition, crlCondition, OpsChecker } from './opsAlerts.js';
 import { PayloadRetention } from './retention.js';
 import { opsSnapshot } from './snapshot.js';
+import { UserStore } from './users.js';
 
 export interface OpsRuntimeDeps {
   config: GatewayConfig;
@@ -58,10 +60,11 @@ export class OpsRuntime {
     this.metrics = new Metrics(() => opsSnapshot(store.db, new Date()));
     const holdDeps = { config, store, routing: deps.routing, signing: deps.signing, agreements: deps.agreements, revocation: deps.revocation, outbox, log };
     const service = new DeadLetterService(this.deadLetters, log, (exchange, key, body, o) => publisher.publish(exchange, key, body, o));
+    const auth = new Authenticator({ users: new UserStore(store.db), breakGlassToken: config.apiToken, log });
     this.http = {
       metrics: () => this.metrics.text(),
       api: apiHandler({
-        token: config.apiToken,
+        auth,
         log,
         deadLetters: service,
         route: (msgId, bydel, by, o) =>

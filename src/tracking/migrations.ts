@@ -379,6 +379,59 @@ export function migrations(dialect: DialectName): Record<string, Migration> {
           .execute();
       },
     },
+    '014_users': {
+      async up(db: Kysely<any>) {
+        // The people who use the ops API and console (src/ops/users.ts): a token is stored only as
+        // its SHA-256 (a random 256-bit secret needs no slow hash); a revoked user's row stays, so
+        // the audit trail's names keep meaning someone. One active user per name.
+        await db.schema
+          .createTable('users')
+          .addColumn('id', idType, id)
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('role', 'text', (c) => c.notNull().check(sqlIn('role', ['viewer', 'operator', 'admin'])))
+          .addColumn('payload_access', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('created_by', 'text', (c) => c.notNull())
+          .addColumn('revoked_at', 'text')
+          .addColumn('revoked_by', 'text')
+          .execute();
+        await db.schema
+          .createIndex('users_active_name')
+          .on('users')
+          .column('name')
+          .unique()
+          .where(sql<boolean>`${sql.ref('revoked_at')} is null`)
+          .execute();
+        // Console logins: a cookie's session id, stored as its SHA-256, with the CSRF token its forms carry.
+        await db.schema
+          .createTable('user_sessions')
+          .addColumn('id_hash', 'text', (c) => c.primaryKey())
+          .addColumn('user_id', refType, (c) => c.notNull().references('users.id').onDelete('cascade'))
+          .addColumn('csrf', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('expires_at', 'text', (c) => c.notNull())
+          .execute();
+      },
+    },
+    '013_ledger': {
+      async up(db: Kysely<any>) {
+        // The overtid ledger's settlements (docs/deadlines-and-alerts.md "Overtid ledger"): the date
+        // a caseworker recorded that the kommune offered a place for an answered utskrivningsklar
+        // notice; døgn from that date on are not payable. A later settlement of the same notice
+        // replaces an earlier one (the newest row counts); every one is audited.
+        await db.schema
+          .createTable('overtid_settlements')
+          .addColumn('id', idType, id)
+          .addColumn('message_id', refType, (c) => c.notNull().references('messages.id'))
+          .addColumn('offered_date', 'text', (c) => c.notNull())
+          .addColumn('reason', 'text', (c) => c.notNull())
+          .addColumn('actor', 'text', (c) => c.notNull())
+          .addColumn('at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('overtid_settlements_message').on('overtid_settlements').columns(['message_id', 'id']).execute();
+      },
+    },
   };
 }
 

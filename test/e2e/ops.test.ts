@@ -202,18 +202,30 @@ describe('ops: dead letters, manual routing, metrics (RabbitMQ + SQLite + CLI + 
     expect((await audit('dlq.resume')).length).to.be.at.least(1);
   });
 
-  it('the same operations over HTTP: 401 without the token, GET lists, POST replays', async () => {
+  it('the same operations over HTTP with a token from `users add`: 401 without it, GET lists, POST replays as the user; revoked, it stops', async () => {
+    const added = await cli('users', 'add', 'kari', '--role', 'operator');
+    expect(added.status, added.stderr).to.equal(0);
+    const kari = added.stdout.trimEnd().split('\n').at(-1) ?? '';
+    expect(kari).to.match(/^plo_\S+$/);
+    const listedUsers = await cli('users', 'list');
+    expect(listedUsers.stdout).to.match(/^kari\s+operator\s+no\s+active/m);
+    expect(listedUsers.stdout).not.to.contain(kari);
     expect((await http('/api/dlq', { token: null })).status).to.equal(401);
     expect((await http('/api/dlq', { token: 'wrong' })).status).to.equal(401);
     await injectDeadLetter('<over-http/>', { 'x-error-code': 'GW-TEST-HTTP', 'x-source-queue': scratchQueue(), 'msg-id': 'over-http' });
     const dead = await openDeadLetter('over-http');
-    const listed = await (await http('/api/dlq?code=GW-TEST-HTTP')).json();
+    const listed = await (await http('/api/dlq?code=GW-TEST-HTTP', { token: kari })).json();
     expect(listed.map((d: { id: number }) => d.id)).to.deep.equal([dead.id]);
-    expect((await http(`/api/dlq/${dead.id}/replay`)).status, 'GET changes nothing').to.equal(405);
-    const r = await http(`/api/dlq/${dead.id}/replay`, { method: 'POST', body: JSON.stringify({ actor: 'kari', reason: 'fixed' }) });
+    expect((await http(`/api/dlq/${dead.id}/replay`, { token: kari })).status, 'GET changes nothing').to.equal(405);
+    const r = await http(`/api/dlq/${dead.id}/replay`, { method: 'POST', body: JSON.stringify({ reason: 'fixed' }), token: kari });
     expect(r.status).to.equal(200);
     expect((await peer.take(scratchQueue(), 1))[0]?.content.toString()).to.equal('<over-http/>');
     expect((await audit('dlq.replay')).at(-1)).to.include({ actor: 'kari', reason: 'fixed' });
+    expect((await http('/api/dlq', { token: TOKEN })).status, 'GATEWAY_API_TOKEN: break-glass').to.equal(200);
+    const revoked = await cli('users', 'revoke', 'kari', '--reason', 'test done');
+    expect(revoked.status, revoked.stderr).to.equal(0);
+    expect((await http('/api/dlq', { token: kari })).status).to.equal(401);
+    expect((await audit('user.revoke')).at(-1)).to.include({ actor: 'ops-tester', target: 'user:kari', reason: 'test done' });
   });
 
   it('dlq-not-empty fires while dead letters wait and resolves when none do: never once per check', async () => {
