@@ -62,33 +62,31 @@ export function crlCondition(failing: { since: Date; reason: string } | undefine
   };
 }
 
-/** NHN's Adresseregister not answering: the cache and the snapshot serve meanwhile, nothing is rejected for it. */
-export function addressRegisterCondition(a: ArAvailability): Condition {
-  const firing = a.configured && a.unavailableSince !== undefined;
-  return {
-    kind: 'address-register-unavailable',
-    subject: '',
-    firing,
-    severity: 'warning',
-    text: firing
-      ? `The address register (AR) has not answered since ${a.unavailableSince?.toISOString()} (${a.reason}); cached answers and the snapshot serve, and messages that need AR wait.`
-      : 'The address register (AR) answers again.',
+/** One of NHN's registers not answering: what it cached serves meanwhile, nothing is rejected for it. */
+function registerCondition(kind: Extract<Condition['kind'], 'address-register-unavailable' | 'cppa-unavailable'>, register: string, meanwhile: string) {
+  return (a: ArAvailability): Condition => {
+    const firing = a.configured && a.unavailableSince !== undefined;
+    return {
+      kind,
+      subject: '',
+      firing,
+      severity: 'warning',
+      text: firing ? `${register} has not answered since ${a.unavailableSince?.toISOString()} (${a.reason}); ${meanwhile}.` : `${register} answers again.`,
+    };
   };
 }
 
-/** NHN's CPPA register not answering: cached agreements serve; a message for a pair never asked about waits. */
-export function cppaCondition(a: ArAvailability): Condition {
-  const firing = a.configured && a.unavailableSince !== undefined;
-  return {
-    kind: 'cppa-unavailable',
-    subject: '',
-    firing,
-    severity: 'warning',
-    text: firing
-      ? `The CPPA register has not answered since ${a.unavailableSince?.toISOString()} (${a.reason}); cached agreements serve, and messages to a partner whose agreement is not known yet wait.`
-      : 'The CPPA register answers again.',
-  };
-}
+export const addressRegisterCondition = registerCondition(
+  'address-register-unavailable',
+  'The address register (AR)',
+  'cached answers and the snapshot serve, and messages that need AR wait',
+);
+
+export const cppaCondition = registerCondition(
+  'cppa-unavailable',
+  'The CPPA register',
+  'cached agreements serve, and messages to a partner whose agreement is not known yet wait',
+);
 
 export function dlqCondition(open: number): Condition {
   return {

@@ -6,9 +6,6 @@
 // asked once per TTL and its cache is shared; the register down holds up only a pair it has
 // never answered for, with one alert firing and resolving.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { GetMessage } from 'amqplib';
 import { expect } from 'chai';
 import type { GatewayConfig } from '../../src/config/config.js';
@@ -22,7 +19,7 @@ import { cpaIdFor } from '../../src/outbound/ebxml.js';
 import { openDatabase } from '../../src/tracking/db.js';
 import { Store } from '../../src/tracking/store.js';
 import { makeSigner, received, registerWithCertificates, type SigningKeyPair, SimulatedBydel, TEMA } from '../support/bydel.js';
-import { xmlsec1 } from '../support/certificates.js';
+import { xmlsec1VerifyEnvelope } from '../support/certificates.js';
 import { cli } from '../support/cli.js';
 import { CppaStandIn } from '../support/cppaStandIn.js';
 import { type LogCapture, Peer, startGateway, testConfig, testSigningKeys } from '../support/harness.js';
@@ -38,12 +35,6 @@ const GRORUD_KD0501 = '9920010';
 const GRORUD_KP02 = '9930010';
 const FROGNER_CPA = '3c1e7a4e-1f0b-4b6e-9d43-6a2f0c1d5e01';
 const GRORUD_CPA = '7d2b9c10-5a3e-4f21-8c6d-0e9f1a2b3c04';
-
-function tmpFile(name: string, content: string | Buffer): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'gw-cpa-')), name);
-  writeFileSync(file, content);
-  return file;
-}
 
 /** The signed SOAP envelope of a delivery, and its payload part as the bydel receives it. */
 function partsOf(m: GetMessage) {
@@ -127,18 +118,7 @@ describe('CPAs from the CPPA register, end to end (stand-in CPPA, RabbitMQ, SQLi
     expect(envelope).to.contain('Algorithm="http://www.w3.org/2000/09/xmldsig#rsa-sha1"');
     expect(payload.headers['content-type']).to.equal('application/pkcs7-mime; smime-type=enveloped-data');
     const { certFile } = testSigningKeys();
-    const verified = xmlsec1([
-      '--verify',
-      '--trusted-pem',
-      certFile,
-      '--pubkey-cert-pem',
-      certFile,
-      '--enabled-reference-uris',
-      'empty,remote',
-      `--url-map:cid:${payload.contentId}`,
-      tmpFile('payload.p7m', payload.body),
-      tmpFile('envelope.xml', envelopeBytes),
-    ]);
+    const verified = xmlsec1VerifyEnvelope(envelopeBytes, payload.contentId, payload.body, certFile);
     expect(verified.status, verified.output).to.equal(0);
 
     expect(await transportAck(msgId), 'the CPA asks for no Acknowledgment: none is awaited').to.equal(undefined);

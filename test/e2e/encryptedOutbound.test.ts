@@ -14,7 +14,7 @@ import { parseMultipart } from '../../src/mapping/multipart.js';
 import { openDatabase } from '../../src/tracking/db.js';
 import { Store } from '../../src/tracking/store.js';
 import { makeSigner, opensslDecrypt } from '../support/bydel.js';
-import { pemFiles, xmlsec1 } from '../support/certificates.js';
+import { pemFiles, xmlsec1VerifyEnvelope } from '../support/certificates.js';
 import { cli } from '../support/cli.js';
 import { type LogCapture, Peer, startGateway, testConfig, testSigningKeys } from '../support/harness.js';
 import { ADDRESS_REGISTER, DEMO_BYDEL_ENCRYPTION } from '../support/paths.js';
@@ -33,12 +33,6 @@ function registerFile(certificates: Record<string, string | undefined>, file = j
   const parties = JSON.parse(readFileSync(ADDRESS_REGISTER, 'utf8')) as { herId: number; encryptionCertificate?: string }[];
   for (const p of parties) if (String(p.herId) in certificates) p.encryptionCertificate = certificates[String(p.herId)];
   writeFileSync(file, JSON.stringify(parties));
-  return file;
-}
-
-function tmpFile(name: string, content: string | Buffer): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'gw-enc-')), name);
-  writeFileSync(file, content);
   return file;
 }
 
@@ -160,20 +154,7 @@ describe('encrypted payloads to the bydeler (CMS EnvelopedData), end to end', fu
         expect(printed).to.contain(c.oaep ? 'rsaesOaep' : 'rsaEncryption');
 
         const { certFile } = testSigningKeys();
-        /** xmlsec1 over the envelope, with these bytes as the part its cid: reference names */
-        const verifyOver = (part: Buffer) =>
-          xmlsec1([
-            '--verify',
-            '--trusted-pem',
-            certFile,
-            '--pubkey-cert-pem',
-            certFile,
-            '--enabled-reference-uris',
-            'empty,remote',
-            `--url-map:cid:${payload.contentId}`,
-            tmpFile('payload.p7m', part),
-            tmpFile('envelope.xml', envelope.body),
-          ]);
+        const verifyOver = (part: Buffer) => xmlsec1VerifyEnvelope(envelope.body, payload.contentId, part, certFile);
         const verified = verifyOver(payload.body);
         expect(verified.status, verified.output).to.equal(0);
         const flipped = Buffer.from(payload.body);

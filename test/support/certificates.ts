@@ -56,6 +56,34 @@ export function xmlsec1(args: string[]): { status: number | null; output: string
   return { status: r.status, output: `${r.stdout}${r.stderr}` };
 }
 
+/**
+ * xmlsec1 over a signed ebXML envelope, with `part` as the MIME part its `cid:` reference names
+ * (the signer's certificate trusted as is): the partner's MSH check, by an independent tool.
+ */
+export function xmlsec1VerifyEnvelope(
+  envelope: Buffer,
+  contentId: string | undefined,
+  part: Buffer,
+  certFile: string,
+): { status: number | null; output: string } {
+  if (!contentId) throw new Error('the payload part has no Content-ID for the cid: reference');
+  const dir = mkdtempSync(join(tmpdir(), 'gw-xmlsec-'));
+  writeFileSync(join(dir, 'payload.part'), part);
+  writeFileSync(join(dir, 'envelope.xml'), envelope);
+  return xmlsec1([
+    '--verify',
+    '--trusted-pem',
+    certFile,
+    '--pubkey-cert-pem',
+    certFile,
+    '--enabled-reference-uris',
+    'empty,remote',
+    `--url-map:cid:${contentId}`,
+    join(dir, 'payload.part'),
+    join(dir, 'envelope.xml'),
+  ]);
+}
+
 /** A certificate authority made with `openssl ca`: it issues certificates and CRLs, as Buypass does. */
 export interface TestCa {
   name: string;
