@@ -7,11 +7,11 @@
 // the same port (AR down).
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { DOMParser, XMLSerializer } from '@xmldom/xmldom';
 import { keyUsageOf, readCertificate } from '../../src/outbound/certificates.js';
+import { HttpStandIn } from './httpStandIn.js';
 import { SAMPLES } from './paths.js';
 
 export interface StandInParty {
@@ -49,14 +49,12 @@ const CP = 'http://register.nhn.no/CommunicationParty';
 const COMMON = 'http://register.nhn.no/Common';
 const sample = (name: string) => readFileSync(join(SAMPLES, 'adresseregister', name), 'utf8');
 
-export class ArStandIn {
+export class ArStandIn extends HttpStandIn {
   readonly parties = new Map<string, StandInParty>();
   readonly requests: StandInRequest[] = [];
   credentials = { user: 'gateway', password: 'hemmelig' };
   /** answers come this much later (a slow AR) */
   delayMs = 0;
-  private server?: Server;
-  private port = 0;
 
   static async start(parties: StandInParty[] = []): Promise<ArStandIn> {
     const ar = new ArStandIn();
@@ -78,23 +76,7 @@ export class ArStandIn {
     return this.requests.filter((r) => (!operation || r.operation === operation) && (!herId || r.herId === herId)).length;
   }
 
-  async stop(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-
-  /** Listens again on the port it had. */
-  async listen(): Promise<void> {
-    const server = createServer((req, res) => void this.answer(req, res));
-    await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', resolve));
-    this.port = (server.address() as AddressInfo).port;
-    this.server = server;
-  }
-
-  private async answer(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  protected async answer(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const body = Buffer.concat(chunks).toString('utf8');

@@ -7,9 +7,9 @@
 // asked and can be stopped and started again on the same port (the register down).
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
+import { HttpStandIn } from './httpStandIn.js';
 import { SAMPLES } from './paths.js';
 
 export interface StandInAgreement {
@@ -68,15 +68,13 @@ export function cpaXml(myHerId: string, a: StandInAgreement): string {
   return xml;
 }
 
-export class CppaStandIn {
+export class CppaStandIn extends HttpStandIn {
   readonly agreements = new Map<string, StandInAgreement>();
   /** HER-ids with a CPP */
   readonly profiles = new Set<string>();
   readonly requests: CppaRequest[] = [];
   /** the HTTP status to answer everything with instead (a register in trouble) */
   failWith?: number;
-  private server?: Server;
-  private port = 0;
 
   static async start(agreements: StandInAgreement[] = []): Promise<CppaStandIn> {
     const cppa = new CppaStandIn();
@@ -98,23 +96,7 @@ export class CppaStandIn {
     return this.requests.filter((r) => r.path.includes('/Agreements/') && (!otherHerId || r.otherHerId === otherHerId)).length;
   }
 
-  async stop(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-
-  /** Listens again on the port it had. */
-  async listen(): Promise<void> {
-    const server = createServer((req, res) => this.answer(req, res));
-    await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', resolve));
-    this.port = (server.address() as AddressInfo).port;
-    this.server = server;
-  }
-
-  private answer(req: IncomingMessage, res: ServerResponse): void {
+  protected answer(req: IncomingMessage, res: ServerResponse): void {
     const path = new URL(req.url ?? '/', 'http://stand-in').pathname;
     const agreement = /\/api\/v1\/Agreements\/HerIds\/(\d+)\/(\d+)$/.exec(path);
     const profile = /\/api\/v1\/Profiles\/(\d+)$/.exec(path);
