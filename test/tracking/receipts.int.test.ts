@@ -289,6 +289,15 @@ for (const backend of testBackends()) {
       expect(await expectation(next.id, 'innleggelsesrapport')).to.include({ state: 'open' });
     });
 
+    it('an Innleggelsesrapport from another service of the same bydel organisation (a sykehjem) meets the wait; one from another bydel does not', async () => {
+      const admission = await sent('LOG_INNLAGT', { to: [FROGNER.l1, FROGNER.kp], patientKey: 'patient-h1' });
+      const fromSykehjem = { herIds: [FROGNER.l1, '9940005'], patientKey: 'patient-h1', conversationId: null };
+      const fromAlna = { herIds: [ALNA.l1, ALNA.kd], patientKey: 'patient-h1', conversationId: null };
+      expect(await receipts.forMessage(msgHead('INNLEGGELSESRAPPORT', { from: fromAlna.herIds }), fromAlna, now)).to.include({ kind: 'none' });
+      const found = await receipts.forMessage(msgHead('INNLEGGELSESRAPPORT', { from: fromSykehjem.herIds }), fromSykehjem, now);
+      expect(found).to.deep.include({ kind: 'innleggelsesrapport', target: { id: admission.id, msgId: admission.msgId, msgType: 'LOG_INNLAGT' } });
+    });
+
     it("the kommune's later message (a place is ready) is kept on the notice's timeline; the first answer stays the answer", async () => {
       const notice = await sent('LOG_UTSKRIVNINGSKLAR', { patientKey: 'patient-f1' });
       const reply = () => receipts.forMessage(msgHead('DIALOG_NOTAT', { refs: [notice.msgId, notice.msgId], temaKodet: [NOTAT] }), answerFrom({}), now);
