@@ -44,7 +44,9 @@ export type Stage =
   | 'innleggelsesrapport'
   | 'receipt'
   | 'deadline'
-  | 'retention';
+  | 'retention'
+  /** the overtid ledger (a settlement recorded by a caseworker) */
+  | 'ledger';
 
 /** outbox.purpose: what a published item is for. */
 export type OutboxPurpose =
@@ -111,7 +113,9 @@ export type TimelineEvent =
   | 'alert-firing'
   | 'alert-reminder'
   | 'alert-resolved'
-  | 'payload-expired';
+  | 'payload-expired'
+  /** a caseworker recorded the date the kommune offered a place (report overtid settle) */
+  | 'overtid-settled';
 
 /** payloads.kind */
 export type PayloadKind = 'original' | 'signed';

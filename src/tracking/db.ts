@@ -153,6 +153,17 @@ export interface AuditTable {
   detail: string | null;
 }
 
+/** The date the kommune offered a place, recorded for an answered utskrivningsklar notice (migration 013_ledger). */
+export interface OvertidSettlementsTable {
+  id: Generated<number>;
+  message_id: number;
+  /** local date (YYYY-MM-DD) from which the døgn are not payable */
+  offered_date: string;
+  reason: string;
+  actor: string;
+  at: string;
+}
+
 export interface Schema {
   messages: MessagesTable;
   payloads: PayloadsTable;
@@ -161,6 +172,7 @@ export interface Schema {
   audit: AuditTable;
   expectations: ExpectationsTable;
   webhook_deliveries: WebhookDeliveriesTable;
+  overtid_settlements: OvertidSettlementsTable;
 }
 
 export type MessageRow = Selectable<MessagesTable>;
