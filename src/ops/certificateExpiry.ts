@@ -45,7 +45,12 @@ export async function certificateExpiryConditions(config: GatewayConfig, store: 
     const party = register.get(herId);
     watched.push(
       { subject: `partner:${herId}:signing`, what: `the signing certificate of HER-id ${herId}`, pem: party?.signingCertificate },
-      { subject: `partner:${herId}:encryption`, what: `the encryption certificate of HER-id ${herId}`, pem: party?.encryptionCertificate },
+      // the one messages are encrypted to now: during a rollover the older one expiring is no news
+      {
+        subject: `partner:${herId}:encryption`,
+        what: `the encryption certificate of HER-id ${herId}`,
+        pem: register.encryptionCertificateFor(herId, now) ?? party?.encryptionCertificate,
+      },
     );
   }
   return watched.map((w) => expiryCondition(w, now, warnMs));

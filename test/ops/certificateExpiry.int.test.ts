@@ -48,4 +48,32 @@ describe('certificate-expiring (SQLite)', function () {
     expect(await byFiring()).to.deep.equal([['own:signing', 'warning']]);
     await store.close();
   });
+
+  it('during a rollover only the certificate messages are encrypted to now counts: the older one expiring is no alert', async () => {
+    const older = await makeSigner('frogner-enc-2025', {
+      extensions: [{ name: 'keyUsage', keyEncipherment: true, dataEncipherment: true, critical: true }],
+      notBefore: new Date(Date.now() - 300 * DAY),
+      notAfter: new Date(Date.now() + 3 * DAY),
+    });
+    const newer = await makeSigner('frogner-enc-2026', {
+      extensions: [{ name: 'keyUsage', keyEncipherment: true, dataEncipherment: true, critical: true }],
+      notBefore: new Date(Date.now() - DAY),
+    });
+    const config = testConfig((c) => {
+      c.encryption.keys = [];
+    });
+    const store = new Store(await openDatabase(config.database.url));
+    await seedMessage(store, {
+      message: { msg_id: randomUUID(), direction: 'out', sender_her_id: '90998', msg_type: 'LOG_INNLAGT', state: 'published', receiver_l2_her_id: '9920005' },
+    });
+    const frogner = { herId: '9920005', name: 'T', type: 'Service' as const, active: true, encryptionCertificate: older.certPem };
+    const firingFor = async (register: AddressRegister) =>
+      (await certificateExpiryConditions(config, store, register, new Date())).filter((c) => c.firing && c.subject === 'partner:9920005:encryption');
+    expect(await firingFor(new AddressRegister([frogner])), 'the only one: it fires').to.have.length(1);
+    expect(
+      await firingFor(new AddressRegister([{ ...frogner, encryptionCertificates: [older.certPem, newer.certPem] }])),
+      'AR lists a newer one',
+    ).to.have.length(0);
+    await store.close();
+  });
 });
