@@ -3,7 +3,7 @@
 // "met" preconditions mean the stay's LOG_INNLAGT and a Helseopplysninger to the same bydel
 // within 24 h of it, before the notice.
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
@@ -433,6 +433,9 @@ describe('plo-gateway report overtid settle and the report formats (CLI)', funct
       expect(errors).to.deep.equal([]);
     } finally {
       await browser.close();
+      // GATEWAY_KEEP_SCREENSHOT=1 keeps the page and its screenshot to look at
+      if (!process.env.GATEWAY_KEEP_SCREENSHOT) rmSync(dir, { recursive: true, force: true });
+      else console.log(`kept ${dir}`);
     }
   });
 
