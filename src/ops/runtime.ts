@@ -17,9 +17,10 @@ import type { RoutingContext } from '../routing/route.js';
 import { logFailure, Periodic } from '../shared/periodic.js';
 import { workingCalendar } from '../tracking/deadlines.js';
 import type { Store } from '../tracking/store.js';
-import { apiHandler } from './api.js';
+import { type ApiDeps, apiHandler } from './api.js';
 import { Authenticator } from './auth.js';
 import { certificateExpiryConditions } from './certificateExpiry.js';
+import { consoleHandler } from './console/console.js';
 import { DeadLetterRecorder } from './deadLetters/recorder.js';
 import { DeadLetterRepository } from './deadLetters/repository.js';
 import { DeadLetterService, REPLAY_OF, REPLAY_SKIP_DEDUPE } from './deadLetters/service.js';
@@ -61,15 +62,21 @@ export class OpsRuntime {
     const holdDeps = { config, store, routing: deps.routing, signing: deps.signing, agreements: deps.agreements, revocation: deps.revocation, outbox, log };
     const service = new DeadLetterService(this.deadLetters, log, (exchange, key, body, o) => publisher.publish(exchange, key, body, o));
     const auth = new Authenticator({ users: new UserStore(store.db), breakGlassToken: config.apiToken, log });
+    const route: ApiDeps['route'] = (msgId, bydel, by, o) =>
+      this.metrics.track('out', () => (o?.resend ? resendDelivered(msgId, bydel, by, holdDeps) : routeHeldMessage(msgId, bydel, by, holdDeps)));
+    const release: ApiDeps['release'] = (msgId, by) => this.metrics.track('out', () => releaseHeldMessage(msgId, by, holdDeps));
     this.http = {
       metrics: () => this.metrics.text(),
-      api: apiHandler({
+      api: apiHandler({ auth, log, deadLetters: service, route, release }),
+      console: consoleHandler({
         auth,
         log,
+        store,
         deadLetters: service,
-        route: (msgId, bydel, by, o) =>
-          this.metrics.track('out', () => (o?.resend ? resendDelivered(msgId, bydel, by, holdDeps) : routeHeldMessage(msgId, bydel, by, holdDeps))),
-        release: (msgId, by) => this.metrics.track('out', () => releaseHeldMessage(msgId, by, holdDeps)),
+        route,
+        release,
+        queues: () => this.metrics.queues(),
+        timeZone: config.tracking.workingTime.timeZone,
       }),
     };
     // The register round: the snapshot file, AR's answers and the CPAs brought up to date, the
