@@ -62,7 +62,35 @@ class Refused extends Error {
   }
 }
 
-export function consoleHandler(deps: ConsoleDeps): ConsoleHandler {
+/**
+ * What the pages read, shared by everyone looking for MEMO_MS: fifty people polling the overview
+ * cost the store one set of queries, not fifty (`npm run bench:console`). Any action clears it, so
+ * the page after an action shows its effect.
+ */
+const MEMO_MS = 2000;
+
+class Memo {
+  private readonly entries = new Map<string, { until: number; value: Promise<unknown> }>();
+  constructor(private readonly ttlMs: number) {}
+  get<T>(key: string, load: () => Promise<T>): Promise<T> {
+    const now = Date.now();
+    const hit = this.entries.get(key);
+    if (hit && hit.until > now) return hit.value as Promise<T>;
+    const value = load();
+    this.entries.set(key, { until: now + this.ttlMs, value });
+    value.catch(() => this.entries.delete(key));
+    if (this.entries.size > 200) for (const [k, e] of this.entries) if (e.until <= now) this.entries.delete(k);
+    return value;
+  }
+  clear(): void {
+    this.entries.clear();
+  }
+}
+
+type Deps = ConsoleDeps & { memo: Memo };
+
+export function consoleHandler(consoleDeps: ConsoleDeps): ConsoleHandler {
+  const deps: Deps = { ...consoleDeps, memo: new Memo(MEMO_MS) };
   return async (req, res, readiness) => {
     const reply = await handle(deps, req, readiness).catch((e: Error): Reply => {
       if (e instanceof Refused)
@@ -123,7 +151,7 @@ function checkOrigin(req: IncomingMessage): void {
   if (host !== req.headers.host) throw new Refused(403, 'forbidden: the form was not sent from this console');
 }
 
-async function handle(deps: ConsoleDeps, req: IncomingMessage, readiness: () => Promise<Readiness>): Promise<Reply> {
+async function handle(deps: Deps, req: IncomingMessage, readiness: () => Promise<Readiness>): Promise<Reply> {
   const url = new URL(req.url ?? '/console', 'http://localhost');
   const path = url.pathname.replace(/\/+$/, '') || '/console';
   const method = req.method ?? 'GET';
@@ -153,6 +181,7 @@ async function handle(deps: ConsoleDeps, req: IncomingMessage, readiness: () => 
   if (method === 'POST') {
     checkOrigin(req);
     const form = await readForm(req);
+    deps.memo.clear();
     if (ctx.csrf !== undefined && !sameString(form.get('_csrf') ?? '', ctx.csrf))
       throw new Refused(403, 'forbidden: the form has no valid CSRF token; reload the page and try again');
     return post(deps, ctx, path, form, req);
@@ -160,7 +189,7 @@ async function handle(deps: ConsoleDeps, req: IncomingMessage, readiness: () => 
   return get(deps, ctx, path, url.searchParams, readiness);
 }
 
-async function login(deps: ConsoleDeps, req: IncomingMessage, method: string, url: URL): Promise<Reply> {
+async function login(deps: Deps, req: IncomingMessage, method: string, url: URL): Promise<Reply> {
   const next = safeNext(url.searchParams.get('next'));
   const form = (error?: string) =>
     page(
@@ -204,7 +233,7 @@ function result<T>(ctx: PageContext, title: string, r: OpsResult<T>, ok: (v: T) 
   return { status: r.ok ? 200 : STATUS[r.status], body: page(title, ctx, body) };
 }
 
-async function post(deps: ConsoleDeps, ctx: PageContext, path: string, form: URLSearchParams, req: IncomingMessage): Promise<Reply> {
+async function post(deps: Deps, ctx: PageContext, path: string, form: URLSearchParams, req: IncomingMessage): Promise<Reply> {
   if (path === '/console/logout') {
     const sid = cookieOf(req, COOKIE);
     if (sid) await deps.auth.users.closeSession(sid);
@@ -287,7 +316,7 @@ ${r.paused ? html` Paused with ${r.remaining} left: resume, then replay the code
 const publishedText = (v: { bydel: string; toHerId: string; published: boolean }) =>
   `to ${bydelName(v.bydel)} (${v.bydel}), HER-id ${v.toHerId}; ${v.published ? 'delivered to the broker' : 'stored, the outbox relay publishes it'}.`;
 
-async function messagePayload(deps: ConsoleDeps, ctx: PageContext, msgId: string, by: Actor, back: string): Promise<Reply> {
+async function messagePayload(deps: Deps, ctx: PageContext, msgId: string, by: Actor, back: string): Promise<Reply> {
   need(ctx, 'read-payload', 'read payloads: that needs payload access');
   if (!by.reason) throw new Refused(400, 'say why you read the payload (the reason is audited)');
   const entries = await deps.store.timeline(msgId);
@@ -317,7 +346,7 @@ async function messagePayload(deps: ConsoleDeps, ctx: PageContext, msgId: string
 // ---------------------------------------------------------------------------------------------
 // pages
 
-async function get(deps: ConsoleDeps, ctx: PageContext, path: string, q: URLSearchParams, readiness: () => Promise<Readiness>): Promise<Reply> {
+async function get(deps: Deps, ctx: PageContext, path: string, q: URLSearchParams, readiness: () => Promise<Readiness>): Promise<Reply> {
   const ok = (title: string, body: Html, current: string): Reply => ({ status: 200, body: page(title, ctx, body, current) });
   if (path === '/console') return ok('Overview', await overview(deps, readiness), '/console');
   if (path === '/console/dlq') return ok('Dead letters', await deadLetterList(deps, ctx, q), '/console/dlq');
@@ -330,19 +359,21 @@ async function get(deps: ConsoleDeps, ctx: PageContext, path: string, q: URLSear
   throw new Refused(404, 'no such console page');
 }
 
-const time = (deps: ConsoleDeps, iso: string | null | undefined) => (iso ? DateTime.fromISO(iso, { zone: deps.timeZone }).toFormat('yyyy-MM-dd HH:mm:ss') : '');
+const time = (deps: Deps, iso: string | null | undefined) => (iso ? DateTime.fromISO(iso, { zone: deps.timeZone }).toFormat('yyyy-MM-dd HH:mm:ss') : '');
 const msgLink = (msgId: string | null) => (msgId ? html`<a href="/console/messages/${encodeURIComponent(msgId)}">${msgId}</a>` : '');
 const bydelText = (code: string | null) => (code ? `${code} ${bydelName(code)}` : '');
 
-async function overview(deps: ConsoleDeps, readiness: () => Promise<Readiness>): Promise<Html> {
+async function overview(deps: Deps, readiness: () => Promise<Readiness>): Promise<Html> {
   const now = new Date();
-  const [ready, snapshot, queues, hourly, firing] = await Promise.all([
-    readiness(),
-    opsSnapshot(deps.store.db, now),
-    deps.queues(),
-    perHour(deps, now),
-    opsKysely(deps.store.db).selectFrom('ops_alerts').selectAll().where('state', '=', 'firing').orderBy('changed_at').execute(),
-  ]);
+  const [ready, snapshot, queues, hourly, firing] = await deps.memo.get('overview', () =>
+    Promise.all([
+      readiness(),
+      opsSnapshot(deps.store.db, now),
+      deps.queues(),
+      perHour(deps, now),
+      opsKysely(deps.store.db).selectFrom('ops_alerts').selectAll().where('state', '=', 'firing').orderBy('changed_at').execute(),
+    ]),
+  );
   const checks = ['broker', 'database', 'schemas', 'running'];
   const transport = snapshot.oldestPendingSeconds.outbox;
   return html`<h2>Health</h2>
@@ -360,7 +391,7 @@ ${table('Messages received per hour (last 12 hours)', ['hour', 'out (hospital �
 ${table('Open expectations by kind', ['kind', 'open'], Object.entries(snapshot.expectationsOpen), ([k, n]) => [k, html`<a href="/console/waiting?kind=${k}">${n}</a>`])}`;
 }
 
-async function perHour(deps: ConsoleDeps, now: Date): Promise<{ hour: string; out: number; in: number }[]> {
+async function perHour(deps: Deps, now: Date): Promise<{ hour: string; out: number; in: number }[]> {
   const since = new Date(now.getTime() - 12 * 3600_000);
   since.setUTCMinutes(0, 0, 0);
   const hourOf = sql<string>`substr(${sql.ref('created_at')}, 1, 13)`;
@@ -381,7 +412,7 @@ async function perHour(deps: ConsoleDeps, now: Date): Promise<{ hour: string; ou
 
 const AGE = /^(\d+)(m|h|d)$/;
 
-async function deadLetterList(deps: ConsoleDeps, ctx: PageContext, q: URLSearchParams): Promise<Html> {
+async function deadLetterList(deps: Deps, ctx: PageContext, q: URLSearchParams): Promise<Html> {
   const state = q.get('state') || 'open';
   if (!['open', 'replayed', 'discarded', 'all'].includes(state)) throw new Refused(400, 'state must be open, replayed, discarded or all');
   const code = q.get('code')?.trim() || undefined;
@@ -391,10 +422,12 @@ async function deadLetterList(deps: ConsoleDeps, ctx: PageContext, q: URLSearchP
   if (age && !ageMatch) throw new Refused(400, 'older than is a number with m, h or d (e.g. 30m, 4h, 2d)');
   const now = new Date();
   const cutoff = ageMatch ? now.getTime() - Number(ageMatch[1]) * { m: 60_000, h: 3600_000, d: 86400_000 }[ageMatch[2] as 'm' | 'h' | 'd'] : undefined;
-  const rows = (await deps.deadLetters.list({ state: state as 'open', code, sourceQueue: queue, limit: 500 })).filter(
-    (r) => cutoff === undefined || Date.parse(r.received_at) <= cutoff,
-  );
-  const codes = [...new Set((await deps.deadLetters.list({ state: 'open', limit: 5000 })).map((r) => r.code))].sort();
+  const rows = (
+    await deps.memo.get(`dlq|${state}|${code ?? ''}|${queue ?? ''}`, () =>
+      deps.deadLetters.list({ state: state as 'open', code, sourceQueue: queue, limit: 500 }),
+    )
+  ).filter((r) => cutoff === undefined || Date.parse(r.received_at) <= cutoff);
+  const codes = await deps.memo.get('dlq-codes', () => openCodes(deps));
   const paused = await deps.deadLetters.paused();
   const filter = html`<form method="get" action="/console/dlq" aria-label="Filter">
 <label>State <select name="state">${['open', 'replayed', 'discarded', 'all'].map((s) => html`<option${raw(s === state ? ' selected' : '')}>${s}</option>`)}</select></label>
@@ -428,7 +461,7 @@ ${table(
 ${actions}`;
 }
 
-async function deadLetterPage(deps: ConsoleDeps, ctx: PageContext, id: number): Promise<Html> {
+async function deadLetterPage(deps: Deps, ctx: PageContext, id: number): Promise<Html> {
   const r = await deps.deadLetters.show(id, false, { actor: ctx.who.name, via: 'console' });
   if (!r.ok) throw new Refused(404, r.reason);
   const s = deadLetterSummary(r.value.row, new Date());
@@ -470,7 +503,7 @@ interface Held {
   target?: string;
 }
 
-async function heldMessages(deps: ConsoleDeps, msgId?: string): Promise<Held[]> {
+async function heldMessages(deps: Deps, msgId?: string): Promise<Held[]> {
   let q = deps.store.db.kysely
     .selectFrom('messages as m')
     .innerJoin('expectations as e', 'e.message_id', 'm.id')
@@ -512,55 +545,84 @@ function routeForm(ctx: PageContext, msgId: string, resend: boolean): Html {
   );
 }
 
-async function heldList(deps: ConsoleDeps, ctx: PageContext): Promise<Html> {
-  const held = await heldMessages(deps);
+async function heldList(deps: Deps, ctx: PageContext): Promise<Html> {
+  const held = await deps.memo.get('held', () => heldMessages(deps));
   return html`<p>Messages the gateway would not send without a decision: whose bydel cannot be decided without guessing (routing), or whose receiver has no usable encryption certificate yet.</p>
 ${held.length === 0 ? html`<p class="empty">Nothing is held.</p>` : held.map((h) => heldItem(deps, ctx, h))}`;
 }
 
-function heldItem(deps: ConsoleDeps, ctx: PageContext, h: Held): Html {
+function heldItem(deps: Deps, ctx: PageContext, h: Held): Html {
   return html`<section aria-label="${h.msgId}"><h2>${msgLink(h.msgId)} · ${h.type ?? ''} · held since ${time(deps, h.createdAt)}</h2>
 <p>Waiting for: ${h.waitingFor === 'routing' ? 'a bydel (manual routing)' : `a usable encryption certificate of the receiver${h.target ? ` (${h.target})` : ''}`}</p>
 ${h.verdicts.length ? html`<p>Every rule's verdict:</p><ol class="verdicts">${h.verdicts.map((v) => html`<li>${v}</li>`)}</ol>` : ''}
 ${can(ctx.who, 'act') ? html`${routeForm(ctx, h.msgId, false)}${h.waitingFor === 'certificate' ? postForm(`/console/messages/${encodeURIComponent(h.msgId)}/release`, ctx.csrf, 'Try to release now', html`<label>Reason <input name="reason" size="30"></label>`) : ''}` : ''}</section>`;
 }
 
-async function waiting(deps: ConsoleDeps, q: URLSearchParams): Promise<Html> {
+const WAITING_ROWS = 200;
+
+/** Open expectations per bydel, due and overdue, counted by the store (not from the rows shown). */
+async function waitingPerBydel(deps: Deps, now: Date, bydel?: string, kind?: string): Promise<{ bydel: string | null; waiting: number; overdue: number }[]> {
+  let q = deps.store.db.kysely
+    .selectFrom('expectations as e')
+    .innerJoin('messages as m', 'm.id', 'e.message_id')
+    .select([
+      'm.bydel',
+      sql<number | string>`count(*)`.as('n'),
+      sql<number | string>`sum(case when ${sql.ref('e.due_at')} <= ${now.toISOString()} then 1 else 0 end)`.as('overdue'),
+    ])
+    .where('e.state', '=', 'open')
+    .where('e.kind', 'not in', ['apprec-rejected', 'transport-error'])
+    .groupBy('m.bydel')
+    .orderBy('m.bydel');
+  if (bydel) q = q.where('m.bydel', '=', bydel);
+  if (kind) q = q.where('e.kind', '=', kind as 'answer');
+  return (await q.execute()).map((r) => ({ bydel: r.bydel, overdue: Number(r.overdue), waiting: Number(r.n) - Number(r.overdue) }));
+}
+
+async function openCodes(deps: Deps): Promise<string[]> {
+  const rows = await opsKysely(deps.store.db).selectFrom('dead_letters').select('code').distinct().where('state', '=', 'open').orderBy('code').execute();
+  return rows.map((r) => r.code);
+}
+
+async function waiting(deps: Deps, q: URLSearchParams): Promise<Html> {
   const bydel = q.get('bydel') || undefined;
   if (bydel && !isBydelCode(bydel)) throw new Refused(400, 'bydel must be a bydel code 030101–030117');
   const kind = q.get('kind') || undefined;
   const kinds = ['transport-ack', 'apprec', 'answer', 'innleggelsesrapport', 'routing', 'certificate', 'redirect'] as const;
   if (kind && !(kinds as readonly string[]).includes(kind)) throw new Refused(400, `kind must be one of ${kinds.join(', ')}`);
-  const items = await openExpectations(deps.store.db, { bydel, kind: kind as (typeof kinds)[number] | undefined, limit: 1000 });
   const now = new Date();
-  const perBydel = new Map<string, { waiting: number; overdue: number }>();
-  for (const i of items) {
-    const k = i.bydel ?? '';
-    const c = perBydel.get(k) ?? { waiting: 0, overdue: 0 };
-    if (new Date(i.dueAt) <= now) c.overdue++;
-    else c.waiting++;
-    perBydel.set(k, c);
-  }
+  const [items, counts] = await deps.memo.get(`waiting|${bydel ?? ''}|${kind ?? ''}`, () =>
+    Promise.all([
+      openExpectations(deps.store.db, { bydel, kind: kind as (typeof kinds)[number] | undefined, limit: WAITING_ROWS }),
+      waitingPerBydel(deps, now, bydel, kind),
+    ]),
+  );
+  const total = counts.reduce((a, c) => a + c.waiting + c.overdue, 0);
   const filter = html`<form method="get" action="/console/waiting" aria-label="Filter">
 <label>Bydel <select name="bydel"><option value="">all</option>${Object.entries(BYDELER).map(([c, n]) => html`<option value="${c}"${raw(c === bydel ? ' selected' : '')}>${c} ${n}</option>`)}</select></label>
 <label>Waiting for <select name="kind"><option value="">all</option>${kinds.map((k) => html`<option${raw(k === kind ? ' selected' : '')}>${k}</option>`)}</select></label><button type="submit">Filter</button></form>`;
   return html`${filter}
-${table('Per bydel', ['bydel', 'waiting', 'overdue'], [...perBydel.entries()].sort(), ([b, c]) => [b ? html`<a href="/console/waiting?bydel=${b}">${bydelText(b)}</a>` : '(none yet)', c.waiting, c.overdue ? html`<span class="bad">${c.overdue}</span>` : 0])}
-${table('Open expectations, soonest due first', ['due', 'state', 'waiting for', 'type', 'bydel', 'receiver HER-id', 'MsgId'], items, (p) => {
-  const overdue = new Date(p.dueAt) <= now;
-  return [
-    time(deps, p.dueAt),
-    overdue ? html`<span class="bad">overdue${p.alertState === 'firing' ? `, alerted${p.reminders ? ` +${p.reminders}` : ''}` : ''}</span>` : 'waiting',
-    p.kind,
-    p.msgType ?? '',
-    bydelText(p.bydel),
-    p.receiverHerId ?? '',
-    msgLink(p.msgId),
-  ];
-})}`;
+${table('Per bydel', ['bydel', 'waiting', 'overdue'], counts, (c) => [c.bydel ? html`<a href="/console/waiting?bydel=${c.bydel}">${bydelText(c.bydel)}</a>` : '(none yet)', c.waiting, c.overdue ? html`<span class="bad">${c.overdue}</span>` : 0])}
+${table(
+  `Open expectations, soonest due first${total > items.length ? ` (the first ${items.length} of ${total})` : ''}`,
+  ['due', 'state', 'waiting for', 'type', 'bydel', 'receiver HER-id', 'MsgId'],
+  items,
+  (p) => {
+    const overdue = new Date(p.dueAt) <= now;
+    return [
+      time(deps, p.dueAt),
+      overdue ? html`<span class="bad">overdue${p.alertState === 'firing' ? `, alerted${p.reminders ? ` +${p.reminders}` : ''}` : ''}</span>` : 'waiting',
+      p.kind,
+      p.msgType ?? '',
+      bydelText(p.bydel),
+      p.receiverHerId ?? '',
+      msgLink(p.msgId),
+    ];
+  },
+)}`;
 }
 
-async function messagePage(deps: ConsoleDeps, ctx: PageContext, msgId: string): Promise<Html> {
+async function messagePage(deps: Deps, ctx: PageContext, msgId: string): Promise<Html> {
   const entries = await deps.store.timeline(msgId);
   if (entries.length === 0) throw new Refused(404, `no message with MsgId ${msgId}`);
   const held = await heldMessages(deps, msgId);
