@@ -194,7 +194,7 @@ export class Gateway {
     });
     this.scheduler = new DeadlineScheduler(repository, outbox, log, { ...config.tracking.scheduler, onResent });
     if (timer) this.scheduler.start();
-    const { webhookUrl, webhookTimeout, webhookRetry } = config.alerts;
+    const { webhookUrl, webhookTimeout, webhookRetry, webhookSecret } = config.alerts;
     if (!webhookUrl) return;
     this.webhooks = new WebhookRelay(
       store,
@@ -206,6 +206,7 @@ export class Gateway {
         maxAttempts: webhookRetry.maxAttempts,
         intervalMs: 1000,
         batchSize: config.tracking.scheduler.batchSize,
+        secret: webhookSecret,
       },
       log,
     );

@@ -219,6 +219,8 @@ export const configSchema = z
         reminder: z.union([z.literal('end-of-working-day'), isoDuration]),
         /** optional HTTP endpoint that receives every alert as JSON (POST) */
         webhookUrl: z.string().url().optional(),
+        /** the key of the webhook requests' HMAC-SHA256 signature header (x-plo-gateway-signature) */
+        webhookSecret: z.string().min(16, 'must be at least 16 characters').optional(),
         webhookTimeout: isoDuration,
         webhookRetry: z.object({ initialDelay: isoDuration, maxDelay: isoDuration, maxAttempts: z.number().int().min(1) }).strict(),
       })
@@ -333,6 +335,7 @@ function applyEnv(raw: JsonObject, env: NodeJS.ProcessEnv): JsonObject {
   if (env.GATEWAY_LOG_LEVEL) set(['logLevel'], env.GATEWAY_LOG_LEVEL);
   if (env.GATEWAY_PATIENT_KEY_SECRET) set(['tracking', 'patientKeySecret'], env.GATEWAY_PATIENT_KEY_SECRET);
   if (env.GATEWAY_ALERT_WEBHOOK_URL) set(['alerts', 'webhookUrl'], env.GATEWAY_ALERT_WEBHOOK_URL);
+  if (env.GATEWAY_ALERT_WEBHOOK_SECRET) set(['alerts', 'webhookSecret'], env.GATEWAY_ALERT_WEBHOOK_SECRET);
   return c;
 }
 

@@ -2,7 +2,10 @@
 // outbox — deadline alerts, `unroutable`, and any later kind — is copied once into
 // `webhook_deliveries` and POSTed from there as JSON, retried with exponential backoff. That
 // queue is separate from the broker outbox, so a webhook that is down delays nothing else: the
-// same alerts still reach `gateway.alerts`.
+// same alerts still reach `gateway.alerts`. With `alerts.webhookSecret` every request carries
+// `x-plo-gateway-signature: sha256=<hex HMAC-SHA256 of the body>`, so the receiver can tell the
+// gateway's alerts from anyone else's POST.
+import { createHmac } from 'node:crypto';
 import { EVENTS } from '../observability/events.js';
 import type { Logger } from '../observability/log.js';
 import { backoffDelay } from '../shared/backoff.js';
@@ -20,7 +23,14 @@ export interface WebhookPolicy {
   /** how often the relay looks for due deliveries */
   intervalMs: number;
   batchSize: number;
+  /** the HMAC-SHA256 key of the signature header; no header without it */
+  secret?: string;
 }
+
+export const SIGNATURE_HEADER = 'x-plo-gateway-signature';
+
+/** `sha256=<hex>`: the HMAC-SHA256 of the body as sent, keyed with the configured secret. */
+export const webhookSignature = (secret: string, body: string) => `sha256=${createHmac('sha256', secret).update(body, 'utf8').digest('hex')}`;
 
 /** Alerts older than this when the relay first sees them are not sent (the relay was off). */
 const PICKUP_WINDOW_MS = 7 * 24 * 60 * 60 * 1000;
@@ -154,7 +164,7 @@ export class WebhookRelay {
     try {
       const res = await fetch(this.policy.url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...(this.policy.secret ? { [SIGNATURE_HEADER]: webhookSignature(this.policy.secret, body) } : {}) },
         body,
         signal: AbortSignal.timeout(this.policy.timeoutMs),
       });

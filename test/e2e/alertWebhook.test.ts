@@ -1,6 +1,6 @@
 // The alert webhook is down: alerts still reach gateway.alerts at once, messages still flow,
 // and the webhook gets every alert once it answers, after retries with backoff.
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { expect } from 'chai';
 import type { GatewayConfig } from '../../src/config/config.js';
@@ -14,6 +14,7 @@ import { eventually, sleep } from '../support/poll.js';
 import { readdressToOslo, readSample } from '../support/samples.js';
 
 const UTSKRIVNINGSKLAR = 'plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml';
+const WEBHOOK_SECRET = 'a-webhook-secret-of-this-test';
 
 describe('alert webhook down (RabbitMQ + SQLite)', function () {
   this.timeout(60000);
@@ -30,6 +31,7 @@ describe('alert webhook down (RabbitMQ + SQLite)', function () {
     const port = await freePort(); // nothing listens there yet: the webhook is down
     config = testConfig((c) => {
       c.alerts.webhookUrl = `http://127.0.0.1:${port}/alerts`;
+      c.alerts.webhookSecret = WEBHOOK_SECRET;
       c.alerts.webhookTimeout = 'PT2S';
       c.alerts.webhookRetry = { initialDelay: 'PT0.2S', maxDelay: 'PT1S', maxAttempts: 1000 };
       // the overdue acknowledgment alerts at once, without resends first
@@ -106,8 +108,9 @@ describe('alert webhook down (RabbitMQ + SQLite)', function () {
     expect(logs.text()).to.contain('"event":"GW-3202"');
   });
 
-  it('once the webhook answers, it receives every alert exactly as published', async () => {
+  it('once the webhook answers, it receives every alert exactly as published, each signed', async () => {
     let refusals = 1;
+    let badSignatures = 0;
     webhook = createServer((req, res) => {
       let body = '';
       req.on('data', (c) => (body += c));
@@ -115,6 +118,9 @@ describe('alert webhook down (RabbitMQ + SQLite)', function () {
         // First it is up but unhealthy: one 503, which is retried like a refused connection.
         if (refusals-- > 0) return void res.writeHead(503).end();
         expect(req.headers['content-type']).to.equal('application/json');
+        // the receiver checks the signature over the body exactly as it came
+        const expected = `sha256=${createHmac('sha256', WEBHOOK_SECRET).update(body).digest('hex')}`;
+        if (req.headers['x-plo-gateway-signature'] !== expected) badSignatures++;
         received.push(JSON.parse(body));
         res.writeHead(204).end();
       });
@@ -137,5 +143,6 @@ describe('alert webhook down (RabbitMQ + SQLite)', function () {
     expect(logs.text()).to.contain('"event":"GW-3201"');
     await sleep(1500);
     expect(received).to.have.length(2);
+    expect(badSignatures, 'every request signed with HMAC-SHA256 of its body').to.equal(0);
   });
 });
