@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import { type Generated, Kysely, Migrator, PostgresDialect, type Selectable, SqliteDialect } from 'kysely';
+import { type Generated, Kysely, Migrator, PostgresDialect, type Selectable, type SqliteDatabase, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import type { OutboxTable } from '../outbox/table.js';
 import type {
@@ -198,6 +198,32 @@ export async function openDatabase(url: string): Promise<Db> {
   return url.startsWith('sqlite:') ? openSqlite(url.slice('sqlite:'.length)) : openPostgres(url);
 }
 
+/** Statements the hot path runs for every message: prepared once, not per query (a few hundred distinct SQL texts). */
+const STATEMENT_CACHE = 500;
+
+/**
+ * Kysely prepares every query anew; better-sqlite3 statements can be run again and again. Kysely
+ * runs one query at a time on its single SQLite connection, so a cached statement is never busy.
+ */
+function reusingStatements(sqlite: Database.Database): SqliteDatabase {
+  const cache = new Map<string, Database.Statement>();
+  return {
+    close: () => sqlite.close(),
+    prepare(sql: string) {
+      let statement = cache.get(sql);
+      if (statement) {
+        // most recently used last, so the oldest is the one dropped
+        cache.delete(sql);
+      } else {
+        statement = sqlite.prepare(sql);
+        if (cache.size >= STATEMENT_CACHE) cache.delete(cache.keys().next().value as string);
+      }
+      cache.set(sql, statement);
+      return statement;
+    },
+  };
+}
+
 async function openSqlite(location: string): Promise<Db> {
   // Accept `sqlite:///abs/path` as well as `sqlite:relative/path` and `sqlite:/abs/path`.
   const file = location.replace(/^\/\//, '');
@@ -210,7 +236,7 @@ async function openSqlite(location: string): Promise<Db> {
   // The CLI and a running gateway may open the same file; wait for the writer instead of failing.
   sqlite.pragma('busy_timeout = 5000');
   sqlite.pragma('foreign_keys = ON');
-  const db: Db = { kysely: new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) }), dialect: 'sqlite' };
+  const db: Db = { kysely: new Kysely<Schema>({ dialect: new SqliteDialect({ database: reusingStatements(sqlite) }) }), dialect: 'sqlite' };
   // Kysely migrates SQLite without a transaction or lock, assuming a single connection. Two
   // processes opening a new file at once would then both create the tables. Holding SQLite's
   // write lock for the whole run makes the second opener wait (busy_timeout) and then find the
