@@ -173,7 +173,7 @@ export class Gateway {
           { name: 'running', reason: 'shutting down', check: () => !this.stopping },
         ],
         ops.http,
-        config.http.host,
+        { host: config.http.host, tls: config.http.tls },
       );
     }
     log.info({ event: EVENTS.started, httpPort: this.httpPort() }, 'gateway started');

@@ -67,7 +67,19 @@ export function checkConfigFiles(config: GatewayConfig): string[] {
     if (chain) problems.push(`signing.certFile: ${chain}`);
   }
   for (const [i, pair] of config.encryption.keys.entries()) checkEncryptionPair(problems, `encryption.keys.${i}`, pair, trust);
+  if (config.http.tls) checkTlsPair(problems, config.http.tls);
   return problems;
+}
+
+/** The HTTP listener's own key and certificate: readable, belonging together, not expired. */
+function checkTlsPair(problems: string[], pair: { keyFile: string; certFile: string }) {
+  let key: ReturnType<typeof createPrivateKey> | undefined;
+  let cert: X509Certificate | undefined;
+  attempt(problems, 'http.tls.keyFile', () => (key = createPrivateKey(readFileSync(pair.keyFile))));
+  attempt(problems, 'http.tls.certFile', () => (cert = new X509Certificate(readFileSync(pair.certFile))));
+  if (!key || !cert) return;
+  if (!cert.checkPrivateKey(key)) problems.push('http.tls: the certificate does not belong to the key');
+  if (new Date(cert.validTo) < new Date()) problems.push(`http.tls.certFile: the certificate expired ${cert.validTo}`);
 }
 
 /** One of the gateway's own decryption pairs: the key, its certificate, and that they are usable together. */

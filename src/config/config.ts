@@ -41,8 +41,20 @@ export const configSchema = z
       })
       .strict(),
     database: z.object({ url: z.string().regex(/^(sqlite:|postgres(ql)?:\/\/)/, 'must start with sqlite: or postgres://') }).strict(),
-    /** host: the address the HTTP listener binds to; loopback unless configured otherwise (a container sets 0.0.0.0) */
-    http: z.object({ port: z.number().int().min(0).max(65535), host: z.string().min(1).default('127.0.0.1') }).strict(),
+    /**
+     * host: the address the HTTP listener binds to; loopback unless configured otherwise (a container sets 0.0.0.0).
+     * tls: serve HTTPS with this key and certificate (PEM files); the console's cookie is then Secure.
+     */
+    http: z
+      .object({
+        port: z.number().int().min(0).max(65535),
+        host: z.string().min(1).default('127.0.0.1'),
+        tls: z
+          .object({ keyFile: z.string().min(1), certFile: z.string().min(1) })
+          .strict()
+          .optional(),
+      })
+      .strict(),
     apiToken: z.string().optional(),
     schemaDir: z.string().min(1),
     limits: z.object({ maxMessageBytes: z.number().int().min(1024) }).strict(),
@@ -286,6 +298,8 @@ function applyEnv(raw: JsonObject, env: NodeJS.ProcessEnv): JsonObject {
   if (env.DATABASE_URL) set(['database', 'url'], env.DATABASE_URL);
   if (env.GATEWAY_HTTP_PORT) set(['http', 'port'], Number(env.GATEWAY_HTTP_PORT));
   if (env.GATEWAY_HTTP_HOST) set(['http', 'host'], env.GATEWAY_HTTP_HOST);
+  if (env.GATEWAY_HTTP_TLS_KEY || env.GATEWAY_HTTP_TLS_CERT)
+    set(['http', 'tls'], { keyFile: env.GATEWAY_HTTP_TLS_KEY ?? '', certFile: env.GATEWAY_HTTP_TLS_CERT ?? '' });
   if (env.GATEWAY_API_TOKEN) set(['apiToken'], env.GATEWAY_API_TOKEN);
   if (env.GATEWAY_SCHEMA_DIR) set(['schemaDir'], env.GATEWAY_SCHEMA_DIR);
   if (env.GATEWAY_SIGNING_KEY) set(['signing', 'keyFile'], env.GATEWAY_SIGNING_KEY);
@@ -365,6 +379,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigLoad {
   const { signing, routing } = config;
   signing.keyFile = resolve(signing.keyFile);
   signing.certFile = resolve(signing.certFile);
+  if (config.http.tls) config.http.tls = { keyFile: resolve(config.http.tls.keyFile), certFile: resolve(config.http.tls.certFile) };
   config.trust.anchors = config.trust.anchors.map((f) => resolve(f));
   config.encryption.keys = config.encryption.keys.map((k) => ({ keyFile: resolve(k.keyFile), certFile: resolve(k.certFile) }));
   routing.addressRegisterFile = resolve(routing.addressRegisterFile);

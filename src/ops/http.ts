@@ -2,7 +2,9 @@
 // /api/ and the ops console under /console (node:http: a handful of routes do not justify a
 // framework). Readiness names what is missing, never any message content. The listener binds to
 // loopback unless configured otherwise (`http.host`).
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 
 export interface ReadinessCheck {
   name: string;
@@ -50,8 +52,15 @@ export async function readiness(checks: ReadinessCheck[]): Promise<Readiness> {
   return { failing, reasons };
 }
 
-export function startHttpServer(port: number, checks: ReadinessCheck[], extras: HttpExtras = {}, host = '127.0.0.1'): Promise<Server> {
-  const server = createServer(async (req, res) => {
+export interface ListenOptions {
+  /** default 127.0.0.1 */
+  host?: string;
+  /** serve HTTPS with this key and certificate (PEM files) */
+  tls?: { keyFile: string; certFile: string };
+}
+
+export function startHttpServer(port: number, checks: ReadinessCheck[], extras: HttpExtras = {}, listen: ListenOptions = {}): Promise<Server> {
+  const handler = async (req: IncomingMessage, res: ServerResponse) => {
     const send = (status: number, body: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
@@ -73,9 +82,12 @@ export function startHttpServer(port: number, checks: ReadinessCheck[], extras: 
       return failing.length === 0 ? send(200, { status: 'ready' }) : send(503, { status: 'not ready', failing, reasons });
     }
     send(404, { error: 'not found' });
-  });
+  };
+  const server: Server = listen.tls
+    ? createHttpsServer({ key: readFileSync(listen.tls.keyFile), cert: readFileSync(listen.tls.certFile) }, handler)
+    : createServer(handler);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => resolve(server));
+    server.listen(port, listen.host ?? '127.0.0.1', () => resolve(server));
   });
 }

@@ -77,6 +77,7 @@ export class OpsRuntime {
         release,
         queues: () => this.metrics.queues(),
         timeZone: config.tracking.workingTime.timeZone,
+        secureCookie: config.http.tls !== undefined,
       }),
     };
     // The register round: the snapshot file, AR's answers and the CPAs brought up to date, the

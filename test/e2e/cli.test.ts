@@ -77,6 +77,19 @@ describe('plo-gateway config check', function () {
     ]);
   });
 
+  it("checks the HTTP listener's TLS pair: both files, a certificate of that key", async () => {
+    const a = pemFiles(await makeSigner('gateway-a'));
+    const b = pemFiles(await makeSigner('gateway-b'));
+    const ok = await cli(['config', 'check'], { env: { GATEWAY_HTTP_TLS_KEY: a.keyFile, GATEWAY_HTTP_TLS_CERT: a.certFile } });
+    expect(ok.status, ok.stderr).to.equal(0);
+    const mismatch = await cli(['config', 'check'], { env: { GATEWAY_HTTP_TLS_KEY: a.keyFile, GATEWAY_HTTP_TLS_CERT: b.certFile } });
+    expect(mismatch.status).to.equal(1);
+    expect(mismatch.stderr).to.match(/^http\.tls: the certificate does not belong to the key$/m);
+    const half = await cli(['config', 'check'], { env: { GATEWAY_HTTP_TLS_KEY: a.keyFile } });
+    expect(half.status).to.equal(1);
+    expect(half.stderr).to.match(/^http\.tls\.certFile: /m);
+  });
+
   it('exits 2 on a usage error', async () => {
     expect((await cli(['no-such-command'])).status).to.equal(2);
   });

@@ -34,6 +34,8 @@ export interface ConsoleDeps {
   queues: () => Promise<{ queue: string; messages: number; consumers: number }[]>;
   /** how times are shown (tracking.workingTime.timeZone) */
   timeZone: string;
+  /** the listener serves TLS: the session cookie is Secure */
+  secureCookie?: boolean;
 }
 
 export type ConsoleHandler = (req: IncomingMessage, res: ServerResponse, readiness: () => Promise<Readiness>) => Promise<void>;
@@ -208,7 +210,7 @@ async function login(deps: Deps, req: IncomingMessage, method: string, url: URL)
     return { status: 403, body: form('The break-glass GATEWAY_API_TOKEN opens no console session: send it as Authorization: Bearer, or log in as a user.') };
   const session = await deps.auth.users.openSession(token);
   if (!session) return { status: 401, body: form('That token is not valid (or its user was revoked).') };
-  const cookie = `${COOKIE}=${session.sessionId}; Path=/console; HttpOnly; SameSite=Strict; Max-Age=${SESSION_TTL_MS / 1000}`;
+  const cookie = `${COOKIE}=${session.sessionId}; Path=/console; HttpOnly; SameSite=Strict; Max-Age=${SESSION_TTL_MS / 1000}${deps.secureCookie ? '; Secure' : ''}`;
   return { status: 303, location: next, cookie };
 }
 
