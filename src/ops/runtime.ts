@@ -78,6 +78,8 @@ export class OpsRuntime {
         queues: () => this.metrics.queues(),
         timeZone: config.tracking.workingTime.timeZone,
         secureCookie: config.http.tls !== undefined,
+        calendar: workingCalendar(config),
+        bydelOfHerId: (herId) => deps.routing.register.get(herId)?.bydel ?? undefined,
       }),
     };
     // The register round: the snapshot file, AR's answers and the CPAs brought up to date, the

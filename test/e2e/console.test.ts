@@ -194,6 +194,29 @@ describe('ops console in a browser (chromium + RabbitMQ + SQLite)', function () 
     await shot(page, '09-waiting');
   });
 
+  it('overtid and indicators: the period per bydel, and the report with its charts drawn (Chart.js inlined, allowed on that page only)', async () => {
+    const page = await loginAs('ola');
+    await page.getByRole('link', { name: 'Overtid' }).click();
+    await page.waitForURL(/\/console\/overtid$/);
+    const total = page.locator('tbody tr', { hasText: 'Alle bydeler' });
+    expect(await total.count()).to.equal(1);
+    // the utskrivningsklar notice routed above is this month's
+    expect(Number((await total.locator('td').nth(1).textContent()) ?? 0)).to.be.greaterThan(0);
+    await shot(page, '11-overtid');
+    const violations: string[] = [];
+    page.on('console', (m) => {
+      if (/Content.Security.Policy/i.test(m.text())) violations.push(m.text());
+    });
+    await page.getByRole('link', { name: /The report with its charts/ }).click();
+    await page.waitForURL(/\/console\/overtid\/report\?/);
+    await page.waitForFunction(() => Array.from(document.querySelectorAll('canvas')).some((c) => c.width > 0));
+    expect(await page.locator('canvas').count()).to.equal(3);
+    expect(violations).to.deep.equal([]);
+    await shot(page, '12-overtid-report');
+    const bad = await fetch(`${base()}/console/overtid?from=2026-13-01`, { headers: { authorization: `Bearer ${tokens.ola}` } });
+    expect(bad.status).to.equal(400);
+  });
+
   it('a viewer sees no action buttons, and a forged POST is refused (403): a viewer with a valid form, a session without the CSRF token, another origin', async () => {
     const dead = await injectDeadLetter(`console-viewer-${randomUUID()}`, 'Bad <img src=x onerror=alert(1)> "input"');
     const page = await loginAs('vera');

@@ -14,6 +14,7 @@ import { startHttpServer } from '../../src/ops/http.js';
 import { fail } from '../../src/ops/result.js';
 import { UserStore } from '../../src/ops/users.js';
 import { openDatabase } from '../../src/tracking/db.js';
+import { workingCalendar } from '../../src/tracking/deadlines.js';
 import { Store } from '../../src/tracking/store.js';
 import { makeSigner, pemFiles } from '../support/certificates.js';
 import { testConfig } from '../support/harness.js';
@@ -63,6 +64,8 @@ describe('HTTP listener with TLS', function () {
           release: none,
           queues: async () => [],
           timeZone: 'Europe/Oslo',
+          calendar: workingCalendar(testConfig()),
+          bydelOfHerId: () => undefined,
           secureCookie: true,
         }),
       },

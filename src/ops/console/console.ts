@@ -11,12 +11,15 @@ import { sql } from 'kysely';
 import { DateTime } from 'luxon';
 import type { Logger } from '../../observability/log.js';
 import { BYDELER, bydelName, isBydelCode } from '../../routing/bydeler.js';
+import { loadPeriodLedger, type OvertidRow, overtidReport } from '../../tracking/overtid.js';
 import { openExpectations } from '../../tracking/pending.js';
 import type { Store } from '../../tracking/store.js';
+import type { WorkingCalendar } from '../../tracking/workingTime.js';
 import type { ApiDeps } from '../api.js';
 import { Authenticator } from '../auth.js';
 import { type DeadLetterService, deadLetterSummary } from '../deadLetters/service.js';
 import type { Readiness } from '../http.js';
+import { toHtmlReport } from '../overtidHtml.js';
 import type { Actor, OpsResult } from '../result.js';
 import { opsKysely } from '../schema.js';
 import { opsSnapshot } from '../snapshot.js';
@@ -36,11 +39,18 @@ export interface ConsoleDeps {
   timeZone: string;
   /** the listener serves TLS: the session cookie is Secure */
   secureCookie?: boolean;
+  /** for the overtid report: working time, and the bydel of a receiver the EPJ addressed itself */
+  calendar: WorkingCalendar;
+  bydelOfHerId: (herId: string) => string | undefined;
 }
 
 export type ConsoleHandler = (req: IncomingMessage, res: ServerResponse, readiness: () => Promise<Readiness>) => Promise<void>;
 
-type Reply = { status: number; body: string; contentType?: string } | { status: 303; location: string; cookie?: string };
+type Reply = { status: number; body: string; contentType?: string; csp?: string } | { status: 303; location: string; cookie?: string };
+
+/** The overtid report page draws its charts with Chart.js inlined in the page: scripts allowed there, and only there. */
+const REPORT_CSP =
+  "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 
 const COOKIE = 'plo_session';
 const MAX_FORM = 64 * 1024;
@@ -112,7 +122,11 @@ export function consoleHandler(consoleDeps: ConsoleDeps): ConsoleHandler {
       res.end();
       return;
     }
-    res.writeHead(reply.status, { 'content-type': reply.contentType ?? 'text/html; charset=utf-8', ...SECURITY_HEADERS });
+    res.writeHead(reply.status, {
+      'content-type': reply.contentType ?? 'text/html; charset=utf-8',
+      ...SECURITY_HEADERS,
+      ...(reply.csp ? { 'content-security-policy': reply.csp } : {}),
+    });
     res.end(reply.body);
   };
 }
@@ -356,6 +370,12 @@ async function get(deps: Deps, ctx: PageContext, path: string, q: URLSearchParam
   if (m) return ok(`Dead letter #${m[1]}`, await deadLetterPage(deps, ctx, Number(m[1])), '/console/dlq');
   if (path === '/console/held') return ok('Held messages', await heldList(deps, ctx), '/console/held');
   if (path === '/console/waiting') return ok('Waiting for the kommune', await waiting(deps, q), '/console/waiting');
+  if (path === '/console/overtid') return ok('Overtid and indicators', await overtid(deps, q), '/console/overtid');
+  if (path === '/console/overtid/report') {
+    const { from, to } = period(deps, q);
+    const ledger = await loadPeriodLedger(deps.store, deps.calendar, { from, to, now: new Date(), bydelOfHerId: deps.bydelOfHerId });
+    return { status: 200, body: toHtmlReport(overtidReport(ledger.entries, ledger.carriedOver).map(named), ledger, from, to), csp: REPORT_CSP };
+  }
   m = /^\/console\/messages\/([^/]+)$/.exec(path);
   if (m) return ok(`Message ${decodeURIComponent(m[1])}`, await messagePage(deps, ctx, decodeURIComponent(m[1])), '');
   throw new Refused(404, 'no such console page');
@@ -558,6 +578,48 @@ function heldItem(deps: Deps, ctx: PageContext, h: Held): Html {
 <p>Waiting for: ${h.waitingFor === 'routing' ? 'a bydel (manual routing)' : `a usable encryption certificate of the receiver${h.target ? ` (${h.target})` : ''}`}</p>
 ${h.verdicts.length ? html`<p>Every rule's verdict:</p><ol class="verdicts">${h.verdicts.map((v) => html`<li>${v}</li>`)}</ol>` : ''}
 ${can(ctx.who, 'act') ? html`${routeForm(ctx, h.msgId, false)}${h.waitingFor === 'certificate' ? postForm(`/console/messages/${encodeURIComponent(h.msgId)}/release`, ctx.csrf, 'Try to release now', html`<label>Reason <input name="reason" size="30"></label>`) : ''}` : ''}</section>`;
+}
+
+const named = (r: OvertidRow) => ({ ...r, bydelName: r.bydel === 'alle' ? 'Alle bydeler' : bydelName(r.bydel) });
+
+/** `from` and `to` (YYYY-MM-DD, local): by default the current month up to today. */
+function period(deps: Deps, q: URLSearchParams): { from: string; to: string } {
+  const today = DateTime.now().setZone(deps.timeZone);
+  const from = q.get('from') || today.startOf('month').toISODate() || '';
+  const to = q.get('to') || today.toISODate() || '';
+  for (const [name, v] of [
+    ['from', from],
+    ['to', to],
+  ])
+    if (!/^\d{4}-\d{2}-\d{2}$/.test(v) || !DateTime.fromISO(v).isValid) throw new Refused(400, `${name} must be a date YYYY-MM-DD`);
+  if (from > to) throw new Refused(400, 'from must not be after to');
+  return { from, to };
+}
+
+async function overtid(deps: Deps, q: URLSearchParams): Promise<Html> {
+  const { from, to } = period(deps, q);
+  const rows = await deps.memo.get(`overtid|${from}|${to}`, async () => {
+    const ledger = await loadPeriodLedger(deps.store, deps.calendar, { from, to, now: new Date(), bydelOfHerId: deps.bydelOfHerId });
+    return overtidReport(ledger.entries, ledger.carriedOver).map(named);
+  });
+  const report = `/console/overtid/report?from=${from}&to=${to}`;
+  return html`<form method="get" action="/console/overtid" aria-label="Period"><label>From <input type="date" name="from" value="${from}"></label><label>To <input type="date" name="to" value="${to}"></label><button type="submit">Filter</button></form>
+<p>The utskrivningsklar notices of the period per bydel, as <code>plo-gateway report overtid</code> counts them (docs/deadlines-and-alerts.md). <a href="${report}">The report with its charts and the national figures</a>.</p>
+${table(
+  `Per bydel, ${from} – ${to}`,
+  ['bydel', 'notices', 'answered within deadline', 'unanswered', 'candidate døgn', 'payable døgn', 'answered, not settled', 'median answer (working min)'],
+  rows,
+  (r) => [
+    r.bydel === 'alle' ? html`<strong>${r.bydelName}</strong>` : html`<a href="/console/waiting?bydel=${r.bydel}">${r.bydel} ${r.bydelName}</a>`,
+    r.notices,
+    r.answeredWithinDeadline,
+    r.unanswered,
+    r.candidateDogn,
+    r.payableDogn,
+    r.unsettledDogn,
+    r.medianAnswerWorkingMinutes ?? '',
+  ],
+)}`;
 }
 
 const WAITING_ROWS = 200;

@@ -59,6 +59,7 @@ const NAV: [string, string][] = [
   ['/console/dlq', 'Dead letters'],
   ['/console/held', 'Held messages'],
   ['/console/waiting', 'Waiting for the kommune'],
+  ['/console/overtid', 'Overtid'],
 ];
 
 export function page(title: string, ctx: PageContext | undefined, body: Part, current = ''): string {
