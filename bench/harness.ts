@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type amqp from 'amqplib';
 import type { ConfirmChannel } from 'amqplib';
 import pino from 'pino';
+import { alertsQueueName } from '../src/broker/topology.js';
 import { type GatewayConfig, loadConfig } from '../src/config/config.js';
 import { createLogger } from '../src/observability/log.js';
 import { loadRouting } from '../src/routing/load.js';
@@ -135,7 +136,11 @@ export const msgIdHeader = (m: amqp.ConsumeMessage) => String(m.properties.heade
 export async function deleteRunQueues(conn: amqp.ChannelModel, config: GatewayConfig): Promise<void> {
   const ch = await conn.createChannel();
   const services = loadRouting(config).register.parties.filter((p) => p.type === 'Service');
-  const queues = [...Object.values(config.broker.queues), ...services.map((p) => `${config.broker.receiverQueuePrefix}${p.herId}`)];
+  const queues = [
+    ...Object.values(config.broker.queues),
+    alertsQueueName(config.broker),
+    ...services.map((p) => `${config.broker.receiverQueuePrefix}${p.herId}`),
+  ];
   for (const q of queues) await ch.deleteQueue(q);
   for (const ex of Object.values(config.broker.exchanges)) await ch.deleteExchange(ex);
   await ch.close();

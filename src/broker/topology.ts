@@ -33,6 +33,15 @@ export interface Topology {
  * limit unless it can dead-letter it, so a limit on epj.inbound (read by the EPJ) or on the DLQ
  * would silently lose messages.
  */
+/**
+ * The durable queue every alert kind is bound to, so that a (mandatory) alert publish always has a
+ * route and no alert is retried for ever for want of a binding; its length is bounded
+ * (ALERTS_QUEUE_MAX, oldest dropped first), for whoever reads it: an alert manager, or ops with
+ * the management UI.
+ */
+export const alertsQueueName = (cfg: BrokerConfig) => cfg.queues.alerts ?? `${cfg.exchanges.alerts}.all`;
+export const ALERTS_QUEUE_MAX = 10_000;
+
 export function topologyFor(cfg: BrokerConfig): Topology {
   const { queues, exchanges } = cfg;
   const workQueue = (name: string): QueueSpec => ({
@@ -51,8 +60,15 @@ export function topologyFor(cfg: BrokerConfig): Topology {
       { name: exchanges.nhnOutbound, type: 'direct' },
       { name: exchanges.alerts, type: 'topic' },
     ],
-    queues: [workQueue(queues.epjOutbound), workQueue(queues.nhnInbound), plainQueue(queues.epjInbound), plainQueue(queues.dlq)],
-    bindings: [],
+    queues: [
+      workQueue(queues.epjOutbound),
+      workQueue(queues.nhnInbound),
+      plainQueue(queues.epjInbound),
+      plainQueue(queues.dlq),
+      // classic: a log of alerts needs no replication of its own, and costs the broker no Raft group
+      { name: alertsQueueName(cfg), arguments: { 'x-queue-type': 'classic', 'x-max-length': ALERTS_QUEUE_MAX, 'x-overflow': 'drop-head' } },
+    ],
+    bindings: [{ queue: alertsQueueName(cfg), exchange: exchanges.alerts, routingKey: '#' }],
   };
 }
 

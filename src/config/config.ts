@@ -34,6 +34,8 @@ export const configSchema = z
           epjInbound: z.string().min(1),
           nhnInbound: z.string().min(1),
           dlq: z.string().min(1),
+          /** the durable queue bound to every alert kind (default `<alerts exchange>.all`): an alert always has a route */
+          alerts: z.string().min(1).optional(),
         }),
         exchanges: z.object({ nhnOutbound: z.string().min(1), alerts: z.string().min(1) }),
         /** declare and bind one queue per receiving service (`<prefix><herId>`); for demos and tests */

@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { Broker } from '../../src/broker/connection.js';
 import { consume, type Delivery } from '../../src/broker/consumer.js';
 import { PublishError, Publisher } from '../../src/broker/publisher.js';
-import { assertReceiverQueue, assertTopology, type BrokerConfig, topologyFor } from '../../src/broker/topology.js';
+import { alertsQueueName, assertReceiverQueue, assertTopology, type BrokerConfig, topologyFor } from '../../src/broker/topology.js';
 import { eventually, sleep } from '../support/poll.js';
 
 // Runs against the real RabbitMQ, in a vhost of its own that is deleted afterwards, so forced
@@ -92,6 +92,13 @@ describe('broker adapter (real RabbitMQ)', function () {
     });
     expect(queues.get(cfg.queues.epjInbound)).to.deep.equal({ type: 'quorum', args: { 'x-queue-type': 'quorum' } });
     expect(queues.get(cfg.queues.dlq)).to.deep.equal({ type: 'quorum', args: { 'x-queue-type': 'quorum' } });
+    // every alert kind has a route: a bounded classic queue bound with '#'
+    expect(queues.get(alertsQueueName(cfg))).to.deep.equal({
+      type: 'classic',
+      args: { 'x-queue-type': 'classic', 'x-max-length': 10000, 'x-overflow': 'drop-head' },
+    });
+    const { stdout: bs } = await rabbitmqctl('list_bindings', '--vhost', vhost, 'source_name', 'destination_name', 'routing_key', '--formatter', 'json');
+    expect(JSON.parse(bs)).to.deep.include({ source_name: cfg.exchanges.alerts, destination_name: alertsQueueName(cfg), routing_key: '#' });
 
     const { stdout: xs } = await rabbitmqctl('list_exchanges', '--vhost', vhost, 'name', 'type', 'durable', '--formatter', 'json');
     const exchanges = JSON.parse(xs) as { name: string; type: string; durable: boolean }[];

@@ -8,6 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { alertsQueueName } from '../../src/broker/topology.js';
 import type { GatewayConfig } from '../../src/config/config.js';
 import { Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/observability/log.js';
@@ -87,10 +88,6 @@ describe('ops console in a browser (chromium + RabbitMQ + SQLite)', function () 
     await gateway.start();
     peer = await Peer.connect();
     await peer.ch.assertQueue(scratchQueue(), { durable: false, autoDelete: true });
-    // alerts have somewhere to go, as in a deployment (a routing alert's resolution is published with the delivery)
-    const tap = `${config.broker.queues.dlq}.alerts-tap`;
-    await peer.ch.assertQueue(tap, { exclusive: true });
-    await peer.ch.bindQueue(tap, config.broker.exchanges.alerts, '#');
     store = new Store(await openDatabase(config.database.url));
     deadLetters = new DeadLetterRepository(store.db);
     users = new UserStore(store.db);
@@ -181,7 +178,10 @@ describe('ops console in a browser (chromium + RabbitMQ + SQLite)', function () 
       .fill('ward confirmed');
     await page.getByRole('button', { name: 'Route to this bydel' }).click();
     await page.waitForLoadState();
+    // "delivered to the broker": the alert's resolution went out with it, to the gateway's own durable alerts queue
     expect(await page.getByRole('status').textContent()).to.equal(`Routed: to Sagene (030103), HER-id ${SAGENE_KD0501}; delivered to the broker.`);
+    const alertsLog = await peer.ch.checkQueue(alertsQueueName(config.broker));
+    expect(alertsLog.messageCount, 'unroutable firing and resolved').to.be.at.least(2);
     await shot(page, '08-routed');
     const [m] = await peer.take(`${config.broker.receiverQueuePrefix}${SAGENE_KD0501}`, 1);
     expect(m?.properties.headers).to.include({ 'msg-id': msgId, 'to-her-id': SAGENE_KD0501 });

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import amqp, { type Channel, type ChannelModel, type GetMessage } from 'amqplib';
+import { alertsQueueName } from '../../src/broker/topology.js';
 import { type GatewayConfig, loadConfig } from '../../src/config/config.js';
 import { Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/observability/log.js';
@@ -129,7 +130,7 @@ export class Peer {
     const q = config.broker.queues;
     const services = AddressRegister.load(config.routing.addressRegisterFile).parties.filter((p) => p.type === 'Service');
     const receivers = config.broker.receiverQueuePrefix ? services.map((p) => `${config.broker.receiverQueuePrefix}${p.herId}`) : [];
-    for (const name of [q.epjOutbound, q.epjInbound, q.nhnInbound, q.dlq, ...receivers]) {
+    for (const name of [q.epjOutbound, q.epjInbound, q.nhnInbound, q.dlq, alertsQueueName(config.broker), ...receivers]) {
       await this.ch.deleteQueue(name).catch(() => undefined);
     }
     for (const ex of [config.broker.exchanges.nhnOutbound, config.broker.exchanges.alerts]) await this.ch.deleteExchange(ex).catch(() => undefined);
