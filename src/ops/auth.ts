@@ -87,8 +87,11 @@ export class Authenticator {
   }
 
   private fail(client: string): void {
+    const now = this.clock();
     const list = this.failures.get(client) ?? [];
-    list.push(this.clock());
+    list.push(now);
     this.failures.set(client, list);
+    // many addresses that never come back must not grow the map for ever
+    if (this.failures.size > 10_000) for (const [c, times] of this.failures) if ((times.at(-1) ?? 0) <= now - this.windowMs) this.failures.delete(c);
   }
 }
