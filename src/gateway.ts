@@ -7,7 +7,7 @@ import { Broker } from './broker/connection.js';
 import { type Consumer, consume, type Delivery } from './broker/consumer.js';
 import { Publisher } from './broker/publisher.js';
 import { assertReceiverQueue } from './broker/topology.js';
-import { ownCertificateProblems } from './config/check.js';
+import { ownCertificateProblems, productionProblems } from './config/check.js';
 import { durationMs, type GatewayConfig } from './config/config.js';
 import { BydelToHospitalFlow, type NhnDelivery } from './flows/bydelToHospital.js';
 import { type EpjDelivery, HospitalToBydelFlow } from './flows/hospitalToBydel.js';
@@ -77,7 +77,7 @@ export class Gateway {
   /** `deadlines: false` builds the deadline scheduler without its timer (tests call `deadlines.tick()`). */
   async start(options: { http?: boolean; deadlines?: boolean } = {}): Promise<void> {
     const { config, log } = this;
-    const expired = ownCertificateProblems(config);
+    const expired = [...productionProblems(config), ...ownCertificateProblems(config)];
     if (expired.length > 0) throw new Error(expired.join('\n'));
     this.schemas = await loadSchemaSet(config.schemaDir);
     const routing = loadRouting(config);

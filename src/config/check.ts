@@ -1,7 +1,8 @@
 // `plo-gateway config check`: everything start-up would trip over, reported all at once.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { CppaClient } from '../outbound/agreements/client.js';
 import { TrustStore, trustStoreFor } from '../outbound/certificates.js';
 import { encryptionCertificateProblem } from '../outbound/cms.js';
@@ -138,4 +139,41 @@ export function ownCertificateProblems(config: GatewayConfig, at = new Date()): 
       problems.push(`${label}: the gateway's own certificate ${file} expired on ${new Date(cert.validTo).toISOString()}; renew it before starting`);
   }
   return problems;
+}
+
+/** The demo's keys ship in the repository (config/demo-keys): anyone can read them. */
+const DEMO_KEYS_DIR = fileURLToPath(new URL('../../config/demo-keys/', import.meta.url));
+/** The patient-key secret of config/default.json: with it anyone can recompute the keyed patient hashes. */
+export const DEMO_PATIENT_KEY_SECRET = 'demo-only-change-me-in-production';
+
+/**
+ * What `start` refuses under NODE_ENV=production: the demo patient-key secret, and a key or
+ * certificate of the demo (a file in config/demo-keys, or a copy of one elsewhere). One line each.
+ */
+export function productionProblems(config: GatewayConfig, env: NodeJS.ProcessEnv = process.env): string[] {
+  if (env.NODE_ENV !== 'production') return [];
+  const problems: string[] = [];
+  if (config.tracking.patientKeySecret === DEMO_PATIENT_KEY_SECRET)
+    problems.push("tracking.patientKeySecret: the demo secret; set the hospital's own in GATEWAY_PATIENT_KEY_SECRET before starting in production");
+  const demo = demoKeyContents();
+  const files = [
+    ['signing.keyFile', config.signing.keyFile],
+    ['signing.certFile', config.signing.certFile],
+    ...config.encryption.keys.flatMap((k, i) => [
+      [`encryption.keys.${i}.keyFile`, k.keyFile],
+      [`encryption.keys.${i}.certFile`, k.certFile],
+    ]),
+  ];
+  for (const [label, file] of files) {
+    const inDemoDir = resolve(file).startsWith(DEMO_KEYS_DIR);
+    const copied = !inDemoDir && existsSync(file) && demo.has(readFileSync(file, 'utf8').trim());
+    if (inDemoDir || copied)
+      problems.push(`${label}: ${file} is a demo key or certificate, public in the repository; configure the hospital's own before starting in production`);
+  }
+  return problems;
+}
+
+function demoKeyContents(): Set<string> {
+  if (!existsSync(DEMO_KEYS_DIR)) return new Set();
+  return new Set(readdirSync(DEMO_KEYS_DIR).map((f) => readFileSync(join(DEMO_KEYS_DIR, f), 'utf8').trim()));
 }

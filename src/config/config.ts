@@ -177,7 +177,9 @@ export const configSchema = z
     tracking: z
       .object({
         /** key of the HMAC that turns a patient's id into `patient_key` (the answer fallback match) */
-        patientKeySecret: z.string().min(16, 'must be at least 16 characters'),
+        patientKeySecret: z
+          .string({ error: 'required: the secret of the keyed patient hash; set GATEWAY_PATIENT_KEY_SECRET' })
+          .min(16, 'must be at least 16 characters'),
         /** how long after an answer-less LOG_UTSKRIVNINGSKLAR the fallback still matches an answer */
         answerFallbackWindow: isoDuration,
         deadlines: z
