@@ -9,7 +9,7 @@ import { validateMessage } from '../inbound/validate.js';
 import { type AppRecModel, type ParsedMessage, permanent } from '../mapping/model.js';
 import { EVENTS } from '../observability/events.js';
 import { type Logger, logStage } from '../observability/log.js';
-import { type PartnerContext, receiptItem, warmRevocation } from '../outbound/package.js';
+import { type PartnerContext, readyToPackage, receiptItem } from '../outbound/package.js';
 import type { OutboxPublisher } from '../outbox/relay.js';
 import type { OutboxRow } from '../outbox/table.js';
 import { type Outcome, outcome } from '../tracking/outcome.js';
@@ -83,10 +83,9 @@ export class EpjAppRecReturn {
         ),
       );
     }
-    // the pair's CPA, asked for if not known (the register down and nothing known: the AppRec waits)
-    await this.deps.partners.agreements?.ensure(answeringHerId(incoming, this.deps.partners), bydelHerId);
+    // the CPPA register down and nothing known of the pair: the AppRec waits
     const now = this.deps.now();
-    await warmRevocation(this.deps.partners, bydelHerId, now);
+    await readyToPackage(this.deps.partners, answeringHerId(incoming, this.deps.partners), bydelHerId, now);
     return returnedAppRec(this.deps.partners, incoming, appRec, parsed.businessXml, status, bydelHerId, now);
   }
 

@@ -14,7 +14,7 @@ import { EVENTS } from '../observability/events.js';
 import { type Logger, logStage } from '../observability/log.js';
 import { redirect, sentFromHold } from '../ops/manualRoute.js';
 import type { Agreements } from '../outbound/agreements/agreements.js';
-import { type PartnerContext, warmRevocation } from '../outbound/package.js';
+import { type PartnerContext, readyToPackage } from '../outbound/package.js';
 import type { RevocationChecker } from '../outbound/revocation.js';
 import { alertItem, appRecItem, dlqItem, type RoutingHeaders } from '../outbox/items.js';
 import type { OutboxPublisher } from '../outbox/relay.js';
@@ -167,8 +167,8 @@ export class HospitalToBydelFlow {
       ...(route.rerouted ? { bydel: route.bydel, rule: route.rule } : {}),
     });
 
-    await this.beforePackaging(senderHerId(model) ?? this.deps.config.ownHerId, route.toHerId);
-    await warmRevocation(this.partners, route.toHerId, now);
+    // the registers not answering with nothing known of the receiver throws: the message waits
+    await readyToPackage(this.partners, senderHerId(model) ?? this.deps.config.ownHerId, route.toHerId, now);
     const packaged = packageDelivery(parsed, model, route, this.partners, now);
     if (!packaged.ok) return { kind: 'hold-certificate', route, reason: packaged.reason };
     const { algorithm, encryption } = packaged.value;
@@ -246,14 +246,6 @@ export class HospitalToBydelFlow {
 
   private routeInput(model: MsgHeadModel, bydelHint: string | undefined, stay: Stay | undefined): RouteInput {
     return { bydelHint, stay, addressKey: addressKey(model, this.deps.config.tracking.patientKeySecret) };
-  }
-
-  /**
-   * What packaging reads of the receiver, asked for now if not known: the pair's CPA. Throws when
-   * a register does not answer and nothing is known (transient: the message waits).
-   */
-  private async beforePackaging(fromHerId: string, toHerId: string): Promise<void> {
-    await this.deps.agreements?.ensure(fromHerId, toHerId);
   }
 
   /**

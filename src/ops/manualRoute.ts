@@ -13,6 +13,7 @@ import {
   type DeliveryTarget,
   deliveryParts,
   type ManualTarget,
+  type Packaged,
   packageDelivery,
   type SigningMaterial,
   senderHerId,
@@ -23,7 +24,7 @@ import { EVENTS } from '../observability/events.js';
 import type { Logger } from '../observability/log.js';
 import type { Agreements } from '../outbound/agreements/agreements.js';
 import { CppaUnavailable } from '../outbound/agreements/client.js';
-import { warmRevocation } from '../outbound/package.js';
+import { readyToPackage } from '../outbound/package.js';
 import type { RevocationChecker } from '../outbound/revocation.js';
 import { alertItem } from '../outbox/items.js';
 import type { OutboxPublisher } from '../outbox/relay.js';
@@ -125,6 +126,29 @@ async function heldOriginal(deps: ManualRouteDeps, message: MessageRow): Promise
   return { ok: true, value: { parsed: parsed.value, model: parsed.value.doc } };
 }
 
+/**
+ * The stored original packaged for `target`, once what packaging reads of the partner is at hand
+ * (its CPA, its CRL); else why it cannot go, in one sentence (`cannot` words it for the door).
+ */
+async function packagedFor(
+  deps: ManualRouteDeps,
+  message: MessageRow,
+  { parsed, model }: { parsed: ParsedMessage; model: MsgHeadModel },
+  target: DeliveryTarget,
+  now: Date,
+  cannot: { yet: string; there: string },
+): Promise<OpsResult<Packaged>> {
+  const partners = { config: deps.config, register: deps.routing.register, signing: deps.signing, agreements: deps.agreements, revocation: deps.revocation };
+  try {
+    await readyToPackage(partners, senderHerId(model) ?? deps.config.ownHerId, target.toHerId, now);
+  } catch (e) {
+    if (!(e instanceof CppaUnavailable)) throw e;
+    return fail('conflict', `${message.msg_id} ${cannot.yet}: ${e.message}, and the agreement with HER-id ${target.toHerId} is not known`);
+  }
+  const packaged = packageDelivery(parsed, model, target, partners, now);
+  return packaged.ok ? packaged : fail('conflict', `${message.msg_id} ${cannot.there}: ${packaged.reason}`);
+}
+
 async function sendHeld(
   deps: ManualRouteDeps,
   message: MessageRow,
@@ -133,18 +157,9 @@ async function sendHeld(
   door: Door,
   now: Date,
 ): Promise<OpsResult<Routed>> {
-  const { parsed, model } = original;
-  const fromHerId = senderHerId(model) ?? deps.config.ownHerId;
-  try {
-    await deps.agreements?.ensure(fromHerId, target.toHerId);
-  } catch (e) {
-    if (!(e instanceof CppaUnavailable)) throw e;
-    return fail('conflict', `${message.msg_id} cannot leave yet: ${e.message}, and the agreement with HER-id ${target.toHerId} is not known`);
-  }
-  const partners = { config: deps.config, register: deps.routing.register, signing: deps.signing, agreements: deps.agreements, revocation: deps.revocation };
-  await warmRevocation(partners, target.toHerId, now);
-  const packaged = packageDelivery(parsed, model, target, partners, now);
-  if (!packaged.ok) return fail('conflict', `${message.msg_id} cannot leave yet: ${packaged.reason}`);
+  const { model } = original;
+  const packaged = await packagedFor(deps, message, original, target, now, { yet: 'cannot leave yet', there: 'cannot leave yet' });
+  if (!packaged.ok) return packaged;
   const parts = deliveryParts(model, target, packaged.value, deps.config, now);
   const hold = (await deps.store.expectation(message.id, 'certificate')) ?? (await deps.store.expectation(message.id, 'routing'));
   const sent = sentFromHold(message, model, target, parts, hold, door, deps.config, now);
@@ -346,18 +361,9 @@ export async function redirect(
   by: RedirectBy,
   now: Date,
 ): Promise<OpsResult<Routed>> {
-  const { parsed, model } = original;
-  const fromHerId = senderHerId(model) ?? deps.config.ownHerId;
-  try {
-    await deps.agreements?.ensure(fromHerId, target.toHerId);
-  } catch (e) {
-    if (!(e instanceof CppaUnavailable)) throw e;
-    return fail('conflict', `${message.msg_id} cannot be sent yet: ${e.message}, and the agreement with HER-id ${target.toHerId} is not known`);
-  }
-  const partners = { config: deps.config, register: deps.routing.register, signing: deps.signing, agreements: deps.agreements, revocation: deps.revocation };
-  await warmRevocation(partners, target.toHerId, now);
-  const packaged = packageDelivery(parsed, model, target, partners, now);
-  if (!packaged.ok) return fail('conflict', `${message.msg_id} cannot be sent there: ${packaged.reason}`);
+  const { model } = original;
+  const packaged = await packagedFor(deps, message, original, target, now, { yet: 'cannot be sent yet', there: 'cannot be sent there' });
+  if (!packaged.ok) return packaged;
   const parts = deliveryParts(model, target, packaged.value, deps.config, now);
   const expectations = await deps.store.expectationsOf(message.id);
   const recorder = new OutcomeRecorder({

@@ -35,6 +35,16 @@ export function agreedTermsFor(ctx: PartnerContext, fromHerId: string, toHerId: 
   return ctx.agreements?.termsFor(fromHerId, toHerId, service, action, at);
 }
 
+/**
+ * Before packaging (synchronous) for `toHerId`: what packaging reads of the partner, asked for now
+ * if not at hand: the pair's CPA and the CRL of the receiver's encryption certificate. Throws
+ * `CppaUnavailable` when the CPPA register does not answer and nothing is known of the pair.
+ */
+export async function readyToPackage(ctx: PartnerContext, fromHerId: string, toHerId: string, at: Date): Promise<void> {
+  await ctx.agreements?.ensure(fromHerId, toHerId);
+  await warmRevocation(ctx, toHerId, at);
+}
+
 /** Before packaging for the receiver (synchronous): the CRL of its encryption certificate into memory, from the store or over HTTP. */
 export async function warmRevocation(ctx: PartnerContext, toHerId: string, at: Date): Promise<void> {
   const certificatePem = ctx.revocation && ctx.register.encryptionCertificateFor(toHerId, at);
