@@ -17,8 +17,8 @@ import { openDelivery, SimulatedBydel } from '../support/bydel.js';
 import { issue, makeCa, revokeAndPublish, type TestCa } from '../support/certificates.js';
 import { cli } from '../support/cli.js';
 import { Peer, startGateway, testConfig } from '../support/harness.js';
+import { releasedTimeline } from '../support/holds.js';
 import { ADDRESS_REGISTER } from '../support/paths.js';
-import { eventually } from '../support/poll.js';
 import { readdressToOslo, readSample } from '../support/samples.js';
 
 const INNLAGT = 'plo-1.6/Pasientlogistikk_Innlagt_pasient_v1-6_Ny.xml';
@@ -196,12 +196,7 @@ describe('certificates to the root: trust anchors and CRLs, end to end', functio
     expect(openDelivery(m.content, m.properties.contentType, renewed).parsed.businessXml).to.contain(`<Id>${REVOKED_RECEIVER}</Id>`);
     const [resolved] = await peer.take(certificateAlerts, 1);
     expect(JSON.parse(resolved.content.toString('utf8'))).to.include({ kind: 'receiver-certificate', state: 'resolved', msgId });
-    const timeline = await eventually('published', async () => {
-      const [entry] = await store.timeline(msgId);
-      return entry.message.state === 'published' && entry;
-    });
-    const wanted = ['held-certificate', 'released', 'signed', 'encrypted', 'deliver-published'];
-    expect(timeline.events.map((e) => e.event).filter((e) => wanted.includes(e))).to.deep.equal(wanted);
+    await releasedTimeline(store, msgId);
     expect(await peer.take(queue, 1, 1500), 'exactly once').to.have.length(0);
   });
 

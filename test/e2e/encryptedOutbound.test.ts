@@ -17,8 +17,8 @@ import { makeSigner, opensslDecrypt } from '../support/bydel.js';
 import { pemFiles, xmlsec1VerifyEnvelope } from '../support/certificates.js';
 import { cli } from '../support/cli.js';
 import { type LogCapture, Peer, startGateway, testConfig, testSigningKeys } from '../support/harness.js';
+import { releasedTimeline } from '../support/holds.js';
 import { ADDRESS_REGISTER, DEMO_BYDEL_ENCRYPTION } from '../support/paths.js';
-import { eventually } from '../support/poll.js';
 import { readdressToOslo, readSample } from '../support/samples.js';
 
 const UTSKRIVNINGSKLAR = 'plo-1.6/Pasientlogistikk_Utskrivningsklar_pasient_v1-6_Ny.xml';
@@ -211,12 +211,7 @@ describe('encrypted payloads to the bydeler (CMS EnvelopedData), end to end', fu
       expect(outsideReceiver(opensslDecrypt(partsOf(m).payload.body, DEMO_BYDEL_ENCRYPTION).toString('utf8'))).to.equal(outsideReceiver(xml));
       const [resolved] = await peer.take(alertQueue, 1);
       expect(JSON.parse(resolved.content.toString('utf8'))).to.include({ kind: 'receiver-certificate', state: 'resolved', msgId });
-      const timeline = await eventually('published', async () => {
-        const [entry] = await store.timeline(msgId);
-        return entry.message.state === 'published' && entry;
-      });
-      const wanted = ['held-certificate', 'released', 'signed', 'encrypted', 'deliver-published'];
-      expect(timeline.events.map((e) => e.event).filter((e) => wanted.includes(e))).to.deep.equal(wanted);
+      const timeline = await releasedTimeline(store, msgId);
       expect((await store.expectation(timeline.message.id, 'certificate'))?.state).to.equal('met');
     });
   });
