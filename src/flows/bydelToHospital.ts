@@ -169,7 +169,6 @@ export class BydelToHospitalFlow {
     if (!verified.ok) return this.record(rejectedInbound(ctx, d, { stage: 'verify', error: verified.error }, inbound));
     const sender = verified.value;
     this.passed(id, 'verify', `signed by ${sender.herId} (${sender.algorithm})`, { herId: sender.herId });
-    await this.knowAgreement(ourHerId(id.ebxml, this.deps.config.ownHerId), sender.herId);
     const plain = inbound.kind === 'business' && !decrypted && this.plainRefused(sender.herId);
     if (plain) return this.record(rejectedInbound(ctx, d, { stage: 'verify', error: plain }, inbound));
 
@@ -190,19 +189,20 @@ export class BydelToHospitalFlow {
     }
 
     const plan = await this.plan(inbound, sender, id);
-    // the negative AppRec is encrypted to the sender: its certificate's CRL at hand
-    if (plan.kind === 'reject') await warmRevocation(this.partners, sender.herId, ctx.now);
+    if (plan.kind === 'reject') await this.readyForReceipt(ourHerId(id.ebxml, this.deps.config.ownHerId), sender.herId, ctx.now);
     return this.record(alsoSending(inboundOutcome(ctx, d, inbound, sender, plan.kind === 'accept' ? { ...plan, decrypted } : plan), ack));
   }
 
   /**
-   * The pair's CPA for a negative AppRec the gateway may owe the sender. The message is for the
-   * EPJ, which needs no CPA: the register not answering does not hold it up (HIS 1037's defaults).
+   * What the negative AppRec owed to the sender is packaged with: the pair's CPA (the CPPA register
+   * not answering does not hold the refusal up: HIS 1037's defaults) and the CRL of the sender's
+   * encryption certificate.
    */
-  private async knowAgreement(ours: string, partner: string): Promise<void> {
+  private async readyForReceipt(ours: string, partner: string, at: Date): Promise<void> {
     await this.deps.agreements?.ensure(ours, partner).catch((e) => {
       if (!(e instanceof CppaUnavailable)) throw e;
     });
+    await warmRevocation(this.partners, partner, at);
   }
 
   /**
